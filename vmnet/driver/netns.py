@@ -1,0 +1,133 @@
+"""Network namespace handles that never move the calling thread.
+
+Rules:
+1. vmnet never calls setns() on the process or on a thread it does not own.
+   Work that must happen inside a namespace (opening a socket, a tap or a
+   sysctl file) runs on a short-lived dedicated thread that enters the
+   namespace and dies with it; file descriptors opened there stay bound to
+   that namespace after the thread ends.
+2. Child processes (nft, DHCP clients in tests) enter the namespace between
+   fork and exec, so only the child moves.
+3. A namespace is given by name (looked up in /run/netns) or by path
+   (e.g. /proc/PID/ns/net). `None` means the caller's own namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from vmnet.errors import ConfigError, DriverError
+
+NETNS_RUN_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
+
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def netns_path(netns: str) -> str:
+    """The filesystem path of a namespace given by name or path."""
+    if "/" in netns:
+        return netns
+    if netns in ("", ".", "..") or "\0" in netns:
+        raise ConfigError("--netns", f"invalid namespace name {netns!r}")
+    return os.path.join(NETNS_RUN_DIR, netns)
+
+
+def check_netns(netns: str | None) -> None:
+    """Raise ConfigError unless `netns` names an existing network namespace."""
+    if netns is None:
+        return
+    path = netns_path(netns)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise ConfigError("--netns", f"network namespace {netns!r}: {err.strerror}") from err
+    try:
+        _setns_probe(fd, path)
+    finally:
+        os.close(fd)
+
+
+def _setns_probe(fd: int, path: str) -> None:
+    # NS_GET_NSTYPE (linux/nsfs.h) answers CLONE_NEWNET only for a network
+    # namespace; a regular file fails with ENOTTY.
+    try:
+        nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        nstype = -1
+    if nstype != CLONE_NEWNET:
+        raise ConfigError("--netns", f"{path} is not a network namespace")
+
+
+def enter(netns: str) -> None:
+    """setns() the calling thread into `netns`. Only for threads vmnet owns."""
+    path = netns_path(netns)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise DriverError("setns", path, err)
+    finally:
+        os.close(fd)
+
+
+def run_in(netns: str | None, fn: Callable[[], T]) -> T:
+    """Run `fn` on a dedicated thread inside `netns` and return its result.
+
+    Exceptions raised by `fn` are re-raised in the caller.
+    """
+    if netns is None:
+        return fn()
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            enter(netns)
+            box["result"] = fn()
+        except BaseException as err:  # re-raised in the caller below
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name=f"netns:{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
+
+
+def preexec(netns: str | None) -> Callable[[], None] | None:
+    """A `preexec_fn` for subprocess that moves only the child into `netns`."""
+    if netns is None:
+        return None
+    path = netns_path(netns)
+
+    def child() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            os._exit(126)
+        os.close(fd)
+
+    return child
+
+
+def same_netns(a: str | None, b: str | None) -> bool:
+    """True when both handles refer to the same namespace inode."""
+    def ino(ns: str | None) -> int:
+        return os.stat(netns_path(ns) if ns else "/proc/self/ns/net").st_ino
+
+    try:
+        return ino(a) == ino(b)
+    except OSError as err:
+        if err.errno == errno.ENOENT:
+            return False
+        raise
