@@ -1,0 +1,90 @@
+"""Bindings: how one VM interface is connected to one pod network.
+
+Rules:
+1. A binding is pure: from a `BindContext` (what discovery found plus the
+   manifest) it returns data: the NetPlan to apply, the undo plan, the DHCP
+   configuration and the domain interface. `apply` does all side effects.
+2. `BindMechanism` is the only ABC in vmnet; `binding_for()` picks one.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+from vmnet.addr import MacAddress
+from vmnet.manifest import Binding, Interface, Network
+from vmnet.model import NetPlan, PodNic, TapSpec
+from vmnet.names import LinkNames
+
+LINK_LOCAL_BASE = ipaddress.IPv4Address("169.254.75.10")
+
+
+@dataclass(frozen=True, slots=True)
+class BindContext:
+    """Everything a binding needs to plan one network; all of it is cached."""
+
+    vmi_namespace: str
+    vmi_name: str
+    iface: Interface
+    network: Network
+    index: int
+    names: LinkNames
+    pod_nic: PodNic
+    nic_mac: MacAddress
+    tap: TapSpec = field(default_factory=TapSpec)
+    primary: bool = True
+
+    @property
+    def vm_mac(self) -> MacAddress:
+        """The VM's MAC: the manifest's, else the pod NIC's original one (KubeVirt)."""
+        if self.iface.mac is not None:
+            return self.iface.mac
+        assert self.pod_nic.link.mac is not None
+        return self.pod_nic.link.mac
+
+    @property
+    def bridge_mac(self) -> MacAddress:
+        """A locally administered MAC fixed by the VM identity and network.
+
+        The same in every pod of the VM, so a guest's ARP entry for the DHCP
+        server identifier stays valid across restarts and migrations.
+        """
+        key = f"vmnet-bridge/{self.vmi_namespace}/{self.vmi_name}/{self.network.name}"
+        return MacAddress.random_local(hashlib.sha256(key.encode()).digest()[:6])
+
+    @property
+    def server_ip(self) -> ipaddress.IPv4Address:
+        """169.254.75.1k for k < 10 as KubeVirt; 169.254.75.(10+k) beyond."""
+        return LINK_LOCAL_BASE + self.index
+
+
+class BindMechanism(abc.ABC):
+    """The contract every binding fulfils."""
+
+    name: str
+
+    @abc.abstractmethod
+    def plan(self, ctx: BindContext) -> NetPlan:
+        """The pod netns as this binding wants it."""
+
+    @abc.abstractmethod
+    def unplan(self, ctx: BindContext) -> NetPlan:
+        """The plan that puts the pod netns back as the CNI left it."""
+
+    def sysctl_keys(self, ctx: BindContext) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.plan(ctx).sysctls)
+
+
+def binding_for(binding: Binding) -> BindMechanism:
+    from vmnet.bindings.bridge import BridgeBinding
+
+    table: dict[Binding, BindMechanism] = {Binding.BRIDGE: BridgeBinding()}
+    try:
+        return table[binding]
+    except KeyError:
+        from vmnet.errors import ConfigError
+
+        raise ConfigError("binding", f"{binding.value} binding is not implemented yet") from None

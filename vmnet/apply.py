@@ -1,0 +1,192 @@
+"""The generic NetPlan executor.
+
+Rules:
+1. Every step is an ensure: read, compare, change only what differs. Running a
+   plan twice changes nothing the second time; running it after a crash at
+   any point converges to the same end state.
+2. Order: links in plan order (each: locate by index or name, create, type
+   check, down if renaming or re-addressing the MAC, rename, MAC, MTU, master,
+   addresses, up, learning), then routes, then sysctls, then nftables.
+3. An `absent` link is deleted only if it is of the planned kind: a name the
+   pod NIC has taken back is never mistaken for vmnet's dummy.
+4. Every mutation goes through `Applier._mutate`, which counts it and calls
+   the `on_mutation` hook (the crash-injection point, see `vmnet.faults`).
+5. IPv6 link-local addresses belong to the kernel: a flush leaves them, and
+   they are never added back by hand.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from vmnet.addr import IPInterface
+from vmnet.driver import Drivers
+from vmnet.errors import DriverError
+from vmnet.model import LinkSpec, LinkState, NetPlan, RouteState
+
+log = logging.getLogger(__name__)
+
+_KIND_ALIASES = {"tap": "tun"}
+_UNSUPPORTED = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOENT)
+
+
+def _managed(addr: IPInterface) -> bool:
+    return not (addr.version == 6 and addr.ip.is_link_local)
+
+
+class Applier:
+    """Applies plans with one set of drivers, counting mutations."""
+
+    def __init__(
+        self, drivers: Drivers, on_mutation: Callable[[str], None] | None = None
+    ) -> None:
+        self.drivers = drivers
+        self.nl = drivers.netlink
+        self.on_mutation = on_mutation
+        self.mutations: list[str] = []
+        self.warnings: list[str] = []
+
+    def _mutate(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        fn(*args, **kw)
+        self.mutations.append(what)
+        if self.on_mutation is not None:
+            self.on_mutation(what)
+
+    def apply(self, plan: NetPlan) -> None:
+        for spec in plan.links:
+            self.ensure_link(spec)
+        for route in plan.routes:
+            self.ensure_route(route)
+        for key, value in plan.sysctls:
+            if self.drivers.sysctl.get(key) != value:
+                self._mutate(f"sysctl {key}={value}", self.drivers.sysctl.set, key, value)
+        if plan.nft:
+            self._mutate("nft apply", self.drivers.nft.apply, plan.nft)
+
+    def _locate(self, spec: LinkSpec) -> LinkState | None:
+        if spec.index is not None:
+            return self.nl.link(index=spec.index)
+        return self.nl.link(name=spec.name)
+
+    def ensure_link(self, spec: LinkSpec) -> None:
+        cur = self._locate(spec)
+        if spec.absent:
+            if cur is not None and self._is_kind(spec, cur):
+                self._mutate(f"link del {cur.name}", self.nl.link_del, cur.index)
+            return
+        if cur is None:
+            cur = self._create(spec)
+            if cur is None:
+                return
+        self._check_kind(spec, cur)
+        self._converge(spec, cur)
+
+    def _create(self, spec: LinkSpec) -> LinkState | None:
+        if spec.index is not None:
+            raise DriverError("link lookup", f"{spec.name} (#{spec.index})", errno.ENODEV)
+        if spec.kind is None:
+            raise DriverError("link lookup", spec.name, errno.ENODEV)
+        try:
+            if spec.kind == "tap":
+                assert spec.tap is not None
+                self._mutate(f"tap add {spec.name}", self.drivers.tap.create, spec.name, spec.tap)
+            else:
+                self._mutate(
+                    f"link add {spec.kind} {spec.name}",
+                    self.nl.link_add, spec.name, spec.kind, mac=spec.mac,
+                )
+        except DriverError as err:
+            if spec.optional and err.errno in _UNSUPPORTED:
+                msg = f"kernel has no {spec.kind} driver: {spec.name} not created ({err})"
+                log.warning(msg)
+                self.warnings.append(msg)
+                return None
+            raise
+        cur = self.nl.link(name=spec.name)
+        if cur is None:
+            raise DriverError("link lookup after create", spec.name, errno.ENODEV)
+        return cur
+
+    @staticmethod
+    def _is_kind(spec: LinkSpec, cur: LinkState) -> bool:
+        return spec.kind is None or cur.kind == _KIND_ALIASES.get(spec.kind, spec.kind)
+
+    def _check_kind(self, spec: LinkSpec, cur: LinkState) -> None:
+        if not self._is_kind(spec, cur):
+            raise DriverError("type collision", spec.name, f"exists as {cur.kind}, not {spec.kind}")
+
+    def _converge(self, spec: LinkSpec, cur: LinkState) -> None:
+        rename = cur.name != spec.name
+        remac = spec.mac is not None and cur.mac != spec.mac
+        down = cur.up and (rename or remac)
+        if down:
+            self._mutate(f"link down {cur.name}", self.nl.link_set, cur.index, up=False)
+        if rename:
+            self._mutate(f"link rename {cur.name}->{spec.name}", self.nl.link_set,
+                         cur.index, name=spec.name)
+        if remac:
+            self._mutate(f"link mac {spec.name}", self.nl.link_set, cur.index, mac=spec.mac)
+        if spec.mtu is not None and cur.mtu != spec.mtu:
+            self._mutate(f"link mtu {spec.name}", self.nl.link_set, cur.index, mtu=spec.mtu)
+        if spec.master is not None:
+            self._ensure_master(spec, cur)
+        if spec.addresses is not None:
+            self._ensure_addresses(spec, cur)
+        want_up = spec.up if spec.up is not None else (cur.up if down else None)
+        if want_up is not None and (down or cur.up != want_up):
+            self._mutate(f"link {'up' if want_up else 'down'} {spec.name}",
+                         self.nl.link_set, cur.index, up=want_up)
+        if spec.learning is not None:
+            fresh = self.nl.link(index=cur.index)
+            if fresh is None or fresh.learning != spec.learning:
+                self._mutate(f"learning {spec.name}", self.nl.set_learning,
+                             cur.index, spec.learning)
+
+    def _ensure_master(self, spec: LinkSpec, cur: LinkState) -> None:
+        master = self.nl.link(name=spec.master)
+        if master is None:
+            raise DriverError("link master", f"{spec.name}->{spec.master}", errno.ENODEV)
+        if cur.master != master.index:
+            self._mutate(f"link master {spec.name}->{spec.master}", self.nl.link_set,
+                         cur.index, master=master.index)
+
+    def _ensure_addresses(self, spec: LinkSpec, cur: LinkState) -> None:
+        assert spec.addresses is not None
+        want = [a for a in spec.addresses if _managed(a)]
+        have = [a.interface for a in cur.addresses if _managed(a.interface)]
+        for addr in have:
+            if addr not in want:
+                self._mutate(f"addr del {addr} {spec.name}", self.nl.addr_del, cur.index, addr)
+        for addr in want:
+            if addr not in have:
+                self._add_addr(spec.name, cur.index, addr)
+
+    def _add_addr(self, name: str, index: int, addr: IPInterface) -> None:
+        try:
+            self._mutate(f"addr add {addr} {name}", self.nl.addr_add, index, addr)
+        except DriverError as err:
+            if err.errno != errno.EEXIST:
+                raise
+
+    def ensure_route(self, route: RouteState) -> None:
+        for have in self.nl.routes():
+            if (have.destination, have.gateway, have.oif, have.table) == (
+                route.destination, route.gateway, route.oif, route.table
+            ):
+                return
+        try:
+            self._mutate(f"route add {route.destination}", self.nl.route_add, route)
+        except DriverError as err:
+            if err.errno != errno.EEXIST:
+                raise
+
+
+def apply(plan: NetPlan, drivers: Drivers,
+          on_mutation: Callable[[str], None] | None = None) -> Applier:
+    """Apply `plan` with `drivers`; return the applier (its mutation journal)."""
+    applier = Applier(drivers, on_mutation)
+    applier.apply(plan)
+    return applier

@@ -1,0 +1,28 @@
+"""Discovery of the pod NIC a CNI plugin made. Read-only.
+
+Rules (reference §3):
+1. The pod NIC is found by name; a missing one is `pod link (<name>) is missing`.
+2. Its routes are every main-table route whose output interface is the NIC,
+   both families, in kernel dump order.
+3. Nothing here mutates; errors are DiscoveryError, raised before phase 1
+   changes anything.
+"""
+
+from __future__ import annotations
+
+from vmnet.driver import Netlink
+from vmnet.errors import DiscoveryError
+from vmnet.model import PodNic
+
+
+def discover(netlink: Netlink, pod_iface: str) -> PodNic:
+    """Read the pod NIC `pod_iface` and its routes."""
+    link = netlink.link(name=pod_iface)
+    if link is None:
+        raise DiscoveryError(f"discover {pod_iface}: pod link ({pod_iface}) is missing")
+    routes = tuple(r for r in netlink.routes() if r.oif == link.index)
+    return PodNic(link=link, routes=routes)
+
+
+def link_names(netlink: Netlink) -> list[str]:
+    return [link.name for link in netlink.links()]

@@ -1,0 +1,205 @@
+"""The netlink driver: pyroute2 pass-throughs bound to one namespace.
+
+Rules:
+1. The socket is opened inside the namespace at construction
+   (`IPRoute(netns=..., flags=0)`: flags=0 so a missing namespace is an error,
+   never silently created).
+2. Each method is one request; `NetlinkError` becomes `DriverError` with the
+   operation and the link it was about.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from vmnet.addr import IPInterface, MacAddress
+from vmnet.driver.netns import netns_path
+from vmnet.errors import DriverError
+from vmnet.model import RT_TABLE_MAIN, AddrState, LinkState, RouteState
+
+IFF_UP = 0x1
+AF_INET, AF_INET6 = 2, 10
+
+
+@contextmanager
+def _op(op: str, target: str) -> Iterator[None]:
+    try:
+        yield
+    except NetlinkError as err:
+        raise DriverError(op, target, err.code) from err
+    except OSError as err:
+        raise DriverError(op, target, err.errno or errno.EIO) from err
+
+
+class Pyroute2Netlink:
+    """`vmnet.driver.Netlink` over pyroute2's IPRoute."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        with _op("netlink open", netns or "self"):
+            if netns is None:
+                self._ipr = IPRoute()
+            else:
+                self._ipr = IPRoute(netns=netns_path(netns), flags=0)
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def links(self) -> list[LinkState]:
+        with _op("link dump", "*"):
+            msgs = self._ipr.get_links()
+            addrs = self._ipr.get_addr()
+        by_index: dict[int, list[AddrState]] = {}
+        for msg in addrs:
+            by_index.setdefault(msg["index"], []).append(_addr_state(msg))
+        return [_link_state(m, tuple(by_index.get(m["index"], ()))) for m in msgs]
+
+    def link(self, *, name: str | None = None, index: int | None = None) -> LinkState | None:
+        for link in self.links():
+            if (index is not None and link.index == index) or (
+                index is None and link.name == name
+            ):
+                return link
+        return None
+
+    def routes(self) -> list[RouteState]:
+        with _op("route dump", "main"):
+            msgs = self._ipr.get_routes(table=RT_TABLE_MAIN)
+        return [_route_state(m) for m in msgs if _table(m) == RT_TABLE_MAIN]
+
+    def link_add(self, name: str, kind: str, *, mac: MacAddress | None = None) -> None:
+        attrs: dict[str, Any] = {"ifname": name, "kind": kind}
+        if mac is not None:
+            attrs["address"] = str(mac)
+        with _op(f"link add {kind}", name):
+            self._ipr.link("add", **attrs)
+
+    def link_del(self, index: int) -> None:
+        with _op("link del", f"#{index}"):
+            self._ipr.link("del", index=index)
+
+    def link_set(
+        self,
+        index: int,
+        *,
+        name: str | None = None,
+        mac: MacAddress | None = None,
+        mtu: int | None = None,
+        master: int | None = None,
+        up: bool | None = None,
+    ) -> None:
+        attrs: dict[str, Any] = {}
+        if name is not None:
+            attrs["ifname"] = name
+        if mac is not None:
+            attrs["address"] = str(mac)
+        if mtu is not None:
+            attrs["mtu"] = mtu
+        if master is not None:
+            attrs["master"] = master
+        if up is not None:
+            attrs["state"] = "up" if up else "down"
+        with _op(f"link set {','.join(attrs)}", f"#{index}"):
+            self._ipr.link("set", index=index, **attrs)
+
+    def addr_add(self, index: int, interface: IPInterface, *, flags: int = 0) -> None:
+        with _op("addr add", f"{interface}@#{index}"):
+            self._ipr.addr(
+                "add",
+                index=index,
+                address=str(interface.ip),
+                prefixlen=interface.network.prefixlen,
+                **({"IFA_FLAGS": flags} if flags else {}),
+            )
+
+    def addr_del(self, index: int, interface: IPInterface) -> None:
+        with _op("addr del", f"{interface}@#{index}"):
+            self._ipr.addr(
+                "del", index=index, address=str(interface.ip),
+                prefixlen=interface.network.prefixlen,
+            )
+
+    def route_add(self, route: RouteState) -> None:
+        attrs: dict[str, Any] = {
+            "dst": str(route.destination),
+            "table": route.table,
+            "proto": route.protocol,
+            "scope": route.scope,
+            "type": route.type,
+        }
+        if route.gateway is not None:
+            attrs["gateway"] = str(route.gateway)
+        if route.oif is not None:
+            attrs["oif"] = route.oif
+        if route.priority is not None:
+            attrs["priority"] = route.priority
+        if route.prefsrc is not None:
+            attrs["prefsrc"] = str(route.prefsrc)
+        with _op("route add", str(route.destination)):
+            self._ipr.route("add", **attrs)
+
+    def set_learning(self, index: int, on: bool) -> None:
+        with _op("brport set learning", f"#{index}"):
+            self._ipr.brport("set", index=index, learning=int(on))
+
+
+def _link_state(msg: Any, addrs: tuple[AddrState, ...]) -> LinkState:
+    mac = msg.get_attr("IFLA_ADDRESS")
+    learning = None
+    protinfo = msg.get_attr("IFLA_PROTINFO")
+    if protinfo is not None and hasattr(protinfo, "get_attr"):
+        value = protinfo.get_attr("IFLA_BRPORT_LEARNING")
+        learning = None if value is None else bool(value)
+    return LinkState(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+        mac=MacAddress.parse(mac) if mac and len(mac) == 17 else None,
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        up=bool(msg["flags"] & IFF_UP),
+        master=msg.get_attr("IFLA_MASTER"),
+        addresses=addrs,
+        learning=learning,
+    )
+
+
+def _addr_state(msg: Any) -> AddrState:
+    address = msg.get_attr("IFA_ADDRESS")
+    if msg["family"] == AF_INET and msg.get_attr("IFA_LOCAL"):
+        address = msg.get_attr("IFA_LOCAL")
+    flags = msg.get_attr("IFA_FLAGS")
+    return AddrState(
+        ipaddress.ip_interface(f"{address}/{msg['prefixlen']}"),
+        flags if flags is not None else msg["flags"],
+        msg["scope"],
+    )
+
+
+def _table(msg: Any) -> int:
+    table = msg.get_attr("RTA_TABLE")
+    return int(table if table is not None else msg["table"])
+
+
+def _route_state(msg: Any) -> RouteState:
+    family = msg["family"]
+    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == AF_INET else "::")
+    gw = msg.get_attr("RTA_GATEWAY")
+    src = msg.get_attr("RTA_PREFSRC")
+    return RouteState(
+        destination=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False),
+        gateway=ipaddress.ip_address(gw) if gw else None,
+        oif=msg.get_attr("RTA_OIF"),
+        protocol=msg["proto"],
+        scope=msg["scope"],
+        type=msg["type"],
+        priority=msg.get_attr("RTA_PRIORITY"),
+        prefsrc=ipaddress.ip_address(src) if src else None,
+        table=_table(msg),
+    )

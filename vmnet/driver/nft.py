@@ -1,0 +1,54 @@
+"""The nftables driver: one `nft -f -` transaction per ruleset.
+
+Rule: the nft process enters the namespace between fork and exec; vmnet
+itself never moves. Failures carry nft's own first error line.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+
+from vmnet.driver.netns import preexec
+from vmnet.errors import DriverError
+
+
+class NftCli:
+    """`vmnet.driver.Nft` over the nft command."""
+
+    def __init__(self, netns: str | None = None, binary: str = "nft") -> None:
+        self.netns = netns
+        self.binary = binary
+
+    def _run(self, args: list[str], stdin: str | None, op: str, target: str) -> str:
+        exe = shutil.which(self.binary)
+        if exe is None:
+            raise DriverError(op, target, "nft not found (install the nftables package)")
+        proc = subprocess.run(
+            [exe, *args], input=stdin, capture_output=True, text=True,
+            preexec_fn=preexec(self.netns), check=False,
+        )
+        if proc.returncode != 0:
+            first = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[0]
+            raise DriverError(op, target, first)
+        return proc.stdout
+
+    def apply(self, ruleset: str) -> None:
+        self._run(["-f", "-"], ruleset, "nft apply", "ruleset")
+
+    def check(self, ruleset: str) -> None:
+        self._run(["-c", "-f", "-"], ruleset, "nft check", "ruleset")
+
+    def has_table(self, family: str, table: str) -> bool:
+        try:
+            self._run(["list", "table", family, table], None, "nft list", f"{family} {table}")
+        except DriverError as err:
+            if "No such file" in str(err) or err.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def delete_table(self, family: str, table: str) -> None:
+        if self.has_table(family, table):
+            self._run(["delete", "table", family, table], None, "nft delete", f"{family} {table}")
