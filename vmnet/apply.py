@@ -9,7 +9,7 @@ Rules:
    addresses, up, learning), then routes, then sysctls, then nftables.
 3. An `absent` link is deleted only if it is of the planned kind: a name the
    pod NIC has taken back is never mistaken for vmnet's dummy.
-4. Every mutation goes through `Applier._mutate`, which counts it and calls
+4. Every mutation goes through `Applier.mutate`, which counts it and calls
    the `on_mutation` hook (the crash-injection point, see `vmnet.faults`).
 5. IPv6 link-local addresses belong to the kernel: a flush leaves them, and
    they are never added back by hand.
@@ -25,12 +25,16 @@ from typing import Any
 from vmnet.addr import IPInterface
 from vmnet.driver import Drivers
 from vmnet.errors import DriverError
-from vmnet.model import LinkSpec, LinkState, NetPlan, RouteState
+from vmnet.model import AddrState, LinkSpec, LinkState, NetPlan, RouteState
 
 log = logging.getLogger(__name__)
 
 _KIND_ALIASES = {"tap": "tun"}
 _UNSUPPORTED = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOENT)
+
+
+def _as_state(addr: IPInterface | AddrState) -> AddrState:
+    return addr if isinstance(addr, AddrState) else AddrState(addr)
 
 
 def _managed(addr: IPInterface) -> bool:
@@ -49,7 +53,7 @@ class Applier:
         self.mutations: list[str] = []
         self.warnings: list[str] = []
 
-    def _mutate(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+    def mutate(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
         fn(*args, **kw)
         self.mutations.append(what)
         if self.on_mutation is not None:
@@ -62,9 +66,9 @@ class Applier:
             self.ensure_route(route)
         for key, value in plan.sysctls:
             if self.drivers.sysctl.get(key) != value:
-                self._mutate(f"sysctl {key}={value}", self.drivers.sysctl.set, key, value)
+                self.mutate(f"sysctl {key}={value}", self.drivers.sysctl.set, key, value)
         if plan.nft:
-            self._mutate("nft apply", self.drivers.nft.apply, plan.nft)
+            self.mutate("nft apply", self.drivers.nft.apply, plan.nft)
 
     def _locate(self, spec: LinkSpec) -> LinkState | None:
         if spec.index is not None:
@@ -75,7 +79,7 @@ class Applier:
         cur = self._locate(spec)
         if spec.absent:
             if cur is not None and self._is_kind(spec, cur):
-                self._mutate(f"link del {cur.name}", self.nl.link_del, cur.index)
+                self.mutate(f"link del {cur.name}", self.nl.link_del, cur.index)
             return
         if cur is None:
             cur = self._create(spec)
@@ -92,9 +96,9 @@ class Applier:
         try:
             if spec.kind == "tap":
                 assert spec.tap is not None
-                self._mutate(f"tap add {spec.name}", self.drivers.tap.create, spec.name, spec.tap)
+                self.mutate(f"tap add {spec.name}", self.drivers.tap.create, spec.name, spec.tap)
             else:
-                self._mutate(
+                self.mutate(
                     f"link add {spec.kind} {spec.name}",
                     self.nl.link_add, spec.name, spec.kind, mac=spec.mac,
                 )
@@ -123,26 +127,25 @@ class Applier:
         remac = spec.mac is not None and cur.mac != spec.mac
         down = cur.up and (rename or remac)
         if down:
-            self._mutate(f"link down {cur.name}", self.nl.link_set, cur.index, up=False)
+            self.mutate(f"link down {cur.name}", self.nl.link_set, cur.index, up=False)
         if rename:
-            self._mutate(f"link rename {cur.name}->{spec.name}", self.nl.link_set,
+            self.mutate(f"link rename {cur.name}->{spec.name}", self.nl.link_set,
                          cur.index, name=spec.name)
         if remac:
-            self._mutate(f"link mac {spec.name}", self.nl.link_set, cur.index, mac=spec.mac)
+            self.mutate(f"link mac {spec.name}", self.nl.link_set, cur.index, mac=spec.mac)
         if spec.mtu is not None and cur.mtu != spec.mtu:
-            self._mutate(f"link mtu {spec.name}", self.nl.link_set, cur.index, mtu=spec.mtu)
+            self.mutate(f"link mtu {spec.name}", self.nl.link_set, cur.index, mtu=spec.mtu)
         if spec.master is not None:
             self._ensure_master(spec, cur)
         if spec.addresses is not None:
             self._ensure_addresses(spec, cur)
         want_up = spec.up if spec.up is not None else (cur.up if down else None)
         if want_up is not None and (down or cur.up != want_up):
-            self._mutate(f"link {'up' if want_up else 'down'} {spec.name}",
+            self.mutate(f"link {'up' if want_up else 'down'} {spec.name}",
                          self.nl.link_set, cur.index, up=want_up)
         if spec.learning is not None:
-            fresh = self.nl.link(index=cur.index)
-            if fresh is None or fresh.learning != spec.learning:
-                self._mutate(f"learning {spec.name}", self.nl.set_learning,
+            if self.nl.learning(cur.index) != spec.learning:
+                self.mutate(f"learning {spec.name}", self.nl.set_learning,
                              cur.index, spec.learning)
 
     def _ensure_master(self, spec: LinkSpec, cur: LinkState) -> None:
@@ -150,23 +153,26 @@ class Applier:
         if master is None:
             raise DriverError("link master", f"{spec.name}->{spec.master}", errno.ENODEV)
         if cur.master != master.index:
-            self._mutate(f"link master {spec.name}->{spec.master}", self.nl.link_set,
+            self.mutate(f"link master {spec.name}->{spec.master}", self.nl.link_set,
                          cur.index, master=master.index)
 
     def _ensure_addresses(self, spec: LinkSpec, cur: LinkState) -> None:
         assert spec.addresses is not None
-        want = [a for a in spec.addresses if _managed(a)]
+        want = [_as_state(a) for a in spec.addresses]
+        want = [a for a in want if _managed(a.interface)]
         have = [a.interface for a in cur.addresses if _managed(a.interface)]
         for addr in have:
-            if addr not in want:
-                self._mutate(f"addr del {addr} {spec.name}", self.nl.addr_del, cur.index, addr)
-        for addr in want:
-            if addr not in have:
-                self._add_addr(spec.name, cur.index, addr)
+            if addr not in [w.interface for w in want]:
+                self.mutate(f"addr del {addr} {spec.name}", self.nl.addr_del, cur.index, addr)
+        for state in want:
+            if state.interface not in have:
+                self._add_addr(spec.name, cur.index, state)
 
-    def _add_addr(self, name: str, index: int, addr: IPInterface) -> None:
+    def _add_addr(self, name: str, index: int, state: AddrState) -> None:
+        addr = state.interface
         try:
-            self._mutate(f"addr add {addr} {name}", self.nl.addr_add, index, addr)
+            self.mutate(f"addr add {addr} {name}", self.nl.addr_add, index, addr,
+                        broadcast=state.broadcast)
         except DriverError as err:
             if err.errno != errno.EEXIST:
                 raise
@@ -178,7 +184,7 @@ class Applier:
             ):
                 return
         try:
-            self._mutate(f"route add {route.destination}", self.nl.route_add, route)
+            self.mutate(f"route add {route.destination}", self.nl.route_add, route)
         except DriverError as err:
             if err.errno != errno.EEXIST:
                 raise

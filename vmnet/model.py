@@ -30,13 +30,17 @@ class AddrState:
     interface: IPInterface
     flags: int = 0
     scope: int = 0
+    broadcast: IPAddress | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": str(self.interface), "flags": self.flags, "scope": self.scope}
+        return {"address": str(self.interface), "flags": self.flags, "scope": self.scope,
+                "broadcast": str(self.broadcast) if self.broadcast else None}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> AddrState:
-        return cls(ipaddress.ip_interface(obj["address"]), int(obj["flags"]), int(obj["scope"]))
+        brd = obj.get("broadcast")
+        return cls(ipaddress.ip_interface(obj["address"]), int(obj["flags"]), int(obj["scope"]),
+                   ipaddress.ip_address(brd) if brd else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,6 @@ class LinkState:
     up: bool
     master: int | None = None
     addresses: tuple[AddrState, ...] = ()
-    learning: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,7 +195,7 @@ class LinkSpec:
     mac: MacAddress | None = None
     mtu: int | None = None
     master: str | None = None
-    addresses: tuple[IPInterface, ...] | None = None
+    addresses: tuple[IPInterface | AddrState, ...] | None = None
     up: bool | None = None
     learning: bool | None = None
     tap: TapSpec | None = None

@@ -42,8 +42,7 @@ class BridgeBinding(BindMechanism):
             LinkSpec(name=names.tap, kind="tap", mtu=nic.link.mtu, master=names.bridge,
                      up=True, tap=ctx.tap),
             LinkSpec(name=names.dummy, kind="dummy", mac=nic.link.mac, mtu=nic.link.mtu,
-                     addresses=tuple(a.interface for a in nic.link.addresses),
-                     up=False, optional=True),
+                     addresses=nic.link.addresses, up=False, optional=True),
         )
         sysctls = ((ARP_IGNORE, "1"),) if nic.ipv4 is not None else ()
         return NetPlan(links=links, sysctls=sysctls)
@@ -55,8 +54,7 @@ class BridgeBinding(BindMechanism):
             LinkSpec(name=names.dummy, kind="dummy", absent=True),
             LinkSpec(name=names.bridge, kind="bridge", absent=True),
             LinkSpec(name=nic.link.name, index=nic.link.index, mac=nic.link.mac,
-                     mtu=nic.link.mtu, addresses=tuple(a.interface for a in nic.link.addresses),
-                     up=nic.link.up),
+                     mtu=nic.link.mtu, addresses=nic.link.addresses, up=nic.link.up),
         )
         routes = tuple(r for r in nic.routes if r.protocol != RTPROT_KERNEL)
         return NetPlan(links=links, routes=routes)

@@ -19,7 +19,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vmnet.addr import IPInterface, MacAddress
+from vmnet.addr import IPAddress, IPInterface, MacAddress
 from vmnet.driver.netns import netns_path
 from vmnet.errors import DriverError
 from vmnet.model import RT_TABLE_MAIN, AddrState, LinkState, RouteState
@@ -109,15 +109,14 @@ class Pyroute2Netlink:
         with _op(f"link set {','.join(attrs)}", f"#{index}"):
             self._ipr.link("set", index=index, **attrs)
 
-    def addr_add(self, index: int, interface: IPInterface, *, flags: int = 0) -> None:
+    def addr_add(self, index: int, interface: IPInterface, *,
+                 broadcast: IPAddress | None = None) -> None:
+        extra: dict[str, Any] = {}
+        if broadcast is not None:
+            extra["broadcast"] = str(broadcast)
         with _op("addr add", f"{interface}@#{index}"):
-            self._ipr.addr(
-                "add",
-                index=index,
-                address=str(interface.ip),
-                prefixlen=interface.network.prefixlen,
-                **({"IFA_FLAGS": flags} if flags else {}),
-            )
+            self._ipr.addr("add", index=index, address=str(interface.ip),
+                           prefixlen=interface.network.prefixlen, **extra)
 
     def addr_del(self, index: int, interface: IPInterface) -> None:
         with _op("addr del", f"{interface}@#{index}"):
@@ -145,6 +144,16 @@ class Pyroute2Netlink:
         with _op("route add", str(route.destination)):
             self._ipr.route("add", **attrs)
 
+    def learning(self, index: int) -> bool | None:
+        """IFLA_BRPORT_LEARNING of a bridge port; None for a link in no bridge."""
+        with _op("brport get", f"#{index}"):
+            for msg in self._ipr.brport("dump"):
+                if msg["index"] == index:
+                    info = msg.get_attr("IFLA_PROTINFO")
+                    value = info.get_attr("IFLA_BRPORT_LEARNING") if info else None
+                    return None if value is None else bool(value)
+        return None
+
     def set_learning(self, index: int, on: bool) -> None:
         with _op("brport set learning", f"#{index}"):
             self._ipr.brport("set", index=index, learning=int(on))
@@ -152,11 +161,6 @@ class Pyroute2Netlink:
 
 def _link_state(msg: Any, addrs: tuple[AddrState, ...]) -> LinkState:
     mac = msg.get_attr("IFLA_ADDRESS")
-    learning = None
-    protinfo = msg.get_attr("IFLA_PROTINFO")
-    if protinfo is not None and hasattr(protinfo, "get_attr"):
-        value = protinfo.get_attr("IFLA_BRPORT_LEARNING")
-        learning = None if value is None else bool(value)
     return LinkState(
         index=msg["index"],
         name=msg.get_attr("IFLA_IFNAME"),
@@ -166,7 +170,6 @@ def _link_state(msg: Any, addrs: tuple[AddrState, ...]) -> LinkState:
         up=bool(msg["flags"] & IFF_UP),
         master=msg.get_attr("IFLA_MASTER"),
         addresses=addrs,
-        learning=learning,
     )
 
 
@@ -175,10 +178,12 @@ def _addr_state(msg: Any) -> AddrState:
     if msg["family"] == AF_INET and msg.get_attr("IFA_LOCAL"):
         address = msg.get_attr("IFA_LOCAL")
     flags = msg.get_attr("IFA_FLAGS")
+    brd = msg.get_attr("IFA_BROADCAST")
     return AddrState(
         ipaddress.ip_interface(f"{address}/{msg['prefixlen']}"),
         flags if flags is not None else msg["flags"],
         msg["scope"],
+        ipaddress.ip_address(brd) if brd else None,
     )
 
 

@@ -1,0 +1,188 @@
+"""Phase 1: the privileged part, run against a pod network namespace.
+
+Rules:
+1. Validate and discover everything first; the first mutation happens only
+   when every network of the VM is known to be plannable. Bad input exits 2
+   with the pod netns untouched.
+2. Per network: record (with the discovered pod NIC) as STARTED, apply the
+   plan, write the DHCP cache, mark FINISHED. A re-run plans from the record,
+   so it converges after a crash and changes nothing after a success.
+3. Unplug applies each binding's undo plan from the record, then restores the
+   sysctls vmnet changed to the values they had before the first plug.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from vmnet.addr import MacAddress
+from vmnet.apply import Applier
+from vmnet.bindings import BindContext, binding_for
+from vmnet.cache import Cache, NetworkRecord, NetworkState
+from vmnet.discovery import discover, link_names
+from vmnet.driver import Drivers, real
+from vmnet.driver.netns import check_netns
+from vmnet.errors import ConfigError, VmnetError
+from vmnet.manifest import Interface, Network, Vmi
+from vmnet.model import TapSpec
+from vmnet.names import PRIMARY_POD_IFACE, LinkNames, hashed_pod_iface, ordinal_pod_iface
+from vmnet.names import check_ifname, uses_ordinal_scheme
+
+log = logging.getLogger(__name__)
+SYSCTL_RECORD = "sysctl"
+
+
+@dataclass(frozen=True)
+class PlugOptions:
+    tap_uid: int = 0
+    tap_gid: int = 0
+    iface_map: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PlugResult:
+    networks: list[str] = field(default_factory=list)
+    mutations: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def pod_iface_names(vmi: Vmi, existing: list[str], iface_map: Mapping[str, str]) -> dict[str, str]:
+    """Network name -> pod interface name (reference §2.1), overrides first."""
+    unknown = set(iface_map) - {n.name for n in vmi.networks}
+    if unknown:
+        raise ConfigError("--iface", f"no network named {sorted(unknown)[0]!r} in the manifest")
+    ordinal = uses_ordinal_scheme(existing)
+    out: dict[str, str] = {}
+    position = 0
+    primary = vmi.primary
+    for net in vmi.networks:
+        if net is primary:
+            name = PRIMARY_POD_IFACE
+        else:
+            position += 1
+            name = ordinal_pod_iface(position) if ordinal else hashed_pod_iface(net.name)
+        out[net.name] = check_ifname(iface_map.get(net.name, name), f"--iface {net.name}")
+    return out
+
+
+def _context(vmi: Vmi, index: int, iface: Interface, net: Network,
+             record: NetworkRecord) -> BindContext:
+    return BindContext(
+        vmi_namespace=vmi.namespace, vmi_name=vmi.name, iface=iface, network=net,
+        index=index, names=LinkNames.derive(record.pod_iface, primary=record.primary),
+        pod_nic=record.pod_nic, nic_mac=record.nic_mac, tap=record.tap,
+        primary=record.primary,
+    )
+
+
+def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
+            options: PlugOptions) -> list[tuple[BindContext, NetworkRecord]]:
+    """Discover and plan every network; raise before any mutation."""
+    existing = link_names(drivers.netlink)
+    pod_names = pod_iface_names(vmi, existing, options.iface_map)
+    out = []
+    for index, (iface, net) in enumerate(vmi.pairs()):
+        if iface.state == "absent":
+            continue
+        binding = binding_for(iface.binding)
+        record = cache.network(net.name)
+        if record is None:
+            primary = net is vmi.primary
+            LinkNames.derive(pod_names[net.name], primary=primary)
+            record = NetworkRecord(
+                network=net.name, binding=binding.name, state=NetworkState.PENDING,
+                pod_iface=pod_names[net.name], index=index, primary=primary,
+                pod_nic=discover(drivers.netlink, pod_names[net.name]),
+                nic_mac=MacAddress.random_local(),
+                tap=TapSpec(options.tap_uid, options.tap_gid, 1),
+            )
+        ctx = _context(vmi, index, iface, net, record)
+        binding.dhcp_config(ctx)
+        binding.plan(ctx)
+        out.append((ctx, record))
+    return out
+
+
+def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
+    saved = cache.read(SYSCTL_RECORD) or {}
+    missing = [k for k in keys if k not in saved]
+    if missing:
+        saved.update({k: drivers.sysctl.get(k) for k in missing})
+        cache.write(SYSCTL_RECORD, None, saved)
+
+
+def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None = None,
+         drivers: Drivers | None = None,
+         on_mutation: Callable[[str], None] | None = None) -> PlugResult:
+    """Phase 1 for every interface of `vmi`; see the module rules."""
+    options = options or PlugOptions()
+    if drivers is None:
+        check_netns(netns)
+        drivers = real(netns)
+    result = PlugResult()
+    prepared = prepare(vmi, drivers, cache, options)
+    binding_keys = [k for ctx, _ in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
+    _save_sysctls(cache, drivers, binding_keys)
+    applier = Applier(drivers, on_mutation)
+    for ctx, record in prepared:
+        binding = binding_for(ctx.iface.binding)
+        if record.state != NetworkState.STARTED:
+            cache.put_network(_with_state(record, NetworkState.STARTED))
+        applier.apply(binding.plan(ctx))
+        config = binding.dhcp_config(ctx)
+        if config is not None:
+            cache.write("dhcp", ctx.network.name, config.to_json())
+        else:
+            cache.remove("dhcp", ctx.network.name)
+        cache.put_network(_with_state(record, NetworkState.FINISHED, applier.warnings))
+        result.networks.append(ctx.network.name)
+    result.mutations = applier.mutations
+    result.warnings = applier.warnings
+    return result
+
+
+def _with_state(record: NetworkRecord, state: NetworkState,
+                warnings: list[str] | None = None) -> NetworkRecord:
+    from dataclasses import replace
+
+    return replace(record, state=state,
+                   warnings=tuple(warnings) if warnings is not None else record.warnings)
+
+
+def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = None,
+           on_mutation: Callable[[str], None] | None = None) -> PlugResult:
+    """Undo phase 1 for every network recorded in `cache`."""
+    if drivers is None:
+        check_netns(netns)
+        drivers = real(netns)
+    pairs = {net.name: (i, iface, net) for i, (iface, net) in enumerate(vmi.pairs())}
+    records = sorted(cache.networks(), key=lambda r: r.index, reverse=True)
+    for record in records:
+        if record.network not in pairs:
+            raise ConfigError("--vmi", f"cache has network {record.network!r} "
+                              "that the manifest does not have")
+    applier = Applier(drivers, on_mutation)
+    result = PlugResult()
+    for record in records:
+        index, iface, net = pairs[record.network]
+        ctx = _context(vmi, record.index, iface, net, record)
+        applier.apply(binding_for(iface.binding).unplan(ctx))
+        cache.remove("dhcp", record.network)
+        cache.remove("network", record.network)
+        result.networks.append(record.network)
+    _restore_sysctls(cache, drivers, applier)
+    result.mutations = applier.mutations
+    return result
+
+
+def _restore_sysctls(cache: Cache, drivers: Drivers, applier: Applier) -> None:
+    saved = cache.read(SYSCTL_RECORD) or {}
+    for key, value in saved.items():
+        if value is not None and drivers.sysctl.get(key) != value:
+            applier.mutate(f"sysctl {key}={value}", drivers.sysctl.set, key, value)
+    cache.remove(SYSCTL_RECORD)
+
+
+__all__ = ["PlugOptions", "PlugResult", "plug", "unplug", "prepare", "VmnetError"]
