@@ -1,0 +1,62 @@
+# vmnet: `make demo` and `make test` work on a fresh Debian 12 machine, as root.
+# Each installs what it needs first: Debian packages (apt-get, only the missing
+# ones), a virtualenv in .venv, and vmnet itself in it (editable).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+# The real components tests and the demo use (see README "What is installed").
+APT_PACKAGES = \
+	iproute2 iputils-ping procps kmod \
+	containernetworking-plugins \
+	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
+	qemu-system-x86 linux-image-cloud-amd64 \
+	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
+	libxml2-utils nftables passt dnsmasq-base tcpdump
+
+.PHONY: all deps venv test test-fast demo lint type fuzz bench clean
+
+all: test
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@getent group kvm >/dev/null || groupadd -r kvm
+	@getent passwd libvirt-qemu >/dev/null || useradd -r -g kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+	@mkdir -p /run/netns /var/log/libvirt /var/run/libvirt
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: deps venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: deps venv
+	$(VENV)/bin/vmnet demo
+
+lint: venv
+	$(PY) -m pip install -q ruff
+	$(PY) -m ruff check vmnet tests
+
+type: venv
+	$(PY) -m pip install -q mypy types-PyYAML lxml-stubs
+	$(PY) -m mypy vmnet
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

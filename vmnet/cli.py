@@ -1,0 +1,241 @@
+"""The `vmnet` command.
+
+Exit codes (a contract other tools rely on): 0 success, 2 bad input (nothing
+in the pod netns changed), 3 critical network error, 1 anything else. Every
+error is one line on stderr: `vmnet <command>: <operation> <object>: <cause>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import NoReturn
+
+from vmnet.errors import ConfigError, VmnetError
+
+log = logging.getLogger("vmnet")
+DEFAULT_CACHE_ROOT = "/run/vmnet"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"vmnet: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="vmnet", description="Connect a VM to its Kubernetes pod's network.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    plug = sub.add_parser("plug", help="phase 1: bind every interface of the VM (privileged)")
+    _ns(plug), _vmi(plug), _cache(plug, required=False)
+    plug.add_argument("--tap-owner", default="0", metavar="UID[:GID]",
+                      help="owner of the taps (KubeVirt: 107 for non-root VMs, else 0)")
+    plug.add_argument("--iface", action="append", default=[], metavar="NETWORK=PODIFACE",
+                      help="pod interface name of a network, overriding KubeVirt's scheme")
+
+    domain = sub.add_parser("domain", help="phase 2: decorate the libvirt domain XML")
+    _vmi(domain), _cache(domain)
+    domain.add_argument("--domain", metavar="IN.xml", help="domain to decorate (default: a skeleton)")
+    domain.add_argument("-o", "--output", metavar="OUT.xml", help="where to write (default: stdout)")
+
+    dhcp = sub.add_parser("dhcp", help="phase 2: serve DHCP for every interface until SIGTERM")
+    _ns(dhcp), _vmi(dhcp), _cache(dhcp)
+    dhcp.add_argument("--resolv-conf", default="/etc/resolv.conf", metavar="PATH",
+                      help="where DNS servers and search domains come from")
+
+    unplug = sub.add_parser("unplug", help="undo phase 1: give the pod netns back as CNI left it")
+    _ns(unplug), _vmi(unplug), _cache(unplug)
+
+    status = sub.add_parser("status", help="show what phase 1 recorded")
+    _cache(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("demo", help="plug a throwaway pod and lease its IP to a real DHCP client")
+    return p
+
+
+def _ns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--netns", required=True, metavar="NS",
+                   help="pod network namespace: a name in /run/netns or a path (/proc/PID/ns/net)")
+
+
+def _vmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vmi", required=True, metavar="FILE",
+                   help="KubeVirt VirtualMachine or VirtualMachineInstance manifest (YAML/JSON)")
+
+
+def _cache(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--cache-dir", required=required, metavar="DIR",
+                   help="phase-1 cache directory" + ("" if required else
+                        f" (default: {DEFAULT_CACHE_ROOT}/<namespace>/<name>)"))
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from vmnet import manifest
+    from vmnet.cache import Cache
+
+    vmi = manifest.load(args.vmi)
+    root = args.cache_dir or os.path.join(DEFAULT_CACHE_ROOT, vmi.namespace, vmi.name)
+    return vmi, Cache(root)
+
+
+def _owner(text: str) -> tuple[int, int]:
+    uid, _, gid = text.partition(":")
+    try:
+        u, g = int(uid), int(gid or uid)
+    except ValueError:
+        raise ConfigError("--tap-owner", f"{text!r} is not UID[:GID]") from None
+    if not (0 <= u < 2**32 and 0 <= g < 2**32):
+        raise ConfigError("--tap-owner", f"{text!r} is out of range")
+    return u, g
+
+
+def _iface_map(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        net, sep, pod = item.partition("=")
+        if not sep or not net or not pod:
+            raise ConfigError("--iface", f"{item!r} is not NETWORK=PODIFACE")
+        out[net] = pod
+    return out
+
+
+def cmd_plug(args: argparse.Namespace) -> int:
+    from vmnet import faults, phase1
+
+    vmi, cache = _load(args)
+    uid, gid = _owner(args.tap_owner)
+    options = phase1.PlugOptions(tap_uid=uid, tap_gid=gid, iface_map=_iface_map(args.iface))
+    result = phase1.plug(vmi, args.netns, cache, options, on_mutation=faults.crash_hook())
+    for warning in result.warnings:
+        log.warning("%s", warning)
+    print(f"plugged {', '.join(result.networks) or 'nothing'} "
+          f"({len(result.mutations)} changes; cache {cache.root})")
+    return 0
+
+
+def cmd_unplug(args: argparse.Namespace) -> int:
+    from vmnet import faults, phase1
+
+    vmi, cache = _load(args)
+    result = phase1.unplug(vmi, args.netns, cache, on_mutation=faults.crash_hook())
+    print(f"unplugged {', '.join(result.networks) or 'nothing'} ({len(result.mutations)} changes)")
+    return 0
+
+
+def cmd_domain(args: argparse.Namespace) -> int:
+    from vmnet import phase2
+
+    vmi, cache = _load(args)
+    source = None
+    if args.domain:
+        source = _read(args.domain, "--domain")
+    out = phase2.decorate(vmi, cache, source)
+    if args.output:
+        _write(args.output, out)
+    else:
+        sys.stdout.buffer.write(out)
+    return 0
+
+
+def _read(path: str, field: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise ConfigError(field, f"{path}: {err.strerror}") from err
+
+
+def _write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ConfigError("-o", f"{path}: {err.strerror}") from err
+
+
+def cmd_dhcp(args: argparse.Namespace) -> int:
+    from vmnet import phase2
+    from vmnet.dhcp import resolvconf, server
+    from vmnet.dhcp.responder import SingleLeaseResponder
+    from vmnet.driver.netns import check_netns
+
+    vmi, cache = _load(args)
+    check_netns(args.netns)
+    configs = phase2.dhcp_configs(vmi, cache, resolvconf.load(args.resolv_conf))
+    if not configs:
+        print("no interface needs DHCP")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    pairs = []
+    try:
+        for bridge, config in configs:
+            pairs.append((server.open_endpoint(args.netns, bridge), SingleLeaseResponder(config)))
+            print(f"serving {config.address} to {config.client_mac} on {bridge}", flush=True)
+        server.serve(pairs, stop)
+    finally:
+        for endpoint, _ in pairs:
+            endpoint.close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from vmnet.cache import Cache
+
+    cache = Cache(args.cache_dir)
+    records = cache.networks()
+    if args.json:
+        print(json.dumps({"cacheDir": cache.root, "networks": [
+            {**r.to_json(), "dhcp": cache.read("dhcp", r.network)} for r in records]}, indent=2))
+        return 0
+    if not records:
+        print(f"nothing plugged (cache {cache.root})")
+    for r in records:
+        addrs = ", ".join(str(a.interface) for a in r.pod_nic.link.addresses) or "no addresses"
+        print(f"{r.network}: {r.binding} on {r.pod_iface} ({addrs}) "
+              f"mac {r.pod_nic.link.mac} state {r.state.name.lower()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vmnet import demo
+
+    return demo.run()
+
+
+COMMANDS = {"plug": cmd_plug, "unplug": cmd_unplug, "domain": cmd_domain, "dhcp": cmd_dhcp,
+            "status": cmd_status, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="vmnet: %(levelname)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except VmnetError as err:
+        sys.stderr.write(f"vmnet {args.command}: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # the last line of defence: no traceback reaches a user
+        if args.verbose >= 2:
+            raise
+        sys.stderr.write(f"vmnet {args.command}: internal error: {type(err).__name__}: {err}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Phase 2: the unprivileged part, from the phase-1 cache.
+
+Rules:
+1. Nothing here touches the pod netns: phase 2 reads the manifest and the
+   cache, and produces the domain interfaces and the DHCP configurations.
+2. The DHCP configuration is the cached lease (address, gateway, routes, MTU,
+   client MAC, server id from phase 1) plus what only the launcher knows: DNS
+   servers and search list from its resolv.conf, the VM's host name, and the
+   manifest's `dhcpOptions`.
+3. A network phase 1 has not finished is an error, not a guess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterator
+
+from vmnet import domain as dom
+from vmnet.bindings import binding_for
+from vmnet.cache import Cache, NetworkRecord, NetworkState
+from vmnet.dhcp import resolvconf
+from vmnet.dhcp.config import DhcpConfig
+from vmnet.errors import CacheError
+from vmnet.manifest import Binding, Interface, Network, Vmi
+from vmnet.names import LinkNames
+from vmnet.phase1 import _context
+
+_TAP_BINDINGS = (Binding.BRIDGE, Binding.MASQUERADE, Binding.MANAGED_TAP)
+
+
+def _finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
+    for iface, net in vmi.pairs():
+        if iface.state == "absent":
+            continue
+        record = cache.network(net.name)
+        if record is None or record.state != NetworkState.FINISHED:
+            state = "missing" if record is None else record.state.name.lower()
+            raise CacheError(
+                f"phase 2 {net.name}: phase 1 has not finished for this network "
+                f"(cache {state}); run `vmnet plug` first"
+            )
+        yield iface, net, record
+
+
+def hostname(vmi: Vmi) -> str:
+    """`spec.hostname`, else the VM name up to its first dot, at most 63 chars."""
+    return (vmi.hostname or vmi.name.split(".")[0])[:63]
+
+
+def domain_interfaces(vmi: Vmi, cache: Cache) -> list[dom.DomainInterface]:
+    out = []
+    for iface, net, record in _finished(vmi, cache):
+        if iface.binding not in _TAP_BINDINGS:
+            continue
+        ctx = _context(vmi, record.index, iface, net, record)
+        names = LinkNames.derive(record.pod_iface, primary=record.primary)
+        pci = iface.pci_address
+        out.append(dom.DomainInterface(
+            alias=iface.name,
+            type="ethernet",
+            mac=ctx.vm_mac,
+            model=iface.model or "virtio",
+            target=names.tap,
+            mtu=record.pod_nic.link.mtu,
+            boot_order=iface.boot_order,
+            pci_address=dom.PciAddress(pci.domain, pci.bus, pci.slot, pci.function) if pci else None,
+            link_down=iface.state == "down",
+        ))
+    return out
+
+
+def decorate(vmi: Vmi, cache: Cache, domain_xml: bytes | None) -> bytes:
+    """The decorated domain XML, or a minimal bootable skeleton without input."""
+    ifaces = domain_interfaces(vmi, cache)
+    if domain_xml is None:
+        return dom.to_bytes(dom.skeleton(vmi.name, ifaces))
+    root = dom.parse_domain(domain_xml)
+    dom.decorate(root, ifaces)
+    return dom.to_bytes(root)
+
+
+def dhcp_configs(vmi: Vmi, cache: Cache,
+                 resolv: resolvconf.ResolvConf) -> list[tuple[str, DhcpConfig]]:
+    """(serving bridge, configuration) for every network that gets DHCP."""
+    out = []
+    for iface, net, record in _finished(vmi, cache):
+        body = cache.read("dhcp", net.name)
+        if body is None:
+            continue
+        base = DhcpConfig.from_json(body)
+        names = LinkNames.derive(record.pod_iface, primary=record.primary)
+        out.append((names.bridge, _complete(vmi, iface, base, resolv)))
+    return out
+
+
+def _complete(vmi: Vmi, iface: Interface, base: DhcpConfig,
+              resolv: resolvconf.ResolvConf) -> DhcpConfig:
+    extra: dict[str, object] = {
+        "dns": tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv4Address)),
+        "search": resolvconf.with_subdomain(resolv.search, vmi.subdomain),
+        "hostname": hostname(vmi),
+    }
+    opts = iface.dhcp_options
+    if opts is not None:
+        extra.update(
+            ntp=opts.ntp_servers,
+            tftp_server=opts.tftp_server_name,
+            boot_file=opts.boot_file_name,
+            private_options=tuple((code, value.encode()) for code, value in opts.private_options),
+        )
+    return dataclasses.replace(base, **extra)  # type: ignore[arg-type]
+
+
+__all__ = ["decorate", "dhcp_configs", "domain_interfaces", "hostname", "binding_for"]
