@@ -1,0 +1,133 @@
+"""The thin I/O shell around `SingleLeaseResponder`: recv, decode, respond, send.
+
+Rules:
+1. One `Endpoint` per serving interface (a bridge `k6t-*`), opened inside
+   the pod netns on a dedicated thread (`vmnet.driver.netns.run_in`); the
+   caller never moves.
+2. Receive: a UDP socket on 0.0.0.0:67 with SO_REUSEADDR and
+   SO_BINDTODEVICE(bridge). Several bridges in one netns each get their own
+   socket and the kernel gives each the packets of its own device, unicast
+   renewals to the bridge's server id included.
+3. Send: an AF_PACKET socket (SOCK_DGRAM, so the kernel writes the Ethernet
+   header with the bridge's current MAC) carrying IPv4 + UDP built by
+   `codec.frame_ipv4_udp`, addressed to chaddr or ff:ff:ff:ff:ff:ff. This
+   needs neither ARP nor a route to the client: the bridge's only IPv4 is a
+   link-local /32 and the client's address is not local to the pod.
+4. `serve` never dies on input: undecodable packets are counted
+   (`stats.dropped_malformed`) and logged at debug; send errors are logged.
+   It returns within about 0.1 s after `stop` is set.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import selectors
+import socket
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vmnet.dhcp.codec import decode, encode, frame_ipv4_udp
+from vmnet.dhcp.responder import SERVER_PORT, Reply, SingleLeaseResponder
+from vmnet.driver.netns import check_netns, run_in
+from vmnet.errors import ConfigError, DhcpDecodeError, DriverError
+
+ETH_P_IP = 0x0800
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+POLL_SECONDS = 0.1
+
+log = logging.getLogger("vmnet.dhcp")
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """The sockets serving one interface."""
+
+    ifname: str
+    netns: str | None
+    rx: socket.socket
+    tx: socket.socket
+
+    def send(self, reply: Reply) -> None:
+        """Send `reply` as one Ethernet frame out of `ifname`."""
+        payload = encode(reply.message)
+        packet = frame_ipv4_udp(reply.src_ip, reply.dest_ip, (SERVER_PORT, reply.dest_port), payload)
+        self.tx.sendto(packet, (self.ifname, ETH_P_IP, 0, 0, reply.dest_mac.packed))
+
+    def close(self) -> None:
+        self.rx.close()
+        self.tx.close()
+
+
+def open_endpoint(netns: str | None, ifname: str) -> Endpoint:
+    """Open the sockets serving `ifname` in `netns` (None: this namespace).
+
+    Raises:
+        ConfigError: bad namespace or interface name.
+        DriverError: ("dhcp bind", ifname, errno): missing or down link,
+            port 67 busy, no permission.
+    """
+    check_netns(netns)
+    if not 0 < len(ifname) < 16 or "/" in ifname or any(c.isspace() for c in ifname):
+        raise ConfigError("ifname", f"invalid interface name {ifname!r}")
+    try:
+        rx, tx = run_in(netns, lambda: _open(ifname))
+    except OSError as err:
+        raise DriverError("dhcp bind", ifname, err.errno or errno.EIO) from err
+    return Endpoint(ifname, netns, rx, tx)
+
+
+def _open(ifname: str) -> tuple[socket.socket, socket.socket]:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifreq = fcntl.ioctl(rx, SIOCGIFFLAGS, struct.pack("16sH14x", ifname.encode()))
+        if not struct.unpack("16sH14x", ifreq)[1] & IFF_UP:
+            raise OSError(errno.ENETDOWN, "link is down")
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        rx.bind(("0.0.0.0", SERVER_PORT))
+        rx.setblocking(False)
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
+    except BaseException:
+        rx.close()
+        raise
+    return rx, tx
+
+
+def serve(pairs: Sequence[tuple[Endpoint, SingleLeaseResponder]], stop: threading.Event) -> None:
+    """Serve every (endpoint, responder) pair until `stop` is set."""
+    with selectors.DefaultSelector() as sel:
+        for endpoint, responder in pairs:
+            sel.register(endpoint.rx, selectors.EVENT_READ, (endpoint, responder))
+        while not stop.is_set():
+            for key, _ in sel.select(timeout=POLL_SECONDS):
+                _handle_one(*key.data)
+
+
+def _handle_one(endpoint: Endpoint, responder: SingleLeaseResponder) -> None:
+    try:
+        data = endpoint.rx.recv(65535)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError as err:
+        log.warning("dhcp recv on %s: %s", endpoint.ifname, err)
+        return
+    try:
+        reply = responder.respond(decode(data))
+    except DhcpDecodeError as err:
+        responder.stats.dropped_malformed += 1
+        log.debug("dhcp on %s: dropped %d bytes: %s", endpoint.ifname, len(data), err)
+        return
+    except Exception:  # the server must outlive any single packet
+        responder.stats.dropped_malformed += 1
+        log.exception("dhcp on %s: responder failed", endpoint.ifname)
+        return
+    if reply is not None:
+        try:
+            endpoint.send(reply)
+        except OSError as err:
+            log.warning("dhcp send on %s to %s: %s", endpoint.ifname, reply.dest_ip, err)
