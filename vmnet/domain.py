@@ -30,6 +30,7 @@ from lxml import etree
 
 from vmnet.addr import MacAddress
 from vmnet.errors import ConfigError
+from vmnet.manifest import PciAddress
 
 TYPES = ("ethernet", "user", "vhostuser")
 VIRTIO_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional")
@@ -43,30 +44,6 @@ _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _MODEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
 _DOMNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,63}$")
-
-
-@dataclass(frozen=True, slots=True)
-class PciAddress:
-    """A PCI address `dddd:bb:ss.f` (vmnet.manifest did not exist yet)."""
-
-    domain: int
-    bus: int
-    slot: int
-    function: int
-
-    def __post_init__(self) -> None:
-        for name, top in (("domain", 0xFFFF), ("bus", 0xFF), ("slot", 0x1F), ("function", 7)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 0 <= value <= top:
-                raise ConfigError("pciAddress", f"{name} {value!r} is outside 0..{top:#x}")
-
-    @classmethod
-    def parse(cls, text: str) -> PciAddress:
-        """Parse `0000:81:01.0`. Raises ConfigError on anything else."""
-        m = re.fullmatch(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])", str(text))
-        if m is None:
-            raise ConfigError("pciAddress", f"{text!r} is not dddd:bb:ss.f")
-        return cls(*(int(g, 16) for g in m.groups()))
 
 
 @dataclass(frozen=True, slots=True)
