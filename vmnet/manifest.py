@@ -649,19 +649,43 @@ def parse_text(text: str, *, source: str = "<manifest>") -> Vmi:
     raise ConfigError(source, f"no VirtualMachine or VirtualMachineInstance among {len(docs)} documents")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key written twice in one mapping, as kubectl does."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value!r}", key.start_mark)
+                seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        dup = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+        raise ValueError(f"duplicate key {dup!r}")
+    return out
+
+
 def _decode(text: str, source: str) -> list[object]:
     try:
         if text.lstrip()[:1] in ("{", "["):
-            return [json.loads(text)]
-        return list(yaml.safe_load_all(text))
+            return [json.loads(text, object_pairs_hook=_json_object)]
+        return list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 (a SafeLoader)
     except json.JSONDecodeError as err:
         raise ConfigError(source, f"line {err.lineno}, column {err.colno}: {err.msg}") from err
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(source, f"{where}{err.problem or err.context}") from err
-    except (yaml.YAMLError, ValueError) as err:
-        raise ConfigError(source, f"not YAML or JSON: {err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(source, f"not YAML: {err}") from err
+    except ValueError as err:
+        raise ConfigError(source, f"invalid value: {err}") from err
     except RecursionError as err:
         raise ConfigError(source, "nested too deeply") from err
 
