@@ -1,0 +1,181 @@
+"""Phase 1 over the stateful fake drivers: plans, idempotence, crash convergence."""
+
+import ipaddress
+import signal
+
+import pytest
+
+from tests.unit.conftest import POD_MAC, cni_pod_nic
+from vmnet import manifest, phase1
+from vmnet.cache import Cache, NetworkState
+from vmnet.dhcp.config import DhcpConfig, Route
+from vmnet.driver.fake import fake_drivers
+from vmnet.errors import DiscoveryError, DriverError
+from vmnet.model import LinkState
+
+BRIDGE_VM = {
+    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+    "metadata": {"name": "vm1", "namespace": "ns1"},
+    "spec": {"domain": {"devices": {"interfaces": [{"name": "default", "bridge": {}}]}},
+             "networks": [{"name": "default", "pod": {}}]},
+}
+
+
+def view(d):
+    """What a user would compare: links by name and their state, routes."""
+    links = {
+        x.name: (x.kind, str(x.mac), x.mtu, x.up, x.master,
+                 sorted(str(a.interface) for a in x.addresses))
+        for x in d.netlink.links()
+    }
+    routes = sorted((str(r.destination), str(r.gateway), r.oif) for r in d.netlink.routes())
+    return links, routes, dict(d.sysctl.values)
+
+
+@pytest.fixture
+def vmi():
+    return manifest.parse(BRIDGE_VM)
+
+
+def test_bridge_plug_builds_the_kubevirt_topology(drivers, vmi, tmp_path):
+    cache = Cache(str(tmp_path))
+    phase1.plug(vmi, None, cache, drivers=drivers)
+    nl = drivers.netlink
+    bridge, nic, tap = nl.link(name="k6t-eth0"), nl.link(name="eth0-nic"), nl.link(name="tap0")
+    assert [str(a.interface) for a in bridge.addresses] == ["169.254.75.10/32"]
+    assert bridge.up and nic.up and tap.up
+    assert nic.master == bridge.index and tap.master == bridge.index
+    assert nic.mac != POD_MAC and nic.addresses == ()
+    assert nl.learning(nic.index) is False
+    assert tap.mtu == 1500
+    assert nl.link(name="eth0") is None  # no dummy driver: degraded with a warning
+    assert drivers.sysctl.values["net/ipv4/conf/all/arp_ignore"] == "1"
+    record = cache.network("default")
+    assert record.state == NetworkState.FINISHED
+    assert any("dummy" in w for w in record.warnings)
+    config = DhcpConfig.from_json(cache.read("dhcp", "default"))
+    assert config.client_mac == POD_MAC
+    assert config.address == ipaddress.ip_interface("10.222.222.1/30")
+    assert config.server_id == ipaddress.ip_address("169.254.75.10")
+    assert config.router == ipaddress.ip_address("10.222.222.254")
+    assert config.routes == (Route(ipaddress.ip_network("0.0.0.0/0"),
+                                   ipaddress.ip_address("10.222.222.254")),)
+    assert config.mtu == 1500
+
+
+def test_dummy_keeps_pod_addresses_when_the_kernel_has_it(vmi, tmp_path):
+    d = fake_drivers(kinds=frozenset({"bridge", "veth", "tun", "dummy"}))
+    link, routes = cni_pod_nic()
+    d.netlink.add_existing(link, routes)
+    phase1.plug(vmi, None, Cache(str(tmp_path)), drivers=d)
+    dummy = d.netlink.link(name="eth0")
+    assert dummy.kind == "dummy" and dummy.mac == POD_MAC and not dummy.up
+    assert sorted(str(a.interface) for a in dummy.addresses) == ["10.222.222.1/30", "2001::1/64"]
+
+
+def test_second_plug_changes_nothing(drivers, vmi, tmp_path):
+    cache = Cache(str(tmp_path))
+    first = phase1.plug(vmi, None, cache, drivers=drivers)
+    assert first.mutations
+    journal = list(drivers.netlink.journal)
+    second = phase1.plug(vmi, None, cache, drivers=drivers)
+    assert second.mutations == []
+    assert drivers.netlink.journal == journal
+
+
+def test_unplug_restores_the_pod_exactly(drivers, vmi, tmp_path):
+    before = view(drivers)
+    cache = Cache(str(tmp_path))
+    phase1.plug(vmi, None, cache, drivers=drivers)
+    assert view(drivers) != before
+    phase1.unplug(vmi, None, cache, drivers=drivers)
+    assert view(drivers) == before
+    assert cache.networks() == [] and not cache.exists("sysctl")
+
+
+class Crash(Exception):
+    pass
+
+
+def test_plug_interrupted_after_every_mutation_converges(vmi, tmp_path):
+    reference = fake_drivers()
+    link, routes = cni_pod_nic()
+    reference.netlink.add_existing(link, routes)
+    total = len(phase1.plug(vmi, None, Cache(str(tmp_path / "ref")), drivers=reference).mutations)
+    assert total >= 10
+    for crash_at in range(1, total + 1):
+        d = fake_drivers()
+        d.netlink.add_existing(link, routes)
+        before = view(d)
+        cache = Cache(str(tmp_path / f"c{crash_at}"))
+        count = 0
+
+        def hook(_what, crash_at=crash_at):
+            nonlocal count
+            count += 1
+            if count == crash_at:
+                raise Crash
+
+        with pytest.raises(Crash):
+            phase1.plug(vmi, None, cache, drivers=d, on_mutation=hook)
+        phase1.plug(vmi, None, cache, drivers=d)
+        links, _, _ = view(d)
+        ref_links, _, _ = view(reference)
+        assert {k: v[:1] + v[2:] for k, v in links.items()} == \
+            {k: v[:1] + v[2:] for k, v in ref_links.items()}, crash_at
+        assert phase1.plug(vmi, None, cache, drivers=d).mutations == []
+        phase1.unplug(vmi, None, cache, drivers=d)
+        assert view(d) == before, crash_at
+
+
+def test_missing_pod_nic_changes_nothing(vmi, tmp_path):
+    d = fake_drivers()
+    d.netlink.add_existing(LinkState(0, "other0", "veth", POD_MAC, 1500, True))
+    with pytest.raises(DiscoveryError, match=r"pod link \(eth0\) is missing"):
+        phase1.plug(vmi, None, Cache(str(tmp_path)), drivers=d)
+    assert d.netlink.journal == [] and d.sysctl.journal == []
+
+
+def test_pod_without_routes_is_an_error_before_any_change(vmi, tmp_path):
+    d = fake_drivers()
+    link, _ = cni_pod_nic()
+    d.netlink.add_existing(link, ())
+    with pytest.raises(DiscoveryError, match="no gateway address found"):
+        phase1.plug(vmi, None, Cache(str(tmp_path)), drivers=d)
+    assert d.netlink.journal == []
+
+
+def test_pod_without_ipv4_gets_plain_l2(vmi, tmp_path):
+    d = fake_drivers()
+    link, _ = cni_pod_nic(addresses=("fe80::1/64",), routes=())
+    d.netlink.add_existing(link, ())
+    cache = Cache(str(tmp_path))
+    phase1.plug(vmi, None, cache, drivers=d)
+    assert d.netlink.link(name="k6t-eth0").addresses == ()
+    assert cache.read("dhcp", "default") is None
+    assert d.sysctl.journal == []
+
+
+def test_driver_failure_is_critical_and_rerun_converges(drivers, vmi, tmp_path):
+    cache = Cache(str(tmp_path))
+    drivers.netlink.fail_on["set_learning"] = 1
+    with pytest.raises(DriverError, match="set_learning eth0-nic"):
+        phase1.plug(vmi, None, cache, drivers=drivers)
+    assert cache.network("default").state == NetworkState.STARTED
+    del drivers.netlink.fail_on["set_learning"]
+    phase1.plug(vmi, None, cache, drivers=drivers)
+    assert cache.network("default").state == NetworkState.FINISHED
+    assert drivers.netlink.learning(drivers.netlink.link(name="eth0-nic").index) is False
+
+
+def test_crash_hook_kills_the_process_at_the_nth_mutation(monkeypatch):
+    from vmnet import faults
+
+    killed = []
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append(sig))
+    hook = faults.crash_hook({"VMNET_CRASH_AT": "2"})
+    hook("a")
+    assert killed == []
+    hook("b")
+    assert killed == [signal.SIGKILL]
+    assert faults.crash_hook({}) is None and faults.crash_hook({"VMNET_CRASH_AT": "x"}) is None
