@@ -44,6 +44,7 @@ _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _MODEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
 _DOMNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,63}$")
+_ABSPATH_RE = re.compile(r"^/[^\x00-\x1f]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +104,31 @@ def _check_range(start: object, end: object) -> None:
         raise ConfigError("portForward", f"range {start}-{end} ends before it starts")
 
 
+def _matches(pattern: re.Pattern[str], value: object, optional: bool = True) -> bool:
+    return (optional and value is None) or (isinstance(value, str) and bool(pattern.match(value)))
+
+
 def _interface_problems(i: DomainInterface) -> list[str]:
-    passt_only = (i.source_dev, i.port_forwards, i.passt_log)
+    multiqueue = _int_in(i.queues, 2, MAX_QUEUES)
+    forwards = isinstance(i.port_forwards, tuple) and all(
+        isinstance(p, PortForward) for p in i.port_forwards)
     checks = [
         (i.type in TYPES, f"type {i.type!r} is not one of {', '.join(TYPES)}"),
         (isinstance(i.mac, MacAddress) and not i.mac.is_multicast, f"MAC {i.mac} is not unicast"),
-        (isinstance(i.model, str) and bool(_MODEL_RE.match(i.model)), f"model {i.model!r}"),
-        (i.target is None or bool(_IFNAME_RE.match(i.target)), f"tap name {i.target!r}"),
-        (i.source_dev is None or bool(_IFNAME_RE.match(i.source_dev)), "bad source device"),
+        (_matches(_MODEL_RE, i.model, optional=False), f"model {i.model!r}"),
+        (_matches(_IFNAME_RE, i.target), f"tap name {i.target!r}"),
+        (_matches(_IFNAME_RE, i.source_dev), f"source device {i.source_dev!r}"),
+        (_matches(_ABSPATH_RE, i.passt_log), f"passt log {i.passt_log!r} is not absolute"),
         (i.mtu is None or _int_in(i.mtu, 68, 65535), f"MTU {i.mtu!r} is outside 68..65535"),
         (i.boot_order is None or _int_in(i.boot_order, 1, 65535), f"boot order {i.boot_order!r}"),
         (i.queues is None or _int_in(i.queues, 1, MAX_QUEUES), f"queues {i.queues!r} not 1..256"),
-        (not (i.queues or 0) > 1 or i.model in VIRTIO_MODELS, "queues need a virtio model"),
-        (not (i.queues or 0) > 1 or i.type != "user", "passt 'user' has a single queue"),
-        (i.is_passt or not any(passt_only), "source/portForward/log are passt-only"),
+        (not multiqueue or i.model in VIRTIO_MODELS, "queues need a virtio model"),
+        (not multiqueue or i.type != "user", "passt 'user' has a single queue"),
+        (forwards, "port forwards are not a tuple of PortForward"),
+        (i.is_passt or not (i.source_dev or i.port_forwards or i.passt_log),
+         "source/portForward/log are passt-only"),
         (not i.is_passt or i.target is None, "a passt interface has no tap target"),
-        (i.passt_log is None or i.passt_log.startswith("/"), "passt log is not absolute"),
-        (all(isinstance(p, PortForward) for p in i.port_forwards), "bad port forwards"),
+        (i.pci_address is None or isinstance(i.pci_address, PciAddress), "bad PCI address"),
     ]
     return [problem for ok, problem in checks if not ok]
 
@@ -159,7 +168,7 @@ def passt_port_forwards(
 
 
 def _el(tag: str, **attrs: str) -> etree._Element:
-    return etree.Element(tag, {k.rstrip("_"): v for k, v in attrs.items()})
+    return etree.Element(tag, attrs)
 
 
 def _model(model: str) -> str:
@@ -190,7 +199,7 @@ def _children(i: DomainInterface) -> list[etree._Element]:
     if i.link_down:
         out.append(_el("link", state="down"))
     out.append(_el("alias", name="ua-" + i.alias))
-    if (i.queues or 0) > 1:
+    if _int_in(i.queues, 2, MAX_QUEUES):
         extra = {"name": "vhost"} if i.type == "ethernet" else {}
         out.append(_el("driver", **extra, queues=str(i.queues)))
     if i.boot_order is None and i.type == "ethernet":
@@ -226,6 +235,8 @@ def decorate(domain: etree._Element, ifaces: Sequence[DomainInterface]) -> None:
     """
     if not isinstance(domain, etree._Element) or domain.tag != "domain":
         raise ConfigError("--domain", "the root element is not <domain>")
+    if not all(isinstance(i, DomainInterface) for i in ifaces):
+        raise ConfigError("interfaces", "expected DomainInterface values")
     aliases = [i.alias for i in ifaces]
     if len(set(aliases)) != len(aliases):
         raise ConfigError("interfaces", "two interfaces have the same name")
@@ -327,44 +338,43 @@ def skeleton(
     _check_skeleton(name, memory_mib, vcpus, uuid)
     paths = {"kernel": kernel, "initrd": initrd, "emulator": emulator, "serial": serial_log}
     for field, path in paths.items():
-        if path is not None and not str(path).startswith("/"):
+        if not _matches(_ABSPATH_RE, path):
             raise ConfigError(field, f"{path!r} is not an absolute path")
     dom = _el("domain", type="qemu")
-    for tag, text in (("name", name), ("uuid", uuid and str(_uuid.UUID(uuid))),
-                      ("memory", str(memory_mib)), ("vcpu", str(vcpus))):
-        if text:
-            etree.SubElement(dom, tag).text = text
+    _texts(dom, name=name, uuid=uuid and str(_uuid.UUID(uuid)), memory=str(memory_mib),
+           vcpu=str(vcpus))
     dom.find("memory").set("unit", "MiB")
     os_el = etree.SubElement(dom, "os")
     etree.SubElement(os_el, "type", arch="x86_64", machine="q35").text = "hvm"
-    for tag, text in (("kernel", kernel), ("initrd", initrd), ("cmdline", cmdline)):
-        if text is not None:
-            etree.SubElement(os_el, tag).text = text
+    _texts(os_el, kernel=kernel, initrd=initrd, cmdline=cmdline)
     etree.SubElement(etree.SubElement(dom, "features"), "acpi")
     devices = etree.SubElement(dom, "devices")
-    if emulator is not None:
-        etree.SubElement(devices, "emulator").text = emulator
+    _texts(devices, emulator=emulator)
     decorate(dom, ifaces)
     if serial_log is not None:
         serial = etree.SubElement(devices, "serial", type="file")
-        etree.SubElement(serial, "source", path=serial_log)
-        etree.SubElement(serial, "target", port="0")
+        serial.extend([_el("source", path=serial_log), _el("target", port="0")])
     etree.SubElement(devices, "memballoon", model="none")
     return dom
 
 
+def _texts(parent: etree._Element, **texts: str | None) -> None:
+    for tag, text in texts.items():
+        if text is not None:
+            etree.SubElement(parent, tag).text = text
+
+
 def _check_skeleton(name: str, memory_mib: int, vcpus: int, uuid: str | None) -> None:
-    if not isinstance(name, str) or not _DOMNAME_RE.match(name):
+    if not _matches(_DOMNAME_RE, name, optional=False):
         raise ConfigError("name", f"{name!r} is not a valid domain name")
-    if not isinstance(memory_mib, int) or memory_mib < 16:
-        raise ConfigError("memory", f"{memory_mib!r} MiB is below 16 MiB")
-    if not isinstance(vcpus, int) or not 1 <= vcpus <= 255:
+    if not _int_in(memory_mib, 16, 1 << 24):
+        raise ConfigError("memory", f"{memory_mib!r} MiB is outside 16 MiB..16 TiB")
+    if not _int_in(vcpus, 1, 255):
         raise ConfigError("vcpus", f"{vcpus!r} is outside 1..255")
-    if uuid is not None:
-        try:
-            _uuid.UUID(uuid)
-        except (ValueError, TypeError, AttributeError):
-            raise ConfigError("uuid", f"{uuid!r} is not a UUID") from None
+    try:
+        _uuid.UUID(uuid) if uuid is not None else None
+    except (ValueError, TypeError, AttributeError):
+        raise ConfigError("uuid", f"{uuid!r} is not a UUID") from None
 
 
 def parse_domain(text: bytes | str) -> etree._Element:
