@@ -357,7 +357,11 @@ def parse_udhcpc(text: str) -> Lease:
 
 
 def parse_ipconfig(text: str) -> Lease:
-    """Parse the /run/net-IFACE.conf that klibc ipconfig writes (shell syntax)."""
+    """Parse the /run/net-IFACE.conf klibc ipconfig writes (shell syntax).
+
+    ipconfig applies option 26 (MTU) but does not write it, so `mtu` is None;
+    search domains lose the root dot ipconfig prints ("svc.test." -> "svc.test").
+    """
     kv = {}
     for line in text.splitlines():
         for word in shlex.split(line):
@@ -370,7 +374,7 @@ def parse_ipconfig(text: str) -> Lease:
             router=_ip4([kv.get("IPV4GATEWAY", "")]),
             dns=_ip4s(" ".join(kv.get(f"IPV4DNS{i}", "") for i in range(2))),
             mtu=_int(kv.get("MTU")), hostname=kv.get("HOSTNAME") or None,
-            domain=kv.get("DNSDOMAIN") or None, search=tuple(kv.get("DOMAINSEARCH", "").split()),
+            domain=kv.get("DNSDOMAIN") or None, search=tuple(d.rstrip(".") for d in kv.get("DOMAINSEARCH", "").split()),
             lease_time=_int(kv.get("DHCPLEASETIME")), server=_ip4([kv.get("ROOTSERVER", "")]),
             raw=tuple(sorted(kv.items())))
     except (KeyError, ValueError) as err:

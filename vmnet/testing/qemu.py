@@ -31,7 +31,7 @@ from vmnet.addr import MacAddress
 from vmnet.driver.netns import check_netns, preexec
 from vmnet.errors import ConfigError, DriverError
 from vmnet.testing.initramfs import (
-    BEGIN, END, READY, Lease, guest_image, missing_inputs, parse_ipconfig, parse_udhcpc,
+    BEGIN, END, READY, Lease, find_kernel, guest_image, missing_inputs, parse_ipconfig, parse_udhcpc,
 )
 
 QEMU = "qemu-system-x86_64"
@@ -194,6 +194,7 @@ class QemuGuest(SerialGuest):
             raise ConfigError("mac", str(err)) from err
         if mtu is not None and not 68 <= mtu <= 65535:
             raise ConfigError("mtu", f"{mtu} is outside 68..65535")
+        find_kernel(kernel)
         if memory_mb < 64:
             raise ConfigError("memory_mb", f"{memory_mb} MiB is too little to boot")
         super().__init__(f"qemu guest {netns}/{tap}", timeout)
