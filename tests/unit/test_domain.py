@@ -144,7 +144,7 @@ def test_existing_interface_keeps_its_address_and_model_but_gets_vmnet_fields() 
     assert iface.find("model").get("type") == "e1000e"
     assert [m.get("address") for m in iface.findall("mac")] == [str(MAC)]
     assert iface.find("target").attrib == {"dev": "tap0", "managed": "no"}
-    assert iface.find("coalesce") is not None
+    assert iface.findtext("tune/sndbuf") == "1600"
 
 
 def test_decorate_with_a_new_spec_replaces_owned_fields() -> None:
