@@ -1,0 +1,117 @@
+"""A guest without qemu: a namespace whose eth0 is wired to the pod's tap.
+
+Rules:
+1. A `Guest` owns two namespaces: the guest itself (`lo` and `eth0` with
+   the VM's MAC, nothing else, like a VM) and a wire namespace holding the
+   veth peer `wire0` that the relay's packet socket is bound to. Nothing is
+   added to the pod namespace, so snapshots of the pod see only vmnet.
+2. TX checksum offload is off on the guest's eth0: a veth would otherwise
+   hand the packet socket TCP/UDP frames with unfinished checksums (and TSO
+   super-frames) that the relay cannot pass to a tap without a vnet header.
+   IPv6 is off in the wire namespace so `wire0` adds no frames of its own.
+3. eth0's MTU defaults to the tap's MTU.
+4. `close()` stops the relay before removing the namespaces and may be
+   called more than once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import math
+import socket
+import struct
+import subprocess
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from vmnet.addr import MacAddress
+from vmnet.driver.netns import run_in
+from vmnet.testing import netns as ns
+from vmnet.testing.relay import TapRelay
+
+if TYPE_CHECKING:
+    from vmnet.testing.dhcpclients import Lease
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x00000017
+WIRE = "wire0"
+
+
+class Guest:
+    """A DHCP-client-ready guest attached to tap `tap` in `pod_netns`."""
+
+    def __init__(self, pod_netns: str, tap: str = "tap0", mac: MacAddress | None = None, *,
+                 ifname: str = "eth0", mtu: int | None = None) -> None:
+        self.pod_netns = pod_netns
+        self.tap = tap
+        self.ifname = ifname
+        self.mac = mac if mac is not None else MacAddress.random_local()
+        self.relay: TapRelay | None = None
+        self.netns = ns.create_netns("vmt-")
+        self.wire_netns = ""
+        try:
+            self.wire_netns = ns.create_netns("vmt-")
+            ns.write_sysctl(self.wire_netns, "net.ipv6.conf.default.disable_ipv6", "1")
+            mtu = mtu if mtu is not None else _link_mtu(pod_netns, tap)
+            ns.create_veth(ns.VethEnd(self.netns, ifname, self.mac, mtu),
+                           ns.VethEnd(self.wire_netns, WIRE, None, mtu))
+            run_in(self.netns, lambda: _tx_csum_off(ifname))
+            self.relay = TapRelay(pod_netns, tap, self.wire_netns, WIRE)
+        except BaseException:
+            self.close()
+            raise
+
+    def dhcp(self, client: str = "udhcpc", **kw: Any) -> Lease:
+        """Lease an address on eth0 with a real DHCP client.
+
+        Args:
+            client: "udhcpc", "dhclient", "dhcpcd" (or what dhcpclients knows).
+            **kw: passed to `vmnet.testing.dhcpclients.run_client`
+                (timeout, workdir, lease_file_text).
+        """
+        from vmnet.testing.dhcpclients import run_client
+
+        return run_client(client, self.netns, self.ifname, **kw)
+
+    def run(self, argv: Sequence[str], check: bool = True,
+            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run a command in the guest namespace and capture its output."""
+        return ns.exec_in(self.netns, argv, check=check, timeout=timeout)
+
+    def ping(self, addr: str | object, count: int = 1, timeout: float = 5.0) -> bool:
+        """True if `count` echo replies from `addr` arrive within `timeout` seconds."""
+        argv = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2",
+                "-w", str(max(1, math.ceil(timeout))), str(addr)]
+        return self.run(argv, check=False, timeout=timeout + 5).returncode == 0
+
+    def close(self) -> None:
+        """Stop the relay, then remove both namespaces (rule 4)."""
+        try:
+            if self.relay is not None:
+                self.relay.stop()
+        finally:
+            for name in (self.netns, self.wire_netns):
+                if name:
+                    ns.remove_netns(name)
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Guest({self.netns} {self.ifname} {self.mac} <-> {self.pod_netns}/{self.tap})"
+
+
+def _link_mtu(netns: str, ifname: str) -> int:
+    with ns.open_ipr(netns) as ipr:
+        return int(ipr.get_links(ns.link_index(ipr, ifname))[0].get("mtu"))
+
+
+def _tx_csum_off(ifname: str) -> None:
+    value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(40, b"\0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
