@@ -132,7 +132,7 @@ def _run() -> int:
             _say(f"guest pings the CNI gateway {gw}: {'ok' if ok else 'FAILED'}")
             if not ok:
                 return 1
-        relay.close() if hasattr(relay, "close") else relay.stop()  # type: ignore[union-attr]
+        relay.stop()  # type: ignore[attr-defined]
         relay = None
         phase1.unplug(vmi, pod.netns, cache)  # type: ignore[attr-defined]
         same = snapshot(pod.netns) == before  # type: ignore[attr-defined]
