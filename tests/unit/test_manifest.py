@@ -396,3 +396,189 @@ def test_base_of_inline_cases_is_valid() -> None:
 def test_catalogue_size() -> None:
     assert len(CASES) + len(BAD) >= 40
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+# ---------------------------------------------------------------- files and text
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path / "nope.yaml"))
+    assert info.value.field == "--vmi"
+    assert info.value.cause == f"{tmp_path / 'nope.yaml'}: {__import__('os').strerror(errno.ENOENT)}"
+
+
+def test_load_directory_and_binary(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--vmi: .*[Ii]s a directory"):
+        load(str(tmp_path))
+    binary = tmp_path / "vm.yaml"
+    binary.write_bytes(b"\xff\xfe\x00kind")
+    with pytest.raises(ConfigError, match="^--vmi: .*cannot read as UTF-8 text"):
+        load(str(binary))
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n", "null"])
+def test_text_without_document(text: str) -> None:
+    with pytest.raises(ConfigError, match="^x.yaml: no VirtualMachine"):
+        parse_text(text, source="x.yaml")
+
+
+def test_parse_rejects_non_text_and_non_mapping() -> None:
+    with pytest.raises(ConfigError, match="^<manifest>: a manifest must be text"):
+        parse_text(b"kind: VirtualMachine")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="^in.json: a manifest must be a mapping, not a list"):
+        parse_text("[1, 2]", source="in.json")
+
+
+def test_deep_nesting_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="^<manifest>: "):
+        parse_text("[" * 100_000)
+    with pytest.raises(ConfigError):
+        parse_text("a: " + "[" * 100_000)
+
+
+def test_yaml_timestamp_in_annotation() -> None:
+    doc = "\n".join(["apiVersion: kubevirt.io/v1", "kind: VirtualMachineInstance",
+                     "metadata: {name: t, annotations: {when: 2024-01-01}}",
+                     "spec: {domain: {devices: {}}}"])
+    with pytest.raises(ConfigError, match=r"^metadata\.annotations\.when: must be a string, not date"):
+        parse_text(doc)
+
+
+def test_values_are_typed_and_hashable() -> None:
+    vmi = good("vm_masquerade_two_multus.yaml")
+    assert isinstance(vmi.interfaces[1].mac, MacAddress)
+    assert isinstance(vmi.interfaces[1].dhcp_options.ntp_servers[0], IPv4Address)  # type: ignore[union-attr]
+    assert len({vmi, good("vm_masquerade_two_multus.yaml")}) == 1
+    with pytest.raises(AttributeError):
+        vmi.name = "other"  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- fuzzing
+
+KEYS = ["apiVersion", "kind", "metadata", "name", "namespace", "spec", "template", "domain",
+        "devices", "interfaces", "networks", "pod", "multus", "networkName", "default", "bridge",
+        "masquerade", "passtBinding", "binding", "ports", "port", "protocol", "macAddress",
+        "pciAddress", "bootOrder", "dhcpOptions", "privateOptions", "option", "value",
+        "ntpServers", "state", "vmNetworkCIDR", "vmIPv6NetworkCIDR", "cpu", "cores", "memory",
+        "guest", "annotations", "model", "autoattachPodInterface"]
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+    st.text(max_size=12), st.sampled_from(["default", "red", "kubevirt.io/v1", "VirtualMachine",
+                                           "VirtualMachineInstance", "02:00:00:00:00:00",
+                                           "10.0.2.0/24", "0000:81:01.0", "TCP", "absent", ""]),
+)
+JSONISH = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5) | st.integers(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def _paths(obj: object, prefix: str = "") -> list[str]:
+    out = [prefix] if prefix else []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, f"{prefix}.{k}" if prefix else k)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, f"{prefix}[{i}]")
+    return out
+
+
+BASE_PATHS = _paths(BASE)
+
+
+def _parse_or_config_error(obj: object) -> None:
+    try:
+        vmi = parse(obj)
+    except ConfigError as err:
+        assert err.field and "\n" not in err.field
+        return
+    assert parse(json.loads(json.dumps(to_json(vmi)))) == vmi
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(JSONISH)
+def test_fuzz_random_objects(obj: object) -> None:
+    _parse_or_config_error(obj)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(BASE_PATHS), JSONISH), min_size=1, max_size=3))
+def test_fuzz_mutated_manifest(changes: list[tuple[str, object]]) -> None:
+    try:
+        doc = mutate(dict(changes))
+    except (KeyError, IndexError, TypeError):
+        return
+    _parse_or_config_error(doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200) | st.sampled_from(["{", "[", "a: &x [*x]", "!!binary x", "a: !!set {b}",
+                                                "--- !!python/object:os.system x", "\ufeff{}"]))
+def test_fuzz_random_text(text: str) -> None:
+    try:
+        parse_text(text)
+    except ConfigError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(GOOD), st.integers(0, 10_000), st.text(max_size=3))
+def test_fuzz_corrupted_good_files(path: Path, at: int, junk: str) -> None:
+    text = path.read_text()
+    at %= len(text) + 1
+    try:
+        vmi = parse_text(text[:at] + junk + text[at + len(junk):])
+    except ConfigError:
+        return
+    assert parse(to_json(vmi)) == vmi
+
+
+NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True)
+MACS = st.binary(min_size=6, max_size=6).map(MacAddress.random_local)
+PORTS = st.lists(st.builds(Port, st.integers(1, 65535), st.sampled_from(["TCP", "UDP"]),
+                           st.none() | st.from_regex(r"[a-z]{1,15}", fullmatch=True)),
+                 max_size=3, unique_by=(lambda p: (p.port, p.protocol), lambda p: p.name or id(p))).map(tuple)
+DHCP = st.none() | st.builds(
+    DhcpOptions, st.none() | st.text("abc./", min_size=1, max_size=20), st.none() | NAMES,
+    st.lists(st.ip_addresses(v=4), max_size=2).map(tuple),
+    st.lists(st.integers(224, 254), unique=True, max_size=2).map(lambda c: tuple((x, "v") for x in c)),
+)
+
+
+@st.composite
+def vmis(draw: st.DrawFn) -> Vmi:
+    names = draw(st.lists(NAMES, min_size=1, max_size=4, unique=True))
+    primary = draw(st.sampled_from(["pod", "multus", "none"]))
+    ifaces, nets = [], []
+    macs = draw(st.lists(st.none() | MACS, min_size=len(names), max_size=len(names),
+                         unique_by=lambda m: m or object()))
+    for i, name in enumerate(names):
+        kind = "pod" if i == 0 and primary == "pod" else "multus"
+        choices = [Binding.BRIDGE, Binding.MANAGED_TAP] + (
+            [Binding.MASQUERADE, Binding.PASST] if kind == "pod" else [])
+        binding = draw(st.sampled_from(choices))
+        is_primary = i == 0 and primary != "none"
+        nets.append(Network(name, kind, None if kind == "pod" else draw(NAMES), default=(
+            kind == "multus" and is_primary),
+            vm_cidr=draw(st.none() | st.just(IPv4Network("10.9.0.0/28")))
+            if binding is Binding.MASQUERADE else None))
+        states = [None, "up", "down"] + (["absent"] if binding is Binding.BRIDGE and not is_primary else [])
+        ifaces.append(Interface(
+            name, binding, macs[i], draw(st.none() | st.sampled_from(["virtio", "e1000"])),
+            draw(PORTS) if binding in (Binding.MASQUERADE, Binding.PASST) else (),
+            draw(st.none() | st.just(PciAddress(0, 1, i + 1, 0))), draw(st.none() | st.just(i + 1)),
+            draw(DHCP), draw(st.sampled_from(states)),
+            "managed-tap" if binding is Binding.MANAGED_TAP else None))
+    return Vmi(draw(st.sampled_from(["VirtualMachine", "VirtualMachineInstance"])), draw(NAMES),
+               interfaces=tuple(ifaces), networks=tuple(draw(st.permutations(nets))),
+               cpus=draw(st.integers(1, 64)), memory=draw(st.none() | st.just("1Gi")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(vmis())
+def test_round_trip_generated(vmi: Vmi) -> None:
+    assert parse(json.loads(json.dumps(to_json(vmi)))) == vmi
