@@ -1,0 +1,57 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vmnet.testing.cni import Node, bridge_config
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+needs_cni = pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"),
+                               reason="needs the CNI bridge plugin (containernetworking-plugins)")
+
+BRIDGE_VM = """\
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: testvm
+  namespace: tenant1
+spec:
+  template:
+    spec:
+      hostname: testvm
+      domain:
+        devices:
+          interfaces:
+          - name: default
+            bridge: {}
+      networks:
+      - name: default
+        pod: {}
+"""
+
+
+def vmnet(*args, check=False, timeout=60):
+    """Run the vmnet command as a user would."""
+    return subprocess.run([sys.executable, "-m", "vmnet", *args], capture_output=True,
+                          text=True, timeout=timeout, check=check)
+
+
+@pytest.fixture
+def node():
+    n = Node()
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def cni_pod(node):
+    """A pod whose eth0 comes from the real CNI bridge plugin with host-local IPAM."""
+    return node.add_pod(bridge_config())
+
+
+@pytest.fixture
+def vm_file(tmp_path):
+    path = tmp_path / "vm.yaml"
+    path.write_text(BRIDGE_VM)
+    return path

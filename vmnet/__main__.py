@@ -1,0 +1,3 @@
+from vmnet.cli import main
+
+raise SystemExit(main())
