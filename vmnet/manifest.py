@@ -30,7 +30,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import NoReturn, TypeVar
@@ -54,13 +54,36 @@ _API_VERSION = re.compile(r"kubevirt\.io/v[0-9]+((alpha|beta)[0-9]+)?")
 _PCI = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?([KMGTPE]i|[mkMGTPE]|[eE][0-9]+)?")
 
-_IFACE_FIELDS = frozenset({
-    "name", "model", "macAddress", "ports", "bootOrder", "pciAddress", "dhcpOptions",
-    "state", "tag", "acpiIndex", "bridge", "masquerade", "passt", "passtBinding",
-    "binding", "sriov", "slirp", "macvtap", "portRanges",
-})
-_BINDINGS = {"bridge": "bridge", "masquerade": "masquerade", "passt": "passt",
-             "passtBinding": "passt", "binding": "managedTap"}
+_IFACE_FIELDS = frozenset(
+    {
+        "name",
+        "model",
+        "macAddress",
+        "ports",
+        "bootOrder",
+        "pciAddress",
+        "dhcpOptions",
+        "state",
+        "tag",
+        "acpiIndex",
+        "bridge",
+        "masquerade",
+        "passt",
+        "passtBinding",
+        "binding",
+        "sriov",
+        "slirp",
+        "macvtap",
+        "portRanges",
+    }
+)
+_BINDINGS = {
+    "bridge": "bridge",
+    "masquerade": "masquerade",
+    "passt": "passt",
+    "passtBinding": "passt",
+    "binding": "managedTap",
+}
 _UNSUPPORTED = ("sriov", "slirp", "macvtap", "portRanges")
 _MANAGED_TAP_NAMES = frozenset({"managed-tap", "managedtap"})
 
@@ -208,7 +231,9 @@ class _Node:
                 self.fail(f"key {key!r} must be a string")
             if known is not None and key not in known:
                 hint = difflib.get_close_matches(key, sorted(known), n=1)
-                self.child(key).fail("unknown field" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                self.child(key).fail(
+                    "unknown field" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                )
         return self.value
 
     def child(self, key: str) -> _Node:
@@ -260,8 +285,15 @@ class _Node:
 
 
 def _type(value: object) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-             int: "an integer", float: "a number", type(None): "null"}
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -305,19 +337,27 @@ def _parse_root(root: _Node) -> Vmi:
     if kind == "VirtualMachine":
         template = spec.require("template")
         template.mapping()
-        spec, annotations = template.require("spec"), template.child("metadata").child("annotations")
+        spec, annotations = (
+            template.require("spec"),
+            template.child("metadata").child("annotations"),
+        )
         spec.mapping()
     else:
         annotations = meta.child("annotations")
-    namespace = meta.child("namespace")
-    return Vmi(
-        kind=kind, name=meta.require("name").name(_SUBDOMAIN, 63, "name"),
-        namespace="default" if namespace.absent else _label(namespace, "namespace"),
-        uid=meta.child("uid").text(), annotations=_annotations(annotations),
-        hostname=None if spec.child("hostname").absent else _label(spec.child("hostname"), "hostname"),
-        subdomain=None if spec.child("subdomain").absent else _label(spec.child("subdomain"), "subdomain"),
-        **_parse_spec(spec),
+    head = Vmi(
+        kind=kind,
+        name=meta.require("name").name(_SUBDOMAIN, 63, "name"),
+        namespace=_optional_label(meta.child("namespace"), "namespace") or "default",
+        uid=meta.child("uid").text(),
+        annotations=_annotations(annotations),
+        hostname=_optional_label(spec.child("hostname"), "hostname"),
+        subdomain=_optional_label(spec.child("subdomain"), "subdomain"),
     )
+    return _parse_spec(spec, head)
+
+
+def _optional_label(node: _Node, what: str) -> str | None:
+    return None if node.absent else _label(node, what)
 
 
 def _annotations(node: _Node) -> Annotations:
@@ -330,24 +370,12 @@ def _annotations(node: _Node) -> Annotations:
     return Annotations(tuple(sorted(pairs)))
 
 
-def _parse_spec(spec: _Node) -> dict[str, object]:
+def _parse_spec(spec: _Node, head: Vmi) -> Vmi:
     domain = spec.require("domain")
     domain.mapping()
     devices = domain.require("devices")
     devices.mapping()
-    net_nodes = spec.child("networks").elements()
-    networks = _parse_networks(net_nodes)
-    iface_nodes = devices.child("interfaces").elements()
-    if not iface_nodes and not networks and devices.child("autoattachPodInterface").value is not False:
-        networks = (Network("default", "pod"),)
-        interfaces: tuple[Interface, ...] = (Interface("default", Binding.MASQUERADE),)
-    else:
-        interfaces = _parse_interfaces(iface_nodes, dict(zip((n.name for n in networks), zip(networks, net_nodes))))
-        used = {i.name for i in interfaces}
-        for net, node in zip(networks, net_nodes):
-            if net.name not in used:
-                node.child("name").fail(f"no interface named {net.name!r}")
-    devices.child("autoattachPodInterface").flag()
+    interfaces, networks = _parse_pairs(spec, devices)
     cpu = domain.child("cpu")
     cpu.mapping()
     cpus = 1
@@ -355,10 +383,31 @@ def _parse_spec(spec: _Node) -> dict[str, object]:
         cpus *= cpu.child(key).integer(1) or 1
     if cpus > MAX_CPUS:
         cpu.fail(f"sockets*cores*threads = {cpus} is more than {MAX_CPUS} vCPUs")
-    return {
-        "interfaces": interfaces, "networks": networks, "cpus": cpus, "memory": _memory(domain),
-        "network_interface_multiqueue": devices.child("networkInterfaceMultiqueue").flag(),
-    }
+    return replace(
+        head,
+        interfaces=interfaces,
+        networks=networks,
+        cpus=cpus,
+        memory=_memory(domain),
+        network_interface_multiqueue=devices.child("networkInterfaceMultiqueue").flag(),
+    )
+
+
+def _parse_pairs(spec: _Node, devices: _Node) -> tuple[tuple[Interface, ...], tuple[Network, ...]]:
+    net_nodes = spec.child("networks").elements()
+    networks = _parse_networks(net_nodes)
+    iface_nodes = devices.child("interfaces").elements()
+    autoattach = devices.child("autoattachPodInterface")
+    attach = autoattach.absent or autoattach.flag()
+    if not iface_nodes and not networks and attach:
+        return (Interface("default", Binding.MASQUERADE),), (Network("default", "pod"),)
+    refs = {net.name: (net, node) for net, node in zip(networks, net_nodes)}
+    interfaces = _parse_interfaces(iface_nodes, refs)
+    used = {i.name for i in interfaces}
+    for net, node in zip(networks, net_nodes):
+        if net.name not in used:
+            node.child("name").fail(f"no interface named {net.name!r}")
+    return interfaces, networks
 
 
 def _memory(domain: _Node) -> str | None:
@@ -372,7 +421,11 @@ def _memory(domain: _Node) -> str | None:
         node = resources.child("requests").child("memory")
     if node.absent:
         return None
-    text = str(node.value) if isinstance(node.value, int) and not isinstance(node.value, bool) else node.text()
+    text = (
+        str(node.value)
+        if isinstance(node.value, int) and not isinstance(node.value, bool)
+        else node.text()
+    )
     if text is None or not _QUANTITY.fullmatch(text):
         node.fail(f"invalid quantity {node.value!r}")
     return text
@@ -388,16 +441,22 @@ def _parse_networks(nodes: list[_Node]) -> tuple[Network, ...]:
     first: dict[str, int] = {}
     for i, (net, node) in enumerate(zip(networks, nodes)):
         if net.name in first:
-            node.child("name").fail(f"duplicate network name {net.name!r} (also networks[{first[net.name]}])")
+            node.child("name").fail(
+                f"duplicate network name {net.name!r} (also networks[{first[net.name]}])"
+            )
         first[net.name] = i
     pods = [node for net, node in zip(networks, nodes) if net.kind == "pod"]
     defaults = [node for net, node in zip(networks, nodes) if net.default]
     if len(pods) > 1:
         pods[1].child("pod").fail("only one pod network is allowed")
     if len(defaults) > 1:
-        defaults[1].child("multus").child("default").fail("only one Multus default network is allowed")
+        defaults[1].child("multus").child("default").fail(
+            "only one Multus default network is allowed"
+        )
     if pods and defaults:
-        defaults[0].child("multus").child("default").fail("a Multus default network replaces the pod network; remove one")
+        defaults[0].child("multus").child("default").fail(
+            "a Multus default network replaces the pod network; remove one"
+        )
     return networks
 
 
@@ -413,10 +472,13 @@ def _parse_network(node: _Node) -> Network:
     if kinds[0] == "multus":
         source.mapping(_MULTUS_FIELDS)
         target = source.require("networkName")
-        return Network(name, "multus", network_name=_nad_name(target), default=source.child("default").flag())
+        return Network(
+            name, "multus", network_name=_nad_name(target), default=source.child("default").flag()
+        )
     source.mapping(_POD_FIELDS)
     return Network(
-        name, "pod",
+        name,
+        "pod",
         vm_cidr=_cidr(source.child("vmNetworkCIDR"), IPv4Network, 30),
         vm_ipv6_cidr=_cidr(source.child("vmIPv6NetworkCIDR"), IPv6Network, 126),
     )
@@ -461,8 +523,12 @@ _NetRef = tuple[Network, _Node]
 
 def _parse_interfaces(nodes: list[_Node], nets: dict[str, _NetRef]) -> tuple[Interface, ...]:
     interfaces = tuple(_parse_interface(node, nets) for node in nodes)
-    checks = (("name", "name", "interface name"), ("mac", "macAddress", "MAC address"),
-              ("boot_order", "bootOrder", "boot order"), ("pci_address", "pciAddress", "PCI address"))
+    checks = (
+        ("name", "name", "interface name"),
+        ("mac", "macAddress", "MAC address"),
+        ("boot_order", "bootOrder", "boot order"),
+        ("pci_address", "pciAddress", "PCI address"),
+    )
     for attr, key, what in checks:
         first: dict[object, int] = {}
         for i, (iface, node) in enumerate(zip(interfaces, nodes)):
@@ -491,23 +557,35 @@ def _parse_interface(node: _Node, nets: dict[str, _NetRef]) -> Interface:
     node.child("acpiIndex").integer(0)
     model = node.child("model").text() or None
     if model is not None and model not in MODELS:
-        node.child("model").fail(f"unsupported model {model!r}; use one of {', '.join(sorted(MODELS))}")
+        node.child("model").fail(
+            f"unsupported model {model!r}; use one of {', '.join(sorted(MODELS))}"
+        )
     return Interface(
-        name=name, binding=binding, mac=_mac(node.child("macAddress"), binding), model=model,
-        ports=_ports(node.child("ports"), binding), pci_address=_pci(node.child("pciAddress")),
-        boot_order=node.child("bootOrder").integer(1), dhcp_options=_dhcp(node.child("dhcpOptions")),
-        state=_state(node.child("state"), binding, network), binding_plugin=plugin,
+        name=name,
+        binding=binding,
+        mac=_mac(node.child("macAddress"), binding),
+        model=model,
+        ports=_ports(node.child("ports"), binding),
+        pci_address=_pci(node.child("pciAddress")),
+        boot_order=node.child("bootOrder").integer(1),
+        dhcp_options=_dhcp(node.child("dhcpOptions")),
+        state=_state(node.child("state"), binding, network),
+        binding_plugin=plugin,
     )
 
 
-def _binding(node: _Node, fields: dict[str, object], network: Network) -> tuple[Binding, str | None]:
+def _binding(
+    node: _Node, fields: dict[str, object], network: Network
+) -> tuple[Binding, str | None]:
     keys = [k for k in _BINDINGS if k in fields]
     if len(keys) > 1:
         node.fail(f"more than one binding: {', '.join(keys)}")
     if not keys:
         if network.kind == "pod":
             return Binding.MASQUERADE, None
-        node.fail("no binding: a Multus network needs 'bridge: {}' or 'binding: {name: managed-tap}'")
+        node.fail(
+            "no binding: a Multus network needs 'bridge: {}' or 'binding: {name: managed-tap}'"
+        )
     spec = node.child(keys[0])
     if not isinstance(spec.value, dict):
         spec.fail(f"must be a mapping, e.g. '{keys[0]}: {{}}'")
@@ -516,7 +594,9 @@ def _binding(node: _Node, fields: dict[str, object], network: Network) -> tuple[
         spec.mapping(frozenset({"name"}))
         plugin = spec.require("name").text() or ""
         if plugin.lower() not in _MANAGED_TAP_NAMES:
-            spec.child("name").fail(f"unsupported binding plugin {plugin!r}; vmnet knows managed-tap")
+            spec.child("name").fail(
+                f"unsupported binding plugin {plugin!r}; vmnet knows managed-tap"
+            )
     else:
         spec.mapping(frozenset())
     binding = Binding(_BINDINGS[keys[0]])
@@ -566,7 +646,9 @@ def _port_name(node: _Node) -> str | None:
         return None
     valid = len(text) <= 15 and _PORT_NAME.fullmatch(text) and "--" not in text
     if not valid or not re.search("[a-z]", text):
-        node.fail(f"invalid port name {text!r}: up to 15 of a-z, 0-9, '-', with a letter (IANA_SVC_NAME)")
+        node.fail(
+            f"invalid port name {text!r}: up to 15 of a-z, 0-9, '-', with a letter (IANA_SVC_NAME)"
+        )
     return text
 
 
@@ -646,7 +728,9 @@ def parse_text(text: str, *, source: str = "<manifest>") -> Vmi:
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") in KINDS:
             return parse(doc, source=source)
-    raise ConfigError(source, f"no VirtualMachine or VirtualMachineInstance among {len(docs)} documents")
+    raise ConfigError(
+        source, f"no VirtualMachine or VirtualMachineInstance among {len(docs)} documents"
+    )
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -658,7 +742,8 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                 if key.value in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key.value!r}", key.start_mark)
+                        None, None, f"duplicate key {key.value!r}", key.start_mark
+                    )
                 seen.add(key.value)
         return super().construct_mapping(node, deep)
 
@@ -675,7 +760,7 @@ def _decode(text: str, source: str) -> list[object]:
     try:
         if text.lstrip()[:1] in ("{", "["):
             return [json.loads(text, object_pairs_hook=_json_object)]
-        return list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 (a SafeLoader)
+        return list(yaml.load_all(text, Loader=_StrictLoader))
     except json.JSONDecodeError as err:
         raise ConfigError(source, f"line {err.lineno}, column {err.colno}: {err.msg}") from err
     except yaml.MarkedYAMLError as err:
@@ -738,9 +823,11 @@ def _iface_json(iface: Interface) -> dict[str, object]:
     else:
         out["passtBinding" if iface.binding is Binding.PASST else str(iface.binding)] = {}
     optional = {
-        "macAddress": str(iface.mac) if iface.mac else None, "model": iface.model,
+        "macAddress": str(iface.mac) if iface.mac else None,
+        "model": iface.model,
         "pciAddress": str(iface.pci_address) if iface.pci_address else None,
-        "bootOrder": iface.boot_order, "state": iface.state,
+        "bootOrder": iface.boot_order,
+        "state": iface.state,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     if iface.ports:
@@ -767,6 +854,9 @@ def _dhcp_json(opts: DhcpOptions) -> dict[str, object]:
 
 def _net_json(net: Network) -> dict[str, object]:
     if net.kind == "multus":
-        return {"name": net.name, "multus": {"networkName": net.network_name, "default": net.default}}
+        return {
+            "name": net.name,
+            "multus": {"networkName": net.network_name, "default": net.default},
+        }
     pod = {"vmNetworkCIDR": net.vm_cidr, "vmIPv6NetworkCIDR": net.vm_ipv6_cidr}
     return {"name": net.name, "pod": {k: str(v) for k, v in pod.items() if v is not None}}

@@ -75,12 +75,17 @@ def test_vm_masquerade_and_two_multus_bridges() -> None:
     assert str(red.pci_address) == "0000:81:01.0"
     assert red.boot_order == 1
     assert red.dhcp_options == DhcpOptions(
-        "pxelinux.0", "tftp.example.org",
+        "pxelinux.0",
+        "tftp.example.org",
         (IPv4Address("192.168.2.2"), IPv4Address("192.168.2.3")),
         ((240, "private.options.kubevirt.io"),),
     )
     assert (str(blue.mac), blue.model, blue.boot_order, blue.state) == (
-        "02:aa:bb:cc:dd:02", "e1000e", 2, "down")
+        "02:aa:bb:cc:dd:02",
+        "e1000e",
+        2,
+        "down",
+    )
     assert [n.network_name for n in vmi.networks] == [None, "red-net", "infra/blue-net"]
     assert [n.kind for _, n in vmi.pairs()] == ["pod", "multus", "multus"]
     assert vmi.primary is not None and vmi.primary.name == "default"
@@ -157,7 +162,7 @@ def test_plugin_name_case_insensitive() -> None:
 def _expectation(path: Path) -> tuple[str, str]:
     if path.suffix == ".json":
         return str(path), "line 2, column 28: Expecting property name"
-    head = dict(re.findall(r"^# (field|cause): (.*)$", path.read_text(), re.M))
+    head = dict(re.findall(r"^# (field|cause): (.*)$", path.read_text(), re.MULTILINE))
     return head["field"].replace("<source>", str(path)), head["cause"]
 
 
@@ -181,10 +186,14 @@ BASE: dict[str, Any] = {
     "kind": "VirtualMachineInstance",
     "metadata": {"name": "vm", "annotations": {"a": "b"}},
     "spec": {
-        "domain": {"devices": {"interfaces": [
-            {"name": "default", "masquerade": {}},
-            {"name": "red", "bridge": {}},
-        ]}},
+        "domain": {
+            "devices": {
+                "interfaces": [
+                    {"name": "default", "masquerade": {}},
+                    {"name": "red", "bridge": {}},
+                ]
+            }
+        },
         "networks": [
             {"name": "default", "pod": {}},
             {"name": "red", "multus": {"networkName": "red"}},
@@ -235,152 +244,382 @@ CASES: list[tuple[str, dict[str, object], str, str]] = [
     ("iface-name-newline", {f"{I}[0].name": "eth0\n"}, f"{I}[0].name", "invalid interface name"),
     ("iface-name-64", {f"{I}[0].name": "a" * 64}, f"{I}[0].name", "longer than 63"),
     ("net-name-invalid", {f"{N}[0].name": "pod_net"}, f"{N}[0].name", "invalid network name"),
-    ("dup-iface-name", {f"{I}[1]": {"name": "default", "bridge": {}}}, f"{I}[1].name",
-     "duplicate interface name default (also interfaces[0])"),
+    (
+        "dup-iface-name",
+        {f"{I}[1]": {"name": "default", "bridge": {}}},
+        f"{I}[1].name",
+        "duplicate interface name default (also interfaces[0])",
+    ),
     ("dup-net-name", {f"{N}[1].name": "default"}, f"{N}[1].name", "duplicate network name"),
     ("iface-no-network", {f"{I}[1].name": "blue"}, f"{I}[1].name", "no network named 'blue'"),
-    ("network-no-iface", {f"{N}[2]": {"name": "green", "multus": {"networkName": "g"}}},
-     f"{N}[2].name", "no interface named 'green'"),
-    ("two-bindings", {f"{I}[0].bridge": {}}, f"{I}[0]", "more than one binding: bridge, masquerade"),
-    ("passt-twice", {f"{I}[0]": {"name": "default", "passt": {}, "passtBinding": {}}}, f"{I}[0]",
-     "more than one binding"),
-    ("unknown-binding-key", {f"{I}[0].bridgee": {}}, f"{I}[0].bridgee",
-     "unknown field; did you mean 'bridge'?"),
+    (
+        "network-no-iface",
+        {f"{N}[2]": {"name": "green", "multus": {"networkName": "g"}}},
+        f"{N}[2].name",
+        "no interface named 'green'",
+    ),
+    (
+        "two-bindings",
+        {f"{I}[0].bridge": {}},
+        f"{I}[0]",
+        "more than one binding: bridge, masquerade",
+    ),
+    (
+        "passt-twice",
+        {f"{I}[0]": {"name": "default", "passt": {}, "passtBinding": {}}},
+        f"{I}[0]",
+        "more than one binding",
+    ),
+    (
+        "unknown-binding-key",
+        {f"{I}[0].bridgee": {}},
+        f"{I}[0].bridgee",
+        "unknown field; did you mean 'bridge'?",
+    ),
     ("unknown-net-field", {f"{N}[0].podd": {}}, f"{N}[0].podd", "unknown field"),
     ("unknown-pod-field", {f"{N}[0].pod.cidr": "x"}, f"{N}[0].pod.cidr", "unknown field"),
-    ("unknown-multus-field", {f"{N}[1].multus.namespace": "x"}, f"{N}[1].multus.namespace",
-     "unknown field"),
-    ("unknown-port-field", {f"{I}[0].ports": [{"port": 80, "proto": "TCP"}]},
-     f"{I}[0].ports[0].proto", "unknown field"),
-    ("unknown-dhcp-field", {f"{I}[1].dhcpOptions": {"ntp": []}}, f"{I}[1].dhcpOptions.ntp",
-     "unknown field"),
-    ("masquerade-not-empty", {f"{I}[0].masquerade": {"x": 1}}, f"{I}[0].masquerade.x",
-     "unknown field"),
-    ("non-string-key", {f"{I}[0]": {"name": "default", 1: "x"}}, f"{I}[0]", "key 1 must be a string"),
+    (
+        "unknown-multus-field",
+        {f"{N}[1].multus.namespace": "x"},
+        f"{N}[1].multus.namespace",
+        "unknown field",
+    ),
+    (
+        "unknown-port-field",
+        {f"{I}[0].ports": [{"port": 80, "proto": "TCP"}]},
+        f"{I}[0].ports[0].proto",
+        "unknown field",
+    ),
+    (
+        "unknown-dhcp-field",
+        {f"{I}[1].dhcpOptions": {"ntp": []}},
+        f"{I}[1].dhcpOptions.ntp",
+        "unknown field",
+    ),
+    (
+        "masquerade-not-empty",
+        {f"{I}[0].masquerade": {"x": 1}},
+        f"{I}[0].masquerade.x",
+        "unknown field",
+    ),
+    (
+        "non-string-key",
+        {f"{I}[0]": {"name": "default", 1: "x"}},
+        f"{I}[0]",
+        "key 1 must be a string",
+    ),
     ("sriov", {f"{I}[1]": {"name": "red", "sriov": {}}}, f"{I}[1].sriov", "not supported by vmnet"),
     ("slirp", {f"{I}[0]": {"name": "default", "slirp": {}}}, f"{I}[0].slirp", "not supported"),
     ("macvtap", {f"{I}[1]": {"name": "red", "macvtap": {}}}, f"{I}[1].macvtap", "not supported"),
     ("port-ranges", {f"{I}[0].portRanges": []}, f"{I}[0].portRanges", "not supported"),
-    ("plugin-unknown", {f"{I}[1]": {"name": "red", "binding": {"name": "sriov-plugin"}}},
-     f"{I}[1].binding.name", "unsupported binding plugin 'sriov-plugin'"),
-    ("plugin-no-name", {f"{I}[1]": {"name": "red", "binding": {}}}, f"{I}[1].binding.name",
-     "missing"),
+    (
+        "plugin-unknown",
+        {f"{I}[1]": {"name": "red", "binding": {"name": "sriov-plugin"}}},
+        f"{I}[1].binding.name",
+        "unsupported binding plugin 'sriov-plugin'",
+    ),
+    (
+        "plugin-no-name",
+        {f"{I}[1]": {"name": "red", "binding": {}}},
+        f"{I}[1].binding.name",
+        "missing",
+    ),
     ("binding-null", {f"{I}[1].bridge": None}, f"{I}[1].bridge", "must be a mapping"),
     ("no-binding-multus", {f"{I}[1]": {"name": "red"}}, f"{I}[1]", "no binding"),
     ("mac-invalid", {f"{I}[1].macAddress": "zz"}, f"{I}[1].macAddress", "invalid MAC address 'zz'"),
-    ("mac-multicast", {f"{I}[1].macAddress": "01:00:5e:00:00:01"}, f"{I}[1].macAddress",
-     "multicast"),
-    ("mac-broadcast", {f"{I}[1].macAddress": "ff:ff:ff:ff:ff:ff"}, f"{I}[1].macAddress",
-     "multicast"),
+    (
+        "mac-multicast",
+        {f"{I}[1].macAddress": "01:00:5e:00:00:01"},
+        f"{I}[1].macAddress",
+        "multicast",
+    ),
+    (
+        "mac-broadcast",
+        {f"{I}[1].macAddress": "ff:ff:ff:ff:ff:ff"},
+        f"{I}[1].macAddress",
+        "multicast",
+    ),
     ("mac-zero", {f"{I}[1].macAddress": "00:00:00:00:00:00"}, f"{I}[1].macAddress", "all-zero"),
-    ("mac-masq-bridge", {f"{I}[0].macAddress": "02:00:00:00:00:00"}, f"{I}[0].macAddress",
-     "reserved for the masquerade bridge"),
-    ("mac-dup", {f"{I}[0].macAddress": MAC1, f"{I}[1].macAddress": MAC1.upper()},
-     f"{I}[1].macAddress", "duplicate MAC address 02:aa:00:00:00:01"),
+    (
+        "mac-masq-bridge",
+        {f"{I}[0].macAddress": "02:00:00:00:00:00"},
+        f"{I}[0].macAddress",
+        "reserved for the masquerade bridge",
+    ),
+    (
+        "mac-dup",
+        {f"{I}[0].macAddress": MAC1, f"{I}[1].macAddress": MAC1.upper()},
+        f"{I}[1].macAddress",
+        "duplicate MAC address 02:aa:00:00:00:01",
+    ),
     ("model", {f"{I}[0].model": "virtio-net"}, f"{I}[0].model", "unsupported model 'virtio-net'"),
     ("port-missing", {f"{I}[0].ports": [{"protocol": "TCP"}]}, f"{I}[0].ports[0].port", "missing"),
-    ("port-string", {f"{I}[0].ports": [{"port": "80"}]}, f"{I}[0].ports[0].port",
-     "must be an integer, not a string"),
-    ("port-bool", {f"{I}[0].ports": [{"port": True}]}, f"{I}[0].ports[0].port",
-     "must be an integer, not a boolean"),
+    (
+        "port-string",
+        {f"{I}[0].ports": [{"port": "80"}]},
+        f"{I}[0].ports[0].port",
+        "must be an integer, not a string",
+    ),
+    (
+        "port-bool",
+        {f"{I}[0].ports": [{"port": True}]},
+        f"{I}[0].ports[0].port",
+        "must be an integer, not a boolean",
+    ),
     ("port-float", {f"{I}[0].ports": [{"port": 80.0}]}, f"{I}[0].ports[0].port", "integer"),
-    ("port-zero", {f"{I}[0].ports": [{"port": 0}]}, f"{I}[0].ports[0].port", "out of range 1-65535"),
+    (
+        "port-zero",
+        {f"{I}[0].ports": [{"port": 0}]},
+        f"{I}[0].ports[0].port",
+        "out of range 1-65535",
+    ),
     ("port-big", {f"{I}[0].ports": [{"port": 65536}]}, f"{I}[0].ports[0].port", "out of range"),
-    ("protocol", {f"{I}[0].ports": [{"port": 80, "protocol": "SCTP"}]},
-     f"{I}[0].ports[0].protocol", "TCP or UDP"),
-    ("port-dup", {f"{I}[0].ports": [{"port": 80}, {"port": 80, "protocol": "tcp"}]},
-     f"{I}[0].ports[1].port", "duplicate port 80/TCP"),
-    ("port-name-invalid", {f"{I}[0].ports": [{"port": 80, "name": "HTTP_1"}]},
-     f"{I}[0].ports[0].name", "invalid port name"),
-    ("port-name-digits", {f"{I}[0].ports": [{"port": 80, "name": "8080"}]},
-     f"{I}[0].ports[0].name", "invalid port name"),
-    ("port-name-dup", {f"{I}[0].ports": [{"port": 80, "name": "web"}, {"port": 81, "name": "web"}]},
-     f"{I}[0].ports[1].name", "duplicate port name"),
-    ("ports-on-bridge", {f"{I}[1].ports": [{"port": 80}]}, f"{I}[1].ports",
-     "only used by masquerade and passt, not bridge"),
-    ("pci-malformed", {f"{I}[1].pciAddress": "81:01.0"}, f"{I}[1].pciAddress",
-     "invalid PCI address"),
+    (
+        "protocol",
+        {f"{I}[0].ports": [{"port": 80, "protocol": "SCTP"}]},
+        f"{I}[0].ports[0].protocol",
+        "TCP or UDP",
+    ),
+    (
+        "port-dup",
+        {f"{I}[0].ports": [{"port": 80}, {"port": 80, "protocol": "tcp"}]},
+        f"{I}[0].ports[1].port",
+        "duplicate port 80/TCP",
+    ),
+    (
+        "port-name-invalid",
+        {f"{I}[0].ports": [{"port": 80, "name": "HTTP_1"}]},
+        f"{I}[0].ports[0].name",
+        "invalid port name",
+    ),
+    (
+        "port-name-digits",
+        {f"{I}[0].ports": [{"port": 80, "name": "8080"}]},
+        f"{I}[0].ports[0].name",
+        "invalid port name",
+    ),
+    (
+        "port-name-dup",
+        {f"{I}[0].ports": [{"port": 80, "name": "web"}, {"port": 81, "name": "web"}]},
+        f"{I}[0].ports[1].name",
+        "duplicate port name",
+    ),
+    (
+        "ports-on-bridge",
+        {f"{I}[1].ports": [{"port": 80}]},
+        f"{I}[1].ports",
+        "only used by masquerade and passt, not bridge",
+    ),
+    (
+        "pci-malformed",
+        {f"{I}[1].pciAddress": "81:01.0"},
+        f"{I}[1].pciAddress",
+        "invalid PCI address",
+    ),
     ("pci-function", {f"{I}[1].pciAddress": "0000:81:01.8"}, f"{I}[1].pciAddress", "invalid PCI"),
     ("pci-slot", {f"{I}[1].pciAddress": "0000:81:20.0"}, f"{I}[1].pciAddress", "above 0x1f"),
-    ("pci-dup", {f"{I}[0].pciAddress": "0000:01:01.0", f"{I}[1].pciAddress": "0000:01:01.0"},
-     f"{I}[1].pciAddress", "duplicate PCI address"),
+    (
+        "pci-dup",
+        {f"{I}[0].pciAddress": "0000:01:01.0", f"{I}[1].pciAddress": "0000:01:01.0"},
+        f"{I}[1].pciAddress",
+        "duplicate PCI address",
+    ),
     ("boot-zero", {f"{I}[1].bootOrder": 0}, f"{I}[1].bootOrder", "must be >= 1"),
     ("boot-string", {f"{I}[1].bootOrder": "1"}, f"{I}[1].bootOrder", "must be an integer"),
-    ("boot-dup", {f"{I}[0].bootOrder": 1, f"{I}[1].bootOrder": 1}, f"{I}[1].bootOrder",
-     "duplicate boot order 1"),
-    ("private-code-low", {f"{I}[1].dhcpOptions": {"privateOptions": [{"option": 200, "value": "x"}]}},
-     f"{I}[1].dhcpOptions.privateOptions[0].option", "out of range 224-254"),
-    ("private-code-dup", {f"{I}[1].dhcpOptions": {"privateOptions": [
-        {"option": 240, "value": "a"}, {"option": 240, "value": "b"}]}},
-     f"{I}[1].dhcpOptions.privateOptions[1].option", "duplicate private option 240"),
-    ("private-value-long", {f"{I}[1].dhcpOptions": {"privateOptions": [
-        {"option": 240, "value": "x" * 256}]}},
-     f"{I}[1].dhcpOptions.privateOptions[0].value", "longer than 255 bytes"),
-    ("ntp-ipv6", {f"{I}[1].dhcpOptions": {"ntpServers": ["fd00::1"]}},
-     f"{I}[1].dhcpOptions.ntpServers[0]", "not an IPv4 address"),
-    ("ntp-not-list", {f"{I}[1].dhcpOptions": {"ntpServers": "1.2.3.4"}},
-     f"{I}[1].dhcpOptions.ntpServers", "must be a list"),
-    ("bootfile-int", {f"{I}[1].dhcpOptions": {"bootFileName": 5}},
-     f"{I}[1].dhcpOptions.bootFileName", "must be a string"),
-    ("tftp-list", {f"{I}[1].dhcpOptions": {"tftpServerName": ["a"]}},
-     f"{I}[1].dhcpOptions.tftpServerName", "must be a string, not a list"),
+    (
+        "boot-dup",
+        {f"{I}[0].bootOrder": 1, f"{I}[1].bootOrder": 1},
+        f"{I}[1].bootOrder",
+        "duplicate boot order 1",
+    ),
+    (
+        "private-code-low",
+        {f"{I}[1].dhcpOptions": {"privateOptions": [{"option": 200, "value": "x"}]}},
+        f"{I}[1].dhcpOptions.privateOptions[0].option",
+        "out of range 224-254",
+    ),
+    (
+        "private-code-dup",
+        {
+            f"{I}[1].dhcpOptions": {
+                "privateOptions": [{"option": 240, "value": "a"}, {"option": 240, "value": "b"}]
+            }
+        },
+        f"{I}[1].dhcpOptions.privateOptions[1].option",
+        "duplicate private option 240",
+    ),
+    (
+        "private-value-long",
+        {f"{I}[1].dhcpOptions": {"privateOptions": [{"option": 240, "value": "x" * 256}]}},
+        f"{I}[1].dhcpOptions.privateOptions[0].value",
+        "longer than 255 bytes",
+    ),
+    (
+        "ntp-ipv6",
+        {f"{I}[1].dhcpOptions": {"ntpServers": ["fd00::1"]}},
+        f"{I}[1].dhcpOptions.ntpServers[0]",
+        "not an IPv4 address",
+    ),
+    (
+        "ntp-not-list",
+        {f"{I}[1].dhcpOptions": {"ntpServers": "1.2.3.4"}},
+        f"{I}[1].dhcpOptions.ntpServers",
+        "must be a list",
+    ),
+    (
+        "bootfile-int",
+        {f"{I}[1].dhcpOptions": {"bootFileName": 5}},
+        f"{I}[1].dhcpOptions.bootFileName",
+        "must be a string",
+    ),
+    (
+        "tftp-list",
+        {f"{I}[1].dhcpOptions": {"tftpServerName": ["a"]}},
+        f"{I}[1].dhcpOptions.tftpServerName",
+        "must be a string, not a list",
+    ),
     ("net-no-source", {f"{N}[1]": {"name": "red"}}, f"{N}[1]", "exactly one of"),
     ("net-two-sources", {f"{N}[1].pod": {}}, f"{N}[1]", "exactly one of"),
     ("net-pod-null", {f"{N}[0].pod": None}, f"{N}[0].pod", "must be a mapping, e.g. 'pod: {}'"),
     ("multus-no-name", {f"{N}[1].multus": {}}, f"{N}[1].multus.networkName", "missing"),
-    ("multus-bad-name", {f"{N}[1].multus.networkName": "a/b/c"}, f"{N}[1].multus.networkName",
-     "expected [namespace/]name"),
-    ("two-pod-networks", {f"{N}[1]": {"name": "red", "pod": {}}}, f"{N}[1].pod",
-     "only one pod network"),
-    ("two-multus-defaults", {
-        f"{N}[0]": {"name": "default", "multus": {"networkName": "a", "default": True}},
-        f"{N}[1].multus.default": True}, f"{N}[1].multus.default", "only one Multus default"),
-    ("pod-and-multus-default", {f"{N}[1].multus.default": True}, f"{N}[1].multus.default",
-     "replaces the pod network"),
-    ("multus-default-not-bool", {f"{N}[1].multus.default": "yes"}, f"{N}[1].multus.default",
-     "must be true or false"),
-    ("masquerade-on-multus", {f"{I}[1]": {"name": "red", "masquerade": {}}}, f"{I}[1].masquerade",
-     "only allowed on the pod network"),
-    ("passt-on-multus", {f"{I}[1]": {"name": "red", "passtBinding": {}}}, f"{I}[1].passtBinding",
-     "only allowed on the pod network"),
-    ("absent-primary", {f"{I}[0]": {"name": "default", "bridge": {}, "state": "absent"}},
-     f"{I}[0].state", "not allowed on the primary network"),
-    ("absent-managed-tap", {f"{I}[1]": {"name": "red", "binding": {"name": "managed-tap"},
-                                        "state": "absent"}},
-     f"{I}[1].state", "only allowed with bridge binding, not managedTap"),
+    (
+        "multus-bad-name",
+        {f"{N}[1].multus.networkName": "a/b/c"},
+        f"{N}[1].multus.networkName",
+        "expected [namespace/]name",
+    ),
+    (
+        "two-pod-networks",
+        {f"{N}[1]": {"name": "red", "pod": {}}},
+        f"{N}[1].pod",
+        "only one pod network",
+    ),
+    (
+        "two-multus-defaults",
+        {
+            f"{N}[0]": {"name": "default", "multus": {"networkName": "a", "default": True}},
+            f"{N}[1].multus.default": True,
+        },
+        f"{N}[1].multus.default",
+        "only one Multus default",
+    ),
+    (
+        "pod-and-multus-default",
+        {f"{N}[1].multus.default": True},
+        f"{N}[1].multus.default",
+        "replaces the pod network",
+    ),
+    (
+        "multus-default-not-bool",
+        {f"{N}[1].multus.default": "yes"},
+        f"{N}[1].multus.default",
+        "must be true or false",
+    ),
+    (
+        "masquerade-on-multus",
+        {f"{I}[1]": {"name": "red", "masquerade": {}}},
+        f"{I}[1].masquerade",
+        "only allowed on the pod network",
+    ),
+    (
+        "passt-on-multus",
+        {f"{I}[1]": {"name": "red", "passtBinding": {}}},
+        f"{I}[1].passtBinding",
+        "only allowed on the pod network",
+    ),
+    (
+        "absent-primary",
+        {f"{I}[0]": {"name": "default", "bridge": {}, "state": "absent"}},
+        f"{I}[0].state",
+        "not allowed on the primary network",
+    ),
+    (
+        "absent-managed-tap",
+        {f"{I}[1]": {"name": "red", "binding": {"name": "managed-tap"}, "state": "absent"}},
+        f"{I}[1].state",
+        "only allowed with bridge binding, not managedTap",
+    ),
     ("state-unknown", {f"{I}[0].state": "sleeping"}, f"{I}[0].state", "up, down or absent"),
-    ("cidr-invalid", {f"{N}[0].pod.vmNetworkCIDR": "10.0.2/24x"}, f"{N}[0].pod.vmNetworkCIDR",
-     "invalid IPv4 CIDR"),
-    ("cidr-ipv6", {f"{N}[0].pod.vmNetworkCIDR": "fd00::/64"}, f"{N}[0].pod.vmNetworkCIDR",
-     "invalid IPv4 CIDR"),
-    ("cidr-host-bits", {f"{N}[0].pod.vmNetworkCIDR": "10.0.2.1/24"}, f"{N}[0].pod.vmNetworkCIDR",
-     "host bits set; did you mean 10.0.2.0/24?"),
-    ("cidr-no-prefix", {f"{N}[0].pod.vmNetworkCIDR": "10.0.2.0"}, f"{N}[0].pod.vmNetworkCIDR",
-     "no prefix length"),
-    ("cidr-31", {f"{N}[0].pod.vmNetworkCIDR": "10.0.2.0/31"}, f"{N}[0].pod.vmNetworkCIDR",
-     "prefix /31 is too long"),
-    ("cidr-loopback", {f"{N}[0].pod.vmNetworkCIDR": "127.0.0.0/24"}, f"{N}[0].pod.vmNetworkCIDR",
-     "loopback"),
-    ("cidr6-invalid", {f"{N}[0].pod.vmIPv6NetworkCIDR": "zz"}, f"{N}[0].pod.vmIPv6NetworkCIDR",
-     "invalid IPv6 CIDR"),
-    ("cidr6-127", {f"{N}[0].pod.vmIPv6NetworkCIDR": "fd10::/127"},
-     f"{N}[0].pod.vmIPv6NetworkCIDR", "prefix /127 is too long"),
-    ("cidr-on-bridge", {f"{I}[0]": {"name": "default", "bridge": {}},
-                        f"{N}[0].pod.vmNetworkCIDR": "10.1.0.0/24"},
-     f"{N}[0].pod.vmNetworkCIDR", "only applies to masquerade, not bridge"),
+    (
+        "cidr-invalid",
+        {f"{N}[0].pod.vmNetworkCIDR": "10.0.2/24x"},
+        f"{N}[0].pod.vmNetworkCIDR",
+        "invalid IPv4 CIDR",
+    ),
+    (
+        "cidr-ipv6",
+        {f"{N}[0].pod.vmNetworkCIDR": "fd00::/64"},
+        f"{N}[0].pod.vmNetworkCIDR",
+        "invalid IPv4 CIDR",
+    ),
+    (
+        "cidr-host-bits",
+        {f"{N}[0].pod.vmNetworkCIDR": "10.0.2.1/24"},
+        f"{N}[0].pod.vmNetworkCIDR",
+        "host bits set; did you mean 10.0.2.0/24?",
+    ),
+    (
+        "cidr-no-prefix",
+        {f"{N}[0].pod.vmNetworkCIDR": "10.0.2.0"},
+        f"{N}[0].pod.vmNetworkCIDR",
+        "no prefix length",
+    ),
+    (
+        "cidr-31",
+        {f"{N}[0].pod.vmNetworkCIDR": "10.0.2.0/31"},
+        f"{N}[0].pod.vmNetworkCIDR",
+        "prefix /31 is too long",
+    ),
+    (
+        "cidr-loopback",
+        {f"{N}[0].pod.vmNetworkCIDR": "127.0.0.0/24"},
+        f"{N}[0].pod.vmNetworkCIDR",
+        "loopback",
+    ),
+    (
+        "cidr6-invalid",
+        {f"{N}[0].pod.vmIPv6NetworkCIDR": "zz"},
+        f"{N}[0].pod.vmIPv6NetworkCIDR",
+        "invalid IPv6 CIDR",
+    ),
+    (
+        "cidr6-127",
+        {f"{N}[0].pod.vmIPv6NetworkCIDR": "fd10::/127"},
+        f"{N}[0].pod.vmIPv6NetworkCIDR",
+        "prefix /127 is too long",
+    ),
+    (
+        "cidr-on-bridge",
+        {f"{I}[0]": {"name": "default", "bridge": {}}, f"{N}[0].pod.vmNetworkCIDR": "10.1.0.0/24"},
+        f"{N}[0].pod.vmNetworkCIDR",
+        "only applies to masquerade, not bridge",
+    ),
     ("cpu-zero", {"spec.domain.cpu": {"cores": 0}}, "spec.domain.cpu.cores", "must be >= 1"),
-    ("cpu-too-many", {"spec.domain.cpu": {"sockets": 64, "cores": 64, "threads": 2}},
-     "spec.domain.cpu", "more than 4096 vCPUs"),
-    ("memory-invalid", {"spec.domain.memory": {"guest": "lots"}}, "spec.domain.memory.guest",
-     "invalid quantity"),
-    ("multiqueue-string", {"spec.domain.devices.networkInterfaceMultiqueue": "yes"},
-     "spec.domain.devices.networkInterfaceMultiqueue", "must be true or false"),
+    (
+        "cpu-too-many",
+        {"spec.domain.cpu": {"sockets": 64, "cores": 64, "threads": 2}},
+        "spec.domain.cpu",
+        "more than 4096 vCPUs",
+    ),
+    (
+        "memory-invalid",
+        {"spec.domain.memory": {"guest": "lots"}},
+        "spec.domain.memory.guest",
+        "invalid quantity",
+    ),
+    (
+        "multiqueue-string",
+        {"spec.domain.devices.networkInterfaceMultiqueue": "yes"},
+        "spec.domain.devices.networkInterfaceMultiqueue",
+        "must be true or false",
+    ),
     ("acpi-negative", {f"{I}[0].acpiIndex": -1}, f"{I}[0].acpiIndex", "must be >= 0"),
 ]
 
 
-@pytest.mark.parametrize(("changes", "field", "cause"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("changes", "field", "cause"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_inline(changes: dict[str, object], field: str, cause: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(mutate(changes))
@@ -405,7 +644,9 @@ def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(str(tmp_path / "nope.yaml"))
     assert info.value.field == "--vmi"
-    assert info.value.cause == f"{tmp_path / 'nope.yaml'}: {__import__('os').strerror(errno.ENOENT)}"
+    assert (
+        info.value.cause == f"{tmp_path / 'nope.yaml'}: {__import__('os').strerror(errno.ENOENT)}"
+    )
 
 
 def test_load_directory_and_binary(tmp_path: Path) -> None:
@@ -438,10 +679,15 @@ def test_deep_nesting_is_a_config_error() -> None:
 
 
 def test_yaml_timestamp_in_annotation() -> None:
-    doc = "\n".join(["apiVersion: kubevirt.io/v1", "kind: VirtualMachineInstance",
-                     "metadata: {name: t, annotations: {when: 2024-01-01}}",
-                     "spec: {domain: {devices: {}}}"])
-    with pytest.raises(ConfigError, match=r"^metadata\.annotations\.when: must be a string, not date"):
+    doc = """
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: t, annotations: {when: 2024-01-01}}
+spec: {domain: {devices: {}}}
+"""
+    with pytest.raises(
+        ConfigError, match=r"^metadata\.annotations\.when: must be a string, not date"
+    ):
         parse_text(doc)
 
 
@@ -456,22 +702,78 @@ def test_values_are_typed_and_hashable() -> None:
 
 # ---------------------------------------------------------------- fuzzing
 
-KEYS = ["apiVersion", "kind", "metadata", "name", "namespace", "spec", "template", "domain",
-        "devices", "interfaces", "networks", "pod", "multus", "networkName", "default", "bridge",
-        "masquerade", "passtBinding", "binding", "ports", "port", "protocol", "macAddress",
-        "pciAddress", "bootOrder", "dhcpOptions", "privateOptions", "option", "value",
-        "ntpServers", "state", "vmNetworkCIDR", "vmIPv6NetworkCIDR", "cpu", "cores", "memory",
-        "guest", "annotations", "model", "autoattachPodInterface"]
+KEYS = [
+    "apiVersion",
+    "kind",
+    "metadata",
+    "name",
+    "namespace",
+    "spec",
+    "template",
+    "domain",
+    "devices",
+    "interfaces",
+    "networks",
+    "pod",
+    "multus",
+    "networkName",
+    "default",
+    "bridge",
+    "masquerade",
+    "passtBinding",
+    "binding",
+    "ports",
+    "port",
+    "protocol",
+    "macAddress",
+    "pciAddress",
+    "bootOrder",
+    "dhcpOptions",
+    "privateOptions",
+    "option",
+    "value",
+    "ntpServers",
+    "state",
+    "vmNetworkCIDR",
+    "vmIPv6NetworkCIDR",
+    "cpu",
+    "cores",
+    "memory",
+    "guest",
+    "annotations",
+    "model",
+    "autoattachPodInterface",
+]
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-    st.text(max_size=12), st.sampled_from(["default", "red", "kubevirt.io/v1", "VirtualMachine",
-                                           "VirtualMachineInstance", "02:00:00:00:00:00",
-                                           "10.0.2.0/24", "0000:81:01.0", "TCP", "absent", ""]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "default",
+            "red",
+            "kubevirt.io/v1",
+            "VirtualMachine",
+            "VirtualMachineInstance",
+            "02:00:00:00:00:00",
+            "10.0.2.0/24",
+            "0000:81:01.0",
+            "TCP",
+            "absent",
+            "",
+        ]
+    ),
 )
 JSONISH = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5) | st.integers(), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(KEYS) | st.text(max_size=5) | st.integers(), inner, max_size=5
+        )
+    ),
     max_leaves=30,
 )
 
@@ -516,8 +818,20 @@ def test_fuzz_mutated_manifest(changes: list[tuple[str, object]]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=200) | st.sampled_from(["{", "[", "a: &x [*x]", "!!binary x", "a: !!set {b}",
-                                                "--- !!python/object:os.system x", "\ufeff{}"]))
+@given(
+    st.text(max_size=200)
+    | st.sampled_from(
+        [
+            "{",
+            "[",
+            "a: &x [*x]",
+            "!!binary x",
+            "a: !!set {b}",
+            "--- !!python/object:os.system x",
+            "\ufeff{}",
+        ]
+    )
+)
 def test_fuzz_random_text(text: str) -> None:
     try:
         parse_text(text)
@@ -531,7 +845,7 @@ def test_fuzz_corrupted_good_files(path: Path, at: int, junk: str) -> None:
     text = path.read_text()
     at %= len(text) + 1
     try:
-        vmi = parse_text(text[:at] + junk + text[at + len(junk):])
+        vmi = parse_text(text[:at] + junk + text[at + len(junk) :])
     except ConfigError:
         return
     assert parse(to_json(vmi)) == vmi
@@ -539,13 +853,24 @@ def test_fuzz_corrupted_good_files(path: Path, at: int, junk: str) -> None:
 
 NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True)
 MACS = st.binary(min_size=6, max_size=6).map(MacAddress.random_local)
-PORTS = st.lists(st.builds(Port, st.integers(1, 65535), st.sampled_from(["TCP", "UDP"]),
-                           st.none() | st.from_regex(r"[a-z]{1,15}", fullmatch=True)),
-                 max_size=3, unique_by=(lambda p: (p.port, p.protocol), lambda p: p.name or id(p))).map(tuple)
+PORTS = st.lists(
+    st.builds(
+        Port,
+        st.integers(1, 65535),
+        st.sampled_from(["TCP", "UDP"]),
+        st.none() | st.from_regex(r"[a-z]{1,15}", fullmatch=True),
+    ),
+    max_size=3,
+    unique_by=(lambda p: (p.port, p.protocol), lambda p: p.name or id(p)),
+).map(tuple)
 DHCP = st.none() | st.builds(
-    DhcpOptions, st.none() | st.text("abc./", min_size=1, max_size=20), st.none() | NAMES,
+    DhcpOptions,
+    st.none() | st.text("abc./", min_size=1, max_size=20),
+    st.none() | NAMES,
     st.lists(st.ip_addresses(v=4), max_size=2).map(tuple),
-    st.lists(st.integers(224, 254), unique=True, max_size=2).map(lambda c: tuple((x, "v") for x in c)),
+    st.lists(st.integers(224, 254), unique=True, max_size=2).map(
+        lambda c: tuple((x, "v") for x in c)
+    ),
 )
 
 
@@ -554,28 +879,57 @@ def vmis(draw: st.DrawFn) -> Vmi:
     names = draw(st.lists(NAMES, min_size=1, max_size=4, unique=True))
     primary = draw(st.sampled_from(["pod", "multus", "none"]))
     ifaces, nets = [], []
-    macs = draw(st.lists(st.none() | MACS, min_size=len(names), max_size=len(names),
-                         unique_by=lambda m: m or object()))
+    macs = draw(
+        st.lists(
+            st.none() | MACS,
+            min_size=len(names),
+            max_size=len(names),
+            unique_by=lambda m: m or object(),
+        )
+    )
     for i, name in enumerate(names):
         kind = "pod" if i == 0 and primary == "pod" else "multus"
         choices = [Binding.BRIDGE, Binding.MANAGED_TAP] + (
-            [Binding.MASQUERADE, Binding.PASST] if kind == "pod" else [])
+            [Binding.MASQUERADE, Binding.PASST] if kind == "pod" else []
+        )
         binding = draw(st.sampled_from(choices))
         is_primary = i == 0 and primary != "none"
-        nets.append(Network(name, kind, None if kind == "pod" else draw(NAMES), default=(
-            kind == "multus" and is_primary),
-            vm_cidr=draw(st.none() | st.just(IPv4Network("10.9.0.0/28")))
-            if binding is Binding.MASQUERADE else None))
-        states = [None, "up", "down"] + (["absent"] if binding is Binding.BRIDGE and not is_primary else [])
-        ifaces.append(Interface(
-            name, binding, macs[i], draw(st.none() | st.sampled_from(["virtio", "e1000"])),
-            draw(PORTS) if binding in (Binding.MASQUERADE, Binding.PASST) else (),
-            draw(st.none() | st.just(PciAddress(0, 1, i + 1, 0))), draw(st.none() | st.just(i + 1)),
-            draw(DHCP), draw(st.sampled_from(states)),
-            "managed-tap" if binding is Binding.MANAGED_TAP else None))
-    return Vmi(draw(st.sampled_from(["VirtualMachine", "VirtualMachineInstance"])), draw(NAMES),
-               interfaces=tuple(ifaces), networks=tuple(draw(st.permutations(nets))),
-               cpus=draw(st.integers(1, 64)), memory=draw(st.none() | st.just("1Gi")))
+        nets.append(
+            Network(
+                name,
+                kind,
+                None if kind == "pod" else draw(NAMES),
+                default=(kind == "multus" and is_primary),
+                vm_cidr=draw(st.none() | st.just(IPv4Network("10.9.0.0/28")))
+                if binding is Binding.MASQUERADE
+                else None,
+            )
+        )
+        states = [None, "up", "down"] + (
+            ["absent"] if binding is Binding.BRIDGE and not is_primary else []
+        )
+        ifaces.append(
+            Interface(
+                name,
+                binding,
+                macs[i],
+                draw(st.none() | st.sampled_from(["virtio", "e1000"])),
+                draw(PORTS) if binding in (Binding.MASQUERADE, Binding.PASST) else (),
+                draw(st.none() | st.just(PciAddress(0, 1, i + 1, 0))),
+                draw(st.none() | st.just(i + 1)),
+                draw(DHCP),
+                draw(st.sampled_from(states)),
+                "managed-tap" if binding is Binding.MANAGED_TAP else None,
+            )
+        )
+    return Vmi(
+        draw(st.sampled_from(["VirtualMachine", "VirtualMachineInstance"])),
+        draw(NAMES),
+        interfaces=tuple(ifaces),
+        networks=tuple(draw(st.permutations(nets))),
+        cpus=draw(st.integers(1, 64)),
+        memory=draw(st.none() | st.just("1Gi")),
+    )
 
 
 @settings(max_examples=200, deadline=None)
