@@ -36,8 +36,8 @@ TYPES = ("ethernet", "user", "vhostuser")
 VIRTIO_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional")
 ISTIO_RESERVED_PORTS = (15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090)
 MAX_QUEUES = 256
-_ORDER = ("address", "source", "target", "model", "mac", "mtu", "bandwidth", "boot", "link",
-          "filterref", "alias", "driver", "rom", "acpi", "backend", "portForward")
+_ORDER: tuple[str, ...] = ("address", "source", "target", "model", "mac", "mtu", "bandwidth")
+_ORDER += ("boot", "link", "filterref", "alias", "driver", "rom", "acpi", "backend", "portForward")
 _OWNED = frozenset({"mac", "target", "backend", "portForward"})
 _IF_SET = frozenset({"address", "mtu", "boot", "link", "driver"})
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -111,7 +111,8 @@ def _matches(pattern: re.Pattern[str], value: object, optional: bool = True) -> 
 def _interface_problems(i: DomainInterface) -> list[str]:
     multiqueue = _int_in(i.queues, 2, MAX_QUEUES)
     forwards = isinstance(i.port_forwards, tuple) and all(
-        isinstance(p, PortForward) for p in i.port_forwards)
+        isinstance(p, PortForward) for p in i.port_forwards
+    )
     checks = [
         (i.type in TYPES, f"type {i.type!r} is not one of {', '.join(TYPES)}"),
         (isinstance(i.mac, MacAddress) and not i.mac.is_multicast, f"MAC {i.mac} is not unicast"),
@@ -125,8 +126,10 @@ def _interface_problems(i: DomainInterface) -> list[str]:
         (not multiqueue or i.model in VIRTIO_MODELS, "queues need a virtio model"),
         (not multiqueue or i.type != "user", "passt 'user' has a single queue"),
         (forwards, "port forwards are not a tuple of PortForward"),
-        (i.is_passt or not (i.source_dev or i.port_forwards or i.passt_log),
-         "source/portForward/log are passt-only"),
+        (
+            i.is_passt or not (i.source_dev or i.port_forwards or i.passt_log),
+            "source/portForward/log are passt-only",
+        ),
         (not i.is_passt or i.target is None, "a passt interface has no tap target"),
         (i.pci_address is None or isinstance(i.pci_address, PciAddress), "bad PCI address"),
     ]
@@ -185,9 +188,7 @@ def interface_element(iface: DomainInterface) -> etree._Element:
 def _children(i: DomainInterface) -> list[etree._Element]:
     out: list[etree._Element] = []
     if i.pci_address is not None:
-        p = i.pci_address
-        out.append(_el("address", type="pci", domain=f"{p.domain:#06x}", bus=f"{p.bus:#04x}",
-                       slot=f"{p.slot:#04x}", function=f"{p.function:#x}"))
+        out.append(_pci_element(i.pci_address))
     out.append(_el("source", dev=i.source_dev) if i.source_dev else _el("source"))
     if i.target is not None:
         out.append(_el("target", dev=i.target, managed="no"))
@@ -210,6 +211,17 @@ def _children(i: DomainInterface) -> list[etree._Element]:
     for fwd in i.port_forwards:
         out.append(_port_forward(fwd))
     return out
+
+
+def _pci_element(p: PciAddress) -> etree._Element:
+    return _el(
+        "address",
+        type="pci",
+        domain=f"{p.domain:#06x}",
+        bus=f"{p.bus:#04x}",
+        slot=f"{p.slot:#04x}",
+        function=f"{p.function:#x}",
+    )
 
 
 def _port_forward(fwd: PortForward) -> etree._Element:
@@ -278,17 +290,20 @@ def _update(current: etree._Element, iface: DomainInterface) -> None:
     current.set("type", iface.type)
     owned = _OWNED | {"source"} if iface.is_passt else _OWNED
     for child in current.findall("*"):
-        if child.tag in owned or (iface.boot_order and child.tag == "rom"
-                                  and child.get("enabled") == "no"):
+        if child.tag in owned or (
+            iface.boot_order and child.tag == "rom" and child.get("enabled") == "no"
+        ):
             current.remove(child)
     for want in _children(iface):
         have = current.find(want.tag)
-        if want.tag in owned or have is None and want.tag != "rom":
-            _insert(current, want)
-        elif want.tag in _IF_SET:
+        if have is not None and want.tag in _IF_SET:
             current.replace(have, want)
-        elif want.tag == "rom" and have is None and current.find("boot") is None:
+        elif want.tag in owned or (have is None and _absent_ok(current, want.tag)):
             _insert(current, want)
+
+
+def _absent_ok(current: etree._Element, tag: str) -> bool:
+    return tag != "rom" or current.find("boot") is None
 
 
 def _insert(parent: etree._Element, child: etree._Element) -> None:
@@ -341,9 +356,9 @@ def skeleton(
         if not _matches(_ABSPATH_RE, path):
             raise ConfigError(field, f"{path!r} is not an absolute path")
     dom = _el("domain", type="qemu")
-    _texts(dom, name=name, uuid=uuid and str(_uuid.UUID(uuid)), memory=str(memory_mib),
-           vcpu=str(vcpus))
-    dom.find("memory").set("unit", "MiB")
+    _texts(dom, name=name, uuid=uuid and str(_uuid.UUID(uuid)))
+    etree.SubElement(dom, "memory", unit="MiB").text = str(memory_mib)
+    _texts(dom, vcpu=str(vcpus))
     os_el = etree.SubElement(dom, "os")
     etree.SubElement(os_el, "type", arch="x86_64", machine="q35").text = "hvm"
     _texts(os_el, kernel=kernel, initrd=initrd, cmdline=cmdline)
@@ -388,13 +403,18 @@ def parse_domain(text: bytes | str) -> etree._Element:
         text = text.encode("utf-8")
     if not isinstance(text, bytes):
         raise ConfigError("--domain", f"expected XML text, got {type(text).__name__}")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                             remove_blank_text=True, huge_tree=False)
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        remove_blank_text=True,
+        huge_tree=False,
+    )
     try:
         root = etree.fromstring(text, parser)
     except (etree.XMLSyntaxError, ValueError) as err:
         raise ConfigError("--domain", f"not well-formed XML: {err}") from None
-    if root.getroottree().docinfo.doctype or root.getroottree().docinfo.internalDTD is not None:
+    if root.getroottree().docinfo.internalDTD is not None:
         raise ConfigError("--domain", "a DOCTYPE is not allowed (entities are never expanded)")
     if root.tag != "domain":
         raise ConfigError("--domain", f"the root element is <{root.tag}>, not <domain>")

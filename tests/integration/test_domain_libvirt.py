@@ -49,7 +49,8 @@ PASST = {c for c in DECORATE_CASES if c.startswith("passt_")}
 VHOSTUSER = {"passt_vhostuser"}
 
 needs_validate = pytest.mark.skipif(
-    shutil.which("virt-xml-validate") is None, reason="virt-xml-validate is not installed")
+    shutil.which("virt-xml-validate") is None, reason="virt-xml-validate is not installed"
+)
 
 
 def rendered(case: str) -> bytes:
@@ -62,8 +63,13 @@ def rendered(case: str) -> bytes:
 def virt_xml_validate(tmp_path: Path, case: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / f"{case}.xml"
     path.write_bytes(rendered(case))
-    return subprocess.run(["virt-xml-validate", str(path), "domain"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["virt-xml-validate", str(path), "domain"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @needs_validate
@@ -85,15 +91,26 @@ class SessionLibvirt:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {"PATH": "/usr/sbin:/usr/bin:/bin", "HOME": str(root),
-                    "XDG_RUNTIME_DIR": str(root / "run"), "XDG_CONFIG_HOME": str(root / "cfg"),
-                    "XDG_CACHE_HOME": str(root / "cache"), "LIBVIRT_AUTOSTART": "0"}
+        self.env = {
+            "PATH": "/usr/sbin:/usr/bin:/bin",
+            "HOME": str(root),
+            "XDG_RUNTIME_DIR": str(root / "run"),
+            "XDG_CONFIG_HOME": str(root / "cfg"),
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "LIBVIRT_AUTOSTART": "0",
+        }
         (root / "run").mkdir(mode=0o700)
         for path in [root, *root.iterdir()]:
             os.chown(path, NOBODY, NOBODY)
-        self.proc = subprocess.Popen(["libvirtd"], env=self.env, user=NOBODY, group=NOBODY,
-                                     extra_groups=[], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            ["libvirtd"],
+            env=self.env,
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self._wait_ready(root / "run" / "libvirt" / "libvirt-sock")
 
     def _wait_ready(self, sock: Path) -> None:
@@ -108,9 +125,17 @@ class SessionLibvirt:
         path = self.root / f"{name}.xml"
         path.write_bytes(xml)
         os.chown(path, NOBODY, NOBODY)
-        return subprocess.run(["virsh", "-c", "qemu:///session", "define", str(path)],
-                              env=self.env, user=NOBODY, group=NOBODY, extra_groups=[],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            ["virsh", "-c", "qemu:///session", "define", str(path)],
+            env=self.env,
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def close(self) -> None:
         if self.proc.poll() is None:

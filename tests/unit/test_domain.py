@@ -44,17 +44,23 @@ def bridge(alias: str = "default", **kw: object) -> DomainInterface:
     return DomainInterface(alias, "ethernet", MAC, **args)  # type: ignore[arg-type]
 
 
-def passt(ports: list[tuple[str, int | tuple[int, int]]], istio: bool = False,
-          kind: str = "user") -> DomainInterface:
-    return DomainInterface("default", kind, MAC, source_dev="eth0",
-                           port_forwards=passt_port_forwards(ports, istio),
-                           passt_log="/var/run/kubevirt/passt.log")
+def passt(
+    ports: list[tuple[str, int | tuple[int, int]]], istio: bool = False, kind: str = "user"
+) -> DomainInterface:
+    return DomainInterface(
+        "default",
+        kind,
+        MAC,
+        source_dev="eth0",
+        port_forwards=passt_port_forwards(ports, istio),
+        passt_log="/var/run/kubevirt/passt.log",
+    )
 
 
 DECORATE_CASES: dict[str, list[DomainInterface]] = {
     "bridge_pod_network": [bridge()],
     "boot_order": [bridge(boot_order=1)],
-    "pci_address": [bridge(pci_address=PciAddress(0, 0, 0x0a, 0))],
+    "pci_address": [bridge(pci_address=PciAddress(0, 0, 0x0A, 0))],
     "e1000": [bridge(model="e1000")],
     "link_down": [bridge(link_down=True)],
     "existing_user_interface": [bridge()],
@@ -63,8 +69,9 @@ DECORATE_CASES: dict[str, list[DomainInterface]] = {
     "multi_nic": [
         bridge(queues=2),
         DomainInterface("red", "ethernet", mac(1), target="tapb1f51a511f1", mtu=1400),
-        DomainInterface("green", "ethernet", mac(2), model="e1000e", target="tapba4788b226a",
-                        boot_order=2),
+        DomainInterface(
+            "green", "ethernet", mac(2), model="e1000e", target="tapba4788b226a", boot_order=2
+        ),
         DomainInterface("blue", "ethernet", mac(3), target="tap2", mtu=9000, link_down=True),
     ],
     "passt_none": [passt([])],
@@ -79,15 +86,23 @@ DECORATE_CASES: dict[str, list[DomainInterface]] = {
 
 
 def skeleton_1() -> etree._Element:
-    return skeleton("vmnet-test", [bridge()], kernel="/boot/vmlinuz", initrd="/tmp/initrd.img",
-                    cmdline="console=ttyS0 quiet", emulator="/usr/bin/qemu-system-x86_64",
-                    serial_log="/tmp/vmnet-serial.log",
-                    uuid="0b5a3a35-5d47-4b7e-9a2b-7b6b0a4c7e01")
+    return skeleton(
+        "vmnet-test",
+        [bridge()],
+        kernel="/boot/vmlinuz",
+        initrd="/tmp/initrd.img",
+        cmdline="console=ttyS0 quiet",
+        emulator="/usr/bin/qemu-system-x86_64",
+        serial_log="/tmp/vmnet-serial.log",
+        uuid="0b5a3a35-5d47-4b7e-9a2b-7b6b0a4c7e01",
+    )
 
 
 def skeleton_16() -> etree._Element:
-    nics = [DomainInterface(f"net{n}", "ethernet", mac(n), target=f"tap{n}", mtu=1500)
-            for n in range(16)]
+    nics = [
+        DomainInterface(f"net{n}", "ethernet", mac(n), target=f"tap{n}", mtu=1500)
+        for n in range(16)
+    ]
     return skeleton("vmnet-16", nics, memory_mib=512, vcpus=2)
 
 
@@ -149,8 +164,9 @@ def test_existing_interface_keeps_its_address_and_model_but_gets_vmnet_fields() 
 
 def test_decorate_with_a_new_spec_replaces_owned_fields() -> None:
     dom = decorated("bridge_pod_network")
-    decorate(dom, [DomainInterface("default", "ethernet", mac(7), target="tap9", mtu=1400,
-                                   boot_order=3)])
+    decorate(
+        dom, [DomainInterface("default", "ethernet", mac(7), target="tap9", mtu=1400, boot_order=3)]
+    )
     iface = dom.find("devices/interface")
     assert iface.find("mac").get("address") == str(mac(7))
     assert iface.find("target").get("dev") == "tap9"
@@ -168,16 +184,29 @@ def test_vhostuser_gets_shared_memory_once() -> None:
 
 def test_interface_element_child_order_follows_kubevirt() -> None:
     el = interface_element(bridge(pci_address=PciAddress(0, 2, 1, 0), link_down=True, queues=4))
-    assert [c.tag for c in el] == ["address", "source", "target", "model", "mac", "mtu",
-                                   "link", "alias", "driver", "rom"]
+    assert [c.tag for c in el] == [
+        "address",
+        "source",
+        "target",
+        "model",
+        "mac",
+        "mtu",
+        "link",
+        "alias",
+        "driver",
+        "rom",
+    ]
     assert el.find("driver").attrib == {"name": "vhost", "queues": "4"}
 
 
-@pytest.mark.parametrize(("model", "expected"), [
-    ("virtio", "virtio-non-transitional"),
-    ("virtio-transitional", "virtio-transitional"),
-    ("e1000", "e1000"),
-])
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("virtio", "virtio-non-transitional"),
+        ("virtio-transitional", "virtio-transitional"),
+        ("e1000", "e1000"),
+    ],
+)
 def test_model_mapping(model: str, expected: str) -> None:
     assert interface_element(bridge(model=model)).find("model").get("type") == expected
 
@@ -185,7 +214,8 @@ def test_model_mapping(model: str, expected: str) -> None:
 def test_passt_rules_match_kubevirt() -> None:
     assert passt_port_forwards([]) == (PortForward("tcp"), PortForward("udp"))
     assert passt_port_forwards([("TCP", 1), ("TCP", 4)]) == (
-        PortForward("tcp", ((1, None, False), (4, None, False))),)
+        PortForward("tcp", ((1, None, False), (4, None, False))),
+    )
     assert passt_port_forwards([("UDP", 2)]) == (PortForward("udp", ((2, None, False),)),)
     assert passt_port_forwards([("SCTP", 9)]) == (PortForward("tcp"), PortForward("udp"))
     istio = passt_port_forwards([], istio=True)
@@ -201,13 +231,21 @@ LAUGHS = b"""<!DOCTYPE domain [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&
 <domain><name>&b;&b;&b;</name></domain>"""
 
 
-@pytest.mark.parametrize("text", [
-    b"", b"<domain>", b"not xml", "<domain><name>x</name>", XXE, LAUGHS,
-    b"<network><name>x</name></network>",
-    b'<domain xmlns="http://example.org/"><name>x</name></domain>',
-    b"<?xml version='1.0'?><!DOCTYPE domain><domain/>",
-    12,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"",
+        b"<domain>",
+        b"not xml",
+        "<domain><name>x</name>",
+        XXE,
+        LAUGHS,
+        b"<network><name>x</name></network>",
+        b'<domain xmlns="http://example.org/"><name>x</name></domain>',
+        b"<?xml version='1.0'?><!DOCTYPE domain><domain/>",
+        12,
+    ],
+)
 def test_parse_domain_rejects_bad_input(text: bytes) -> None:
     with pytest.raises(ConfigError) as err:
         parse_domain(text)
@@ -226,20 +264,23 @@ def test_xxe_is_not_resolved_even_by_lxml_defaults_route() -> None:
         parse_domain(XXE)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"alias": "bad name"}, "alias"),
-    ({"type": "bridge"}, "type"),
-    ({"mac": MacAddress.parse("01:00:5e:00:00:01")}, "unicast"),
-    ({"model": "virtio net"}, "model"),
-    ({"target": "a-name-longer-than-15"}, "tap"),
-    ({"mtu": 67}, "MTU"),
-    ({"mtu": "1500"}, "MTU"),
-    ({"boot_order": 0}, "boot"),
-    ({"queues": 257}, "queues"),
-    ({"queues": 2, "model": "e1000"}, "virtio"),
-    ({"source_dev": "eth0"}, "passt-only"),
-    ({"passt_log": "/tmp/p.log"}, "passt-only"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alias": "bad name"}, "alias"),
+        ({"type": "bridge"}, "type"),
+        ({"mac": MacAddress.parse("01:00:5e:00:00:01")}, "unicast"),
+        ({"model": "virtio net"}, "model"),
+        ({"target": "a-name-longer-than-15"}, "tap"),
+        ({"mtu": 67}, "MTU"),
+        ({"mtu": "1500"}, "MTU"),
+        ({"boot_order": 0}, "boot"),
+        ({"queues": 257}, "queues"),
+        ({"queues": 2, "model": "e1000"}, "virtio"),
+        ({"source_dev": "eth0"}, "passt-only"),
+        ({"passt_log": "/tmp/p.log"}, "passt-only"),
+    ],
+)
 def test_bad_interface_is_a_config_error(kwargs: dict[str, object], message: str) -> None:
     args: dict[str, object] = {"alias": "default", "type": "ethernet", "mac": MAC}
     args.update(kwargs)
@@ -247,20 +288,30 @@ def test_bad_interface_is_a_config_error(kwargs: dict[str, object], message: str
         DomainInterface(**args)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"target": "tap0"}, "tap target"),
-    ({"queues": 2}, "single queue"),
-    ({"passt_log": "passt.log"}, "absolute"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": "tap0"}, "tap target"),
+        ({"queues": 2}, "single queue"),
+        ({"passt_log": "passt.log"}, "absolute"),
+    ],
+)
 def test_bad_passt_interface_is_a_config_error(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         DomainInterface("default", "user", MAC, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("ports", "message"), [
-    ([("TCP", 0)], "outside"), ([("TCP", 65536)], "outside"), ([("UDP", -1)], "outside"),
-    ([("TCP", (90, 80))], "before"), ([("ICMP", 1)], "protocol"), ([("TCP", "22")], "outside"),
-])
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        ([("TCP", 0)], "outside"),
+        ([("TCP", 65536)], "outside"),
+        ([("UDP", -1)], "outside"),
+        ([("TCP", (90, 80))], "before"),
+        ([("ICMP", 1)], "protocol"),
+        ([("TCP", "22")], "outside"),
+    ],
+)
 def test_bad_ports_are_config_errors(ports: list[tuple[str, object]], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         passt_port_forwards(ports)  # type: ignore[arg-type]
@@ -272,11 +323,18 @@ def test_bad_port_forward_is_a_config_error(proto: str, ranges: tuple[object, ..
         PortForward(proto, ranges)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"name": ""}, "name"), ({"name": "a/b"}, "name"), ({"memory_mib": 0}, "memory"),
-    ({"vcpus": 0}, "vcpus"), ({"uuid": "nope"}, "uuid"), ({"kernel": "vmlinuz"}, "kernel"),
-    ({"serial_log": "x.log"}, "serial"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "a/b"}, "name"),
+        ({"memory_mib": 0}, "memory"),
+        ({"vcpus": 0}, "vcpus"),
+        ({"uuid": "nope"}, "uuid"),
+        ({"kernel": "vmlinuz"}, "kernel"),
+        ({"serial_log": "x.log"}, "serial"),
+    ],
+)
 def test_bad_skeleton_is_a_config_error(kwargs: dict[str, object], field: str) -> None:
     args: dict[str, object] = {"name": "vm"}
     args.update(kwargs)
