@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from vmnet.addr import MacAddress
@@ -351,3 +353,43 @@ def test_decorate_rejects_wrong_root_and_duplicate_aliases() -> None:
     twin = b"<domain><devices>" + b"<interface type='ethernet'><alias name='ua-x'/></interface>" * 2
     with pytest.raises(ConfigError, match="ua-x"):
         decorate(parse_domain(twin + b"</devices></domain>"), [bridge()])
+
+
+def _ethernet_ifaces() -> st.SearchStrategy[list[DomainInterface]]:
+    iface = st.builds(
+        DomainInterface,
+        alias=st.sampled_from(["default", "red", "green", "blue"]),
+        type=st.just("ethernet"),
+        mac=st.integers(0, 255).map(mac),
+        model=st.sampled_from(["virtio", "e1000", "virtio-transitional"]),
+        target=st.sampled_from([None, "tap0", "tap1"]),
+        mtu=st.sampled_from([None, 1400, 9000]),
+        boot_order=st.sampled_from([None, 1, 2]),
+        pci_address=st.sampled_from([None, PciAddress(0, 0, 3, 0)]),
+        link_down=st.booleans(),
+    )
+    return st.lists(iface, max_size=4, unique_by=lambda i: i.alias)
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=_ethernet_ifaces(), second=_ethernet_ifaces())
+def test_redecorating_is_stable_and_leaves_others_alone(
+    first: list[DomainInterface], second: list[DomainInterface]
+) -> None:
+    dom = decorated("other_interfaces_untouched")
+    decorate(dom, first)
+    mine = {"ua-" + i.alias for i in second}
+
+    def others() -> list[bytes]:
+        devices = dom.find("devices")
+        return [etree.tostring(e) for e in devices if e.xpath("string(alias/@name)") not in mine]
+
+    before = others()
+    decorate(dom, second)
+    once = to_bytes(dom)
+    decorate(dom, second)
+    assert to_bytes(dom) == once
+    assert others() == before
+    for iface in second:
+        (el,) = dom.xpath(f"devices/interface[alias/@name='ua-{iface.alias}']")
+        assert el.find("mac").get("address") == str(iface.mac)
