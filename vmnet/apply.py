@@ -69,6 +69,10 @@ class Applier:
                 self.mutate(f"sysctl {key}={value}", self.drivers.sysctl.set, key, value)
         if plan.nft:
             self.mutate("nft apply", self.drivers.nft.apply, plan.nft)
+        for family, table in plan.nft_delete:
+            if self.drivers.nft.has_table(family, table):
+                self.mutate(f"nft delete table {family} {table}",
+                            self.drivers.nft.delete_table, family, table)
 
     def _locate(self, spec: LinkSpec) -> LinkState | None:
         if spec.index is not None:

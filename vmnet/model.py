@@ -211,4 +211,5 @@ class NetPlan:
     routes: tuple[RouteState, ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
     nft: str | None = None
+    nft_delete: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = field(default=(), compare=False)

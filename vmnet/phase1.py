@@ -73,7 +73,7 @@ def _context(vmi: Vmi, index: int, iface: Interface, net: Network,
         vmi_namespace=vmi.namespace, vmi_name=vmi.name, iface=iface, network=net,
         index=index, names=LinkNames.derive(record.pod_iface, primary=record.primary),
         pod_nic=record.pod_nic, nic_mac=record.nic_mac, tap=record.tap,
-        primary=record.primary,
+        primary=record.primary, annotations=dict(vmi.annotations),
     )
 
 

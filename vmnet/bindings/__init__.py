@@ -12,9 +12,11 @@ from __future__ import annotations
 import abc
 import hashlib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vmnet.addr import MacAddress
+from vmnet.dhcp.config import DhcpConfig
 from vmnet.manifest import Binding, Interface, Network
 from vmnet.model import NetPlan, PodNic, TapSpec
 from vmnet.names import LinkNames
@@ -36,6 +38,7 @@ class BindContext:
     nic_mac: MacAddress
     tap: TapSpec = field(default_factory=TapSpec)
     primary: bool = True
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def vm_mac(self) -> MacAddress:
@@ -77,11 +80,19 @@ class BindMechanism(abc.ABC):
     def sysctl_keys(self, ctx: BindContext) -> tuple[str, ...]:
         return tuple(key for key, _ in self.plan(ctx).sysctls)
 
+    def dhcp_config(self, ctx: BindContext) -> DhcpConfig | None:
+        """The DHCPv4 lease for the guest, or None when this binding serves none."""
+        return None
+
 
 def binding_for(binding: Binding) -> BindMechanism:
     from vmnet.bindings.bridge import BridgeBinding
+    from vmnet.bindings.masquerade import MasqueradeBinding
 
-    table: dict[Binding, BindMechanism] = {Binding.BRIDGE: BridgeBinding()}
+    table: dict[Binding, BindMechanism] = {
+        Binding.BRIDGE: BridgeBinding(),
+        Binding.MASQUERADE: MasqueradeBinding(),
+    }
     try:
         return table[binding]
     except KeyError:
