@@ -1,0 +1,242 @@
+"""The vmnet pytest plugin: namespaces, real CNI pods and tap-attached guests.
+
+Loaded by the `pytest11` entry point `vmnet` when vmnet is installed, or with
+`-p vmnet.testing.plugin` (see docs/testing.md).
+
+Rules:
+1. Fixtures are function-scoped, built with `yield`, and clean up what they
+   made even when the test fails; teardown ignores only "already gone".
+2. A test marked `netns`, `cni`, `qemu` or `libvirt`, or using a fixture
+   that needs one of those, is skipped with a reason naming the missing
+   piece (root, /usr/lib/cni/<plugin>, qemu, libvirtd) - never failed.
+3. After the session, no namespace made by vmnet.testing, no relay and no
+   child process may be left; if one is, the session errors and lists them.
+   Opt out with `--vmnet-no-leak-check` or ini `vmnet_leak_check = false`.
+4. Extension points: a `plugged` fixture (pod + vmnet phase 1 plug, owned by
+   the lead) builds on `pod`; a `vm` fixture (real qemu guest, see
+   vmnet/testing/qemu.py) builds on `pod` the way `guest_factory` does. Both
+   go below the "extension points" line and follow rules 1 and 2.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from vmnet.addr import MacAddress
+from vmnet.errors import ConfigError
+from vmnet.testing import cni, relay
+from vmnet.testing import netns as ns
+from vmnet.testing.guest import Guest
+
+MARKERS = (
+    "netns: needs root and network namespaces",
+    "cni(*plugins): needs the CNI plugins in /usr/lib/cni (default: bridge, host-local)",
+    "qemu: needs qemu-system-x86_64 and a Debian cloud kernel",
+    "libvirt: needs libvirtd and virsh",
+)
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+MANUAL_PODS = ("veth", "calico")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("vmnet_leak_check", "fail the session if vmnet.testing leaves namespaces, "
+                  "relays or child processes behind", type="bool", default=True)
+    parser.getgroup("vmnet").addoption(
+        "--vmnet-no-leak-check", action="store_true", default=False,
+        help="do not check for leaked namespaces, relays and child processes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers():
+        reason = missing(marker.name, *marker.args)
+        if reason:
+            pytest.skip(reason)
+
+
+def missing(need: str, *args: Any) -> str | None:
+    """Why a requirement (`netns`, `cni`, `qemu`, `libvirt`) is unmet, or None."""
+    if need in ("netns", "cni", "qemu", "libvirt") and (why := _no_netns()):
+        return why
+    if need == "cni":
+        for plugin in args or ("bridge", "host-local"):
+            if not os.access(os.path.join(cni.CNI_BIN, plugin), os.X_OK):
+                return f"needs CNI plugin {cni.CNI_BIN}/{plugin} (containernetworking-plugins)"
+    if need == "qemu":
+        return _no_qemu()
+    if need == "libvirt":
+        for tool in ("libvirtd", "virsh"):
+            if shutil.which(tool) is None:
+                return f"needs {tool} (libvirt-daemon, libvirt-clients)"
+    return None
+
+
+def _no_netns() -> str | None:
+    with open("/proc/self/status", encoding="ascii") as f:
+        caps = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+    for bit, name in ((CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")):
+        if not caps >> bit & 1:
+            return f"needs root ({name}) for network namespaces"
+    return None
+
+
+def _no_qemu() -> str | None:
+    try:
+        from vmnet.testing.qemu import available
+    except ImportError:
+        return None if shutil.which("qemu-system-x86_64") else "needs qemu-system-x86_64"
+    return available()
+
+
+def _require(need: str, *args: str) -> None:
+    reason = missing(need, *args)
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def vmnet_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Name: vmnet_leak_check
+    Scope: session (autouse)
+    Depends: -
+    Provides: nothing; after the session, errors listing every namespace,
+        relay or child process vmnet.testing left behind (rule 3).
+    """
+    yield
+    config = request.config
+    if config.getoption("--vmnet-no-leak-check") or not config.getini("vmnet_leak_check"):
+        return
+    leaked = ns.leaks() + [f"relay {r}" for r in relay.live_relays()]
+    if leaked:
+        pytest.fail("vmnet.testing leaked:\n  " + "\n  ".join(leaked), pytrace=False)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """Name: netns
+    Scope: function
+    Depends: root (skips without CAP_NET_ADMIN/CAP_SYS_ADMIN)
+    Provides: the name of a fresh namespace `vmt-xxxxxxxx` with lo up and
+        its own /etc/netns/<name>/resolv.conf; removed afterwards.
+    """
+    _require("netns")
+    with ns.temp_netns() as name:
+        yield name
+
+
+@pytest.fixture
+def node() -> Iterator[cni.Node]:
+    """Name: node
+    Scope: function
+    Depends: root
+    Provides: a `cni.Node`: a node namespace (uplink0 192.168.255.1/24 with a
+        default route, ip_forward on) that runs CNI plugins and hosts pods.
+        Its pods get CNI DEL, then the node namespace and IPAM store go.
+    """
+    _require("netns")
+    made = cni.Node()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _make_pod(node: cni.Node, spec: Any = None, ifname: str = "eth0",
+              netns: str | None = None) -> cni.CniPod:
+    if spec == "veth":
+        return node.veth_pod(ifname=ifname)
+    if spec == "calico":
+        return node.calico_pod(ifname=ifname)
+    if spec is None or isinstance(spec, str):
+        kind = spec or "bridge"
+        if kind not in cni.CONFIGS:
+            known = sorted(cni.CONFIGS) + list(MANUAL_PODS)
+            raise ConfigError("pod", f"unknown pod kind {kind!r}; use a config dict or {known}")
+        spec = cni.CONFIGS[kind]()
+    if isinstance(spec, Mapping) and isinstance(spec.get("type"), str):
+        ipam = (spec.get("ipam") or {}).get("type")
+        _require("cni", spec["type"], *([ipam] if isinstance(ipam, str) else []))
+    return node.add_pod(spec, ifname=ifname, netns=netns)
+
+
+@pytest.fixture
+def pod(request: pytest.FixtureRequest, node: cni.Node) -> cni.CniPod:
+    """Name: pod
+    Scope: function
+    Depends: node; the CNI plugins the config names (skips if missing)
+    Provides: a `cni.CniPod` (.netns, .ifname, .result, .address, .gateway,
+        .mac, .mtu) whose eth0 a real CNI plugin made. Parametrize
+        indirectly with a config dict or "bridge" (default, host-local),
+        "ptp", "macvlan", "static", "veth" (no CNI) or "calico".
+        Torn down by `node` (CNI DEL, namespace removed).
+    """
+    return _make_pod(node, getattr(request, "param", None))
+
+
+@pytest.fixture
+def pod_factory(node: cni.Node) -> Callable[..., cni.CniPod]:
+    """Name: pod_factory
+    Scope: function
+    Depends: node
+    Provides: `make(spec=None, *, ifname="eth0", netns=None) -> CniPod`, with
+        `spec` as for `pod`; `netns=` adds a second NIC to an existing pod
+        (e.g. ifname "pod914f438d88d"). All are torn down by `node`.
+    """
+
+    def make(spec: Any = None, *, ifname: str = "eth0", netns: str | None = None) -> cni.CniPod:
+        return _make_pod(node, spec, ifname, netns)
+
+    return make
+
+
+@pytest.fixture
+def calico_pod(node: cni.Node) -> cni.CniPod:
+    """Name: calico_pod
+    Scope: function
+    Depends: node
+    Provides: a Calico-shaped pod: eth0 with a /32 address, `169.254.1.1 dev
+        eth0 scope link` and `default via 169.254.1.1`; the node answers ARP
+        for 169.254.1.1 by proxy ARP.
+    """
+    return node.calico_pod()
+
+
+@pytest.fixture
+def guest_factory() -> Iterator[Callable[..., Guest]]:
+    """Name: guest_factory
+    Scope: function
+    Depends: root; a tap that exists when the factory is called
+    Provides: `attach(pod, tap="tap0", mac=None, *, ifname="eth0", mtu=None)
+        -> Guest`, where `pod` is a CniPod or a namespace name and `mac` a
+        MacAddress or string. Guests are closed (relay stopped, namespaces
+        removed) at teardown, newest first.
+    """
+    _require("netns")
+    guests: list[Guest] = []
+
+    def attach(pod: cni.CniPod | str, tap: str = "tap0", mac: MacAddress | str | None = None,
+               **kw: Any) -> Guest:
+        pod_ns = pod.netns if isinstance(pod, cni.CniPod) else pod
+        parsed = MacAddress.parse(mac) if isinstance(mac, str) else mac
+        guest = Guest(pod_ns, tap, parsed, **kw)
+        guests.append(guest)
+        return guest
+
+    try:
+        yield attach
+    finally:
+        while guests:
+            guests.pop().close()
+
+
+# ---- extension points (rule 4): `plugged` (lead), `vm` (qemu) go here ----
