@@ -25,6 +25,7 @@ from typing import Any
 from vmnet.addr import IPInterface
 from vmnet.driver import Drivers
 from vmnet.errors import DriverError
+from vmnet.nft import fingerprints as nft_fingerprints
 from vmnet.model import AddrState, LinkSpec, LinkState, NetPlan, RouteState
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,19 @@ class Applier:
         for key, value in plan.sysctls:
             if self.drivers.sysctl.get(key) != value:
                 self.mutate(f"sysctl {key}={value}", self.drivers.sysctl.set, key, value)
-        if plan.nft:
+        if plan.nft and not self._nft_current(plan.nft):
             self.mutate("nft apply", self.drivers.nft.apply, plan.nft)
         for family, table in plan.nft_delete:
             if self.drivers.nft.has_table(family, table):
                 self.mutate(f"nft delete table {family} {table}",
                             self.drivers.nft.delete_table, family, table)
+
+    def _nft_current(self, script: str) -> bool:
+        want = nft_fingerprints(script)
+        return bool(want) and all(
+            self.drivers.nft.table_comment(family, table) == comment
+            for (family, table), comment in want.items()
+        )
 
     def _locate(self, spec: LinkSpec) -> LinkState | None:
         if spec.index is not None:

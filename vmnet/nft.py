@@ -59,8 +59,26 @@ def _set(items: list[str]) -> str:
 
 
 def render(specs: list[NatSpec]) -> str:
-    """One nft script for every family in `specs`."""
+    """One nft script for every family in `specs`.
+
+    Each table carries `comment "<marker> ruleset:<digest>"`, the digest being
+    that of the table's own rules, so `fingerprints()` tells whether the
+    tables in a namespace are exactly the ones this script would make.
+    """
     return "".join(_table(spec) for spec in specs)
+
+
+def fingerprints(script: str) -> dict[tuple[str, str], str]:
+    """(family, table) -> the table comment, for every table `script` defines."""
+    out: dict[tuple[str, str], str] = {}
+    lines = script.splitlines()
+    for line, nxt in zip(lines, lines[1:]):
+        words = line.split()
+        if len(words) == 4 and words[0] == "table" and words[3] == "{":
+            stripped = nxt.strip()
+            if stripped.startswith('comment "'):
+                out[(words[1], words[2])] = stripped[len('comment "'):-1]
+    return out
 
 
 def _table(s: NatSpec) -> str:
@@ -68,10 +86,7 @@ def _table(s: NatSpec) -> str:
     loop = "127.0.0.1" if f == "ip" else "::1"
     c = f'comment "{s.marker}"'
     pre, post, out = _inbound(s, loop, c)
-    lines = [
-        f"table {f} {TABLE} {{}}",
-        f"delete table {f} {TABLE}",
-        f"table {f} {TABLE} {{",
+    body = [
         "  chain prerouting {",
         "    type nat hook prerouting priority -100; policy accept;",
         f'    iifname "{s.pod_iface}" counter jump KUBEVIRT_PREINBOUND {c}',
@@ -94,6 +109,14 @@ def _table(s: NatSpec) -> str:
         "  chain KUBEVIRT_POSTINBOUND {",
         *post,
         "  }",
+    ]
+    digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:16]
+    lines = [
+        f"table {f} {TABLE} {{}}",
+        f"delete table {f} {TABLE}",
+        f"table {f} {TABLE} {{",
+        f'  comment "{s.marker} ruleset:{digest}"',
+        *body,
         "}",
     ]
     return "\n".join(lines) + "\n"

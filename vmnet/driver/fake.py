@@ -143,13 +143,25 @@ KERNEL_DEFAULTS = {
 
 @dataclass
 class FakeSysctl:
+    """Global keys as a dict; per-link keys (`net/ipv4/conf/<link>/...`) exist
+    only while the link does, as in /proc/sys."""
+
+    netlink: FakeNetlink | None = None
     values: dict[str, str] = field(default_factory=lambda: dict(KERNEL_DEFAULTS))
     journal: list[str] = field(default_factory=list)
 
+    def _gone(self, key: str) -> bool:
+        parts = key.split("/")
+        if len(parts) > 3 and parts[2] == "conf" and parts[3] not in ("all", "default"):
+            return self.netlink is not None and self.netlink.link(name=parts[3]) is None
+        return False
+
     def get(self, key: str) -> str | None:
-        return self.values.get(key)
+        return None if self._gone(key) else self.values.get(key)
 
     def set(self, key: str, value: str) -> None:
+        if self._gone(key):
+            raise DriverError("sysctl write", key, errno.ENOENT)
         self.journal.append(f"sysctl {key}={value}")
         self.values[key] = value
 
@@ -171,9 +183,19 @@ class FakeNft:
 
     def apply(self, ruleset: str) -> None:
         self.applied.append(ruleset)
+        for line in ruleset.splitlines():
+            words = line.split()
+            if len(words) == 4 and words[0] == "table" and words[3] == "{":
+                self.tables[(words[1], words[2])] = ruleset
 
     def has_table(self, family: str, table: str) -> bool:
         return (family, table) in self.tables
+
+    def table_comment(self, family: str, table: str) -> str | None:
+        from vmnet.nft import fingerprints
+
+        script = self.tables.get((family, table))
+        return None if script is None else fingerprints(script).get((family, table))
 
     def delete_table(self, family: str, table: str) -> None:
         self.tables.pop((family, table), None)
@@ -181,4 +203,4 @@ class FakeNft:
 
 def fake_drivers(**netlink_kw: object) -> Drivers:
     nl = FakeNetlink(**netlink_kw)  # type: ignore[arg-type]
-    return Drivers(netlink=nl, sysctl=FakeSysctl(), tap=FakeTap(nl), nft=FakeNft())
+    return Drivers(netlink=nl, sysctl=FakeSysctl(nl), tap=FakeTap(nl), nft=FakeNft())

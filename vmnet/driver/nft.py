@@ -49,6 +49,20 @@ class NftCli:
             raise
         return True
 
+    def table_comment(self, family: str, table: str) -> str | None:
+        """The table's comment, or None when the table is absent or has none."""
+        try:
+            text = self._run(["list", "table", family, table], None, "nft list", f"{family} {table}")
+        except DriverError as err:
+            if "No such file" in str(err):
+                return None
+            raise
+        for line in text.splitlines()[1:3]:
+            line = line.strip()
+            if line.startswith('comment "') and line.endswith('"'):
+                return line[len('comment "'):-1]
+        return None
+
     def delete_table(self, family: str, table: str) -> None:
         if self.has_table(family, table):
             self._run(["delete", "table", family, table], None, "nft delete", f"{family} {table}")
