@@ -64,7 +64,7 @@ def domain_interfaces(vmi: Vmi, cache: Cache) -> list[dom.DomainInterface]:
             target=names.tap,
             mtu=record.pod_nic.link.mtu,
             boot_order=iface.boot_order,
-            pci_address=dom.PciAddress(pci.domain, pci.bus, pci.slot, pci.function) if pci else None,
+            pci_address=pci,
             link_down=iface.state == "down",
         ))
     return out
