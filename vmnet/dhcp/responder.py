@@ -71,6 +71,7 @@ class Stats:
     """Counters, updated by `respond` (and `dropped_malformed` by the server)."""
 
     received: int = 0
+    received_unicast: int = 0
     offered: int = 0
     acked: int = 0
     nak: int = 0

@@ -13,7 +13,10 @@ Rules:
    `codec.frame_ipv4_udp`, addressed to chaddr or ff:ff:ff:ff:ff:ff. This
    needs neither ARP nor a route to the client: the bridge's only IPv4 is a
    link-local /32 and the client's address is not local to the pod.
-4. `serve` never dies on input: undecodable packets are counted
+4. IP_PKTINFO tells the header destination of each request; requests sent
+   to an address rather than broadcast are counted in
+   `stats.received_unicast` (a RENEWING client, RFC 2131 §4.4.5).
+5. `serve` never dies on input: undecodable packets are counted
    (`stats.dropped_malformed`) and logged at debug; send errors are logged.
    It returns within about 0.1 s after `stop` is set.
 """
@@ -37,6 +40,8 @@ from vmnet.errors import ConfigError, DhcpDecodeError, DriverError
 
 ETH_P_IP = 0x0800
 SIOCGIFFLAGS = 0x8913
+IP_PKTINFO = 8  # linux/in.h; struct in_pktinfo {int ifindex; in_addr spec_dst, addr}
+_PKTINFO = struct.Struct("=i4s4s")
 IFF_UP = 0x1
 POLL_SECONDS = 0.1
 
@@ -84,11 +89,12 @@ def open_endpoint(netns: str | None, ifname: str) -> Endpoint:
 def _open(ifname: str) -> tuple[socket.socket, socket.socket]:
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        ifreq = fcntl.ioctl(rx, SIOCGIFFLAGS, struct.pack("16sH14x", ifname.encode()))
+        ifreq = fcntl.ioctl(rx, SIOCGIFFLAGS, struct.pack("16sH14x", ifname.encode(), 0))
         if not struct.unpack("16sH14x", ifreq)[1] & IFF_UP:
             raise OSError(errno.ENETDOWN, "link is down")
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        rx.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         rx.bind(("0.0.0.0", SERVER_PORT))
         rx.setblocking(False)
         tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
@@ -110,12 +116,14 @@ def serve(pairs: Sequence[tuple[Endpoint, SingleLeaseResponder]], stop: threadin
 
 def _handle_one(endpoint: Endpoint, responder: SingleLeaseResponder) -> None:
     try:
-        data = endpoint.rx.recv(65535)
+        data, ancillary, _, _ = endpoint.rx.recvmsg(65535, socket.CMSG_SPACE(_PKTINFO.size))
     except (BlockingIOError, InterruptedError):
         return
     except OSError as err:
         log.warning("dhcp recv on %s: %s", endpoint.ifname, err)
         return
+    if _unicast(ancillary):
+        responder.stats.received_unicast += 1
     try:
         reply = responder.respond(decode(data))
     except DhcpDecodeError as err:
@@ -131,3 +139,10 @@ def _handle_one(endpoint: Endpoint, responder: SingleLeaseResponder) -> None:
             endpoint.send(reply)
         except OSError as err:
             log.warning("dhcp send on %s to %s: %s", endpoint.ifname, reply.dest_ip, err)
+
+
+def _unicast(ancillary: list[tuple[int, int, bytes]]) -> bool:
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _PKTINFO.size:
+            return _PKTINFO.unpack_from(data)[2] != b"\xff\xff\xff\xff"
+    return False

@@ -1,0 +1,216 @@
+"""The DHCP server against unmodified udhcpc, dhclient and dhcpcd over a real bridge.
+
+Topology (both namespaces made here with pyroute2):
+  server ns: bridge k6t-eth0 (169.254.75.10/32, the bridge binding's server id)
+             with port srv0            <- veth ->  client ns: eth0 (the "guest")
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+import pytest
+from pyroute2 import NetNS, netns
+
+from vmnet.addr import MacAddress
+from vmnet.dhcp.config import DhcpConfig, Route
+from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet.dhcp.server import open_endpoint, serve
+from vmnet.errors import ConfigError, DriverError
+from vmnet.testing.dhcpclients import CLIENTS, ClientError, ClientSession, run_client
+
+pytestmark = pytest.mark.netns
+
+GUEST_MAC = MacAddress.parse("52:54:00:aa:bb:01")
+SERVER_ID = IPv4Address("169.254.75.10")
+SEARCH = ("ns1.svc.cluster.local", "svc.cluster.local", "cluster.local")
+
+
+def pod_config(**overrides: object) -> DhcpConfig:
+    fields: dict[str, object] = dict(
+        client_mac=GUEST_MAC, address=IPv4Interface("10.11.0.5/24"), server_id=SERVER_ID,
+        router=IPv4Address("10.11.0.1"), dns=(IPv4Address("10.96.0.10"),), search=SEARCH,
+        hostname="vm-test", mtu=1400,
+        routes=(Route(IPv4Network("10.200.0.0/16"), IPv4Address("10.11.0.1")),),
+    )
+    return DhcpConfig(**(fields | overrides))  # type: ignore[arg-type]
+
+
+CALICO = dict(
+    address=IPv4Interface("10.244.1.7/32"), router=IPv4Address("169.254.1.1"),
+    routes=(Route(IPv4Network("0.0.0.0/0"), IPv4Address("169.254.1.1")),
+            Route(IPv4Network("169.254.1.1/32"), None)),
+)
+
+
+class Lab:
+    """Two namespaces, a bridge and a veth; `start(config)` serves DHCP on the bridge."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.server_ns, self.client_ns = f"vmnet-dhs-{tag}", f"vmnet-dhc-{tag}"
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.endpoint = None
+        self.responder: SingleLeaseResponder | None = None
+        for name in (self.server_ns, self.client_ns):
+            netns.create(name)
+        with NetNS(self.server_ns) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            ns.link("add", ifname="k6t-eth0", kind="bridge")
+            br = ns.link_lookup(ifname="k6t-eth0")[0]
+            ns.addr("add", index=br, address=str(SERVER_ID), prefixlen=32)
+            ns.link("add", ifname="srv0", kind="veth",
+                    peer={"ifname": "eth0", "net_ns_fd": self.client_ns})
+            port = ns.link_lookup(ifname="srv0")[0]
+            ns.link("set", index=port, master=br, state="up")
+            ns.link("set", index=br, state="up")
+        with NetNS(self.client_ns) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            eth0 = ns.link_lookup(ifname="eth0")[0]
+            ns.link("set", index=eth0, address=str(GUEST_MAC), state="up")
+
+    def start(self, config: DhcpConfig) -> SingleLeaseResponder:
+        self.endpoint = open_endpoint(self.server_ns, "k6t-eth0")
+        self.responder = SingleLeaseResponder(config)
+        self.thread = threading.Thread(
+            target=serve, args=([(self.endpoint, self.responder)], self.stop_event), daemon=True)
+        self.thread.start()
+        return self.responder
+
+    def client_ip(self, *args: str) -> str:
+        return subprocess.run(["ip", "-n", self.client_ns, "-4", *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    def close(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=2)
+            assert not self.thread.is_alive(), "serve() did not return after stop"
+        if self.endpoint is not None:
+            self.endpoint.close()
+        for name in (self.client_ns, self.server_ns):
+            try:
+                netns.remove(name)
+            except OSError as err:
+                if err.errno != errno.ENOENT:
+                    raise
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    made = Lab()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_client_gets_the_exact_lease(lab: Lab, client: str) -> None:
+    responder = lab.start(pod_config())
+    lease = run_client(client, lab.client_ns, "eth0", timeout=20)
+    assert lease.address == IPv4Interface("10.11.0.5/24")
+    assert lease.router == IPv4Address("10.11.0.1")
+    assert lease.dns == (IPv4Address("10.96.0.10"),)
+    assert lease.search == SEARCH
+    assert lease.domain == "ns1.svc.cluster.local"
+    assert lease.hostname == "vm-test"
+    assert lease.mtu == 1400
+    assert lease.server_id == SERVER_ID
+    assert lease.lease_time == 86313600
+    assert set(lease.routes) == {
+        (IPv4Network("169.254.75.10/32"), IPv4Address("0.0.0.0")),
+        (IPv4Network("10.200.0.0/16"), IPv4Address("10.11.0.1")),
+        (IPv4Network("0.0.0.0/0"), IPv4Address("10.11.0.1")),
+    }
+    assert "10.11.0.5/24" in lab.client_ip("addr", "show", "dev", "eth0")
+    routes = lab.client_ip("route")
+    if client == "dhcpcd":  # dhcpcd 9 puts the MTU on its routes, not the link
+        assert re.search(r"default via 10\.11\.0\.1 dev eth0 .*mtu 1400", routes)
+    else:
+        assert "mtu 1400" in lab.client_ip("link", "show", "dev", "eth0")
+    assert "default via 10.11.0.1" in routes
+    assert "10.200.0.0/16 via 10.11.0.1" in routes
+    assert "169.254.75.10 dev eth0" in routes
+    assert responder.stats.offered >= 1 and responder.stats.acked >= 1
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_calico_pod_gets_a_working_default_route(lab: Lab, client: str) -> None:
+    lab.start(pod_config(**CALICO))
+    lease = run_client(client, lab.client_ns, "eth0", timeout=20)
+    assert lease.address == IPv4Interface("10.244.1.7/32")
+    routes = lab.client_ip("route")
+    assert "default via 169.254.1.1 dev eth0" in routes
+    assert "169.254.1.1 dev eth0" in routes
+    assert "10.244.1.7/32" in lab.client_ip("addr", "show", "dev", "eth0")
+
+
+STALE_LEASE = """lease {
+  interface "eth0";
+  fixed-address 10.11.0.99;
+  option subnet-mask 255.255.255.0;
+  option dhcp-server-identifier 169.254.75.10;
+  renew 4 2037/01/01 00:00:01;
+  rebind 4 2037/01/01 00:00:01;
+  expire 4 2037/01/01 00:00:01;
+}
+"""
+
+
+def test_dhclient_init_reboot_with_stale_address_is_nakked(lab: Lab) -> None:
+    responder = lab.start(pod_config())
+    lease = run_client("dhclient", lab.client_ns, "eth0", timeout=20, lease_file_text=STALE_LEASE)
+    assert responder.stats.nak >= 1
+    assert lease.address == IPv4Interface("10.11.0.5/24")
+    assert "10.11.0.99" not in lab.client_ip("addr", "show", "dev", "eth0")
+
+
+@pytest.mark.parametrize("config", [{}, CALICO], ids=["subnet", "calico"])
+def test_udhcpc_renewal_is_unicast_to_the_server_id_and_answered(
+    lab: Lab, config: dict[str, object]
+) -> None:
+    responder = lab.start(pod_config(**config))
+    session = ClientSession("udhcpc", lab.client_ns, "eth0", timeout=20)
+    try:
+        first = session.wait_lease(20)
+        acked, unicast = responder.stats.acked, responder.stats.received_unicast
+        renewed = session.renew(timeout=10)
+    finally:
+        session.stop()
+    assert renewed.address == first.address
+    assert responder.stats.acked == acked + 1
+    assert responder.stats.received_unicast == unicast + 1
+    assert responder.stats.last_ack_unicast
+
+
+def test_foreign_mac_gets_nothing(lab: Lab) -> None:
+    responder = lab.start(pod_config(client_mac=MacAddress.parse("52:54:00:aa:bb:99")))
+    with pytest.raises(ClientError, match="no lease"):
+        run_client("udhcpc", lab.client_ns, "eth0", timeout=3)
+    assert responder.stats.ignored_foreign >= 2
+    assert responder.stats.offered == 0 and responder.stats.acked == 0
+    assert "10.11.0.5" not in lab.client_ip("addr")
+
+
+def test_open_endpoint_errors(lab: Lab) -> None:
+    with pytest.raises(DriverError, match="dhcp bind nope0: ENODEV"):
+        open_endpoint(lab.server_ns, "nope0")
+    with NetNS(lab.server_ns) as ns:
+        ns.link("add", ifname="k6t-down", kind="bridge")
+    with pytest.raises(DriverError, match="dhcp bind k6t-down: ENETDOWN"):
+        open_endpoint(lab.server_ns, "k6t-down")
+    with pytest.raises(ConfigError):
+        open_endpoint("vmnet-no-such-ns", "k6t-eth0")
+    with pytest.raises(ConfigError):
+        open_endpoint(lab.server_ns, "x" * 16)
