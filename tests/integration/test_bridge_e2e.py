@@ -30,13 +30,16 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
 
     plug = vmnet("plug", "--netns", cni_pod.netns, "--vmi", str(vm_file), "--cache-dir", cache)
     assert plug.returncode == 0, plug.stderr
+    # linkwatch moves a fresh tap nobody reads from UNKNOWN to DOWN (no carrier) by itself
+    ns.wait_operstate(cni_pod.netns, "tap0", "DOWN")
     after_plug = snapshot(cni_pod.netns)
     names = {link.name for link in after_plug.links}
     assert {"k6t-eth0", "eth0-nic", "tap0"} <= names
 
     again = vmnet("plug", "--netns", cni_pod.netns, "--vmi", str(vm_file), "--cache-dir", cache)
     assert again.returncode == 0 and "(0 changes" in again.stdout, again.stdout
-    assert snapshot(cni_pod.netns) == after_plug
+    settled = snapshot(cni_pod.netns)
+    assert settled == after_plug, settled.diff(after_plug)
 
     status = json.loads(vmnet("status", "--cache-dir", cache, "--json", check=True).stdout)
     (net,) = status["networks"]
