@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Iterator
 
@@ -113,8 +114,9 @@ def _run() -> int:
         for warning in result.warnings:
             _say("warning", warning)
         xml = phase2.decorate(vmi, cache, None).decode()
-        iface = xml[xml.find("<interface"):xml.find("</interface>") + 12]
-        _say("phase 2: domain interface", iface.replace("\n", "\n    "))
+        start = xml.find("<interface")
+        block = xml[xml.rfind("\n", 0, start) + 1:xml.find("</interface>") + 12]
+        _say("phase 2: domain interface", textwrap.dedent(block).replace("\n", "\n    "))
         vm_mac = str(phase2.domain_interfaces(vmi, cache)[0].mac)
         with _serving(vmi, cache, pod.netns) as responders:  # type: ignore[attr-defined]
             _say("phase 2: DHCP responder serving on k6t-eth0")
