@@ -10,10 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import re
+import socket
 import subprocess
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
@@ -23,6 +25,7 @@ from vmnet.addr import MacAddress
 from vmnet.dhcp.config import DhcpConfig, Route
 from vmnet.dhcp.responder import SingleLeaseResponder
 from vmnet.dhcp.server import open_endpoint, serve
+from vmnet.driver.netns import run_in
 from vmnet.errors import ConfigError, DriverError
 from vmnet.testing.dhcpclients import CLIENTS, ClientError, ClientSession, run_client
 
@@ -214,3 +217,69 @@ def test_open_endpoint_errors(lab: Lab) -> None:
         open_endpoint("vmnet-no-such-ns", "k6t-eth0")
     with pytest.raises(ConfigError):
         open_endpoint(lab.server_ns, "x" * 16)
+
+
+def send_from_client(lab: Lab, payload: bytes) -> None:
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+            sock.sendto(payload, ("255.255.255.255", 67))
+
+    run_in(lab.client_ns, send)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_garbage_is_counted_and_the_server_keeps_serving(lab: Lab) -> None:
+    responder = lab.start(pod_config())
+    with NetNS(lab.client_ns) as ns:
+        ns.addr("add", index=ns.link_lookup(ifname="eth0")[0], address="10.11.0.50", prefixlen=24)
+    for junk in (b"", b"x" * 100, bytes(236) + b"\x63\x82\x53\x63" + bytes([53, 9])):
+        send_from_client(lab, junk)
+    wait_for(lambda: responder.stats.dropped_malformed == 3)
+    subprocess.run(["ip", "-n", lab.client_ns, "addr", "flush", "dev", "eth0"], check=True)
+    assert run_client("udhcpc", lab.client_ns, "eth0", timeout=20).address == IPv4Interface("10.11.0.5/24")
+
+
+def test_one_serve_loop_serves_two_bridges_in_one_netns(lab: Lab) -> None:
+    second_ns = f"{lab.client_ns}-2"
+    mac2 = MacAddress.parse("52:54:00:aa:bb:02")
+    netns.create(second_ns)
+    try:
+        with NetNS(lab.server_ns) as ns:
+            ns.link("add", ifname="k6t-net1", kind="bridge")
+            br = ns.link_lookup(ifname="k6t-net1")[0]
+            ns.addr("add", index=br, address="169.254.75.11", prefixlen=32)
+            ns.link("add", ifname="srv1", kind="veth", peer={"ifname": "eth1", "net_ns_fd": second_ns})
+            ns.link("set", index=ns.link_lookup(ifname="srv1")[0], master=br, state="up")
+            ns.link("set", index=br, state="up")
+        with NetNS(second_ns) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="eth1")[0], address=str(mac2), state="up")
+        first = SingleLeaseResponder(pod_config())
+        second = SingleLeaseResponder(pod_config(
+            client_mac=mac2, address=IPv4Interface("192.168.7.9/24"), router=IPv4Address("192.168.7.1"),
+            server_id=IPv4Address("169.254.75.11"), routes=()))
+        endpoints = [open_endpoint(lab.server_ns, "k6t-eth0"), open_endpoint(lab.server_ns, "k6t-net1")]
+        thread = threading.Thread(target=serve, args=(list(zip(endpoints, (first, second))), lab.stop_event))
+        thread.start()
+        try:
+            lease2 = run_client("udhcpc", second_ns, "eth1", timeout=20)
+            lease1 = run_client("udhcpc", lab.client_ns, "eth0", timeout=20)
+        finally:
+            lab.stop_event.set()
+            thread.join(timeout=2)
+            for endpoint in endpoints:
+                endpoint.close()
+        assert not thread.is_alive()
+        assert lease1.address == IPv4Interface("10.11.0.5/24") and lease1.server_id == SERVER_ID
+        assert lease2.address == IPv4Interface("192.168.7.9/24")
+        assert lease2.server_id == IPv4Address("169.254.75.11")
+        assert first.stats.ignored_foreign == 0 and second.stats.ignored_foreign == 0
+    finally:
+        netns.remove(second_ns)
