@@ -59,13 +59,14 @@ def test_tcp_through_the_relay(netns: str, guest_factory) -> None:
     _tap_pod(netns, ("tap0", 1))
     guest = guest_factory(netns)
     guest.run(["ip", "addr", "add", "10.30.0.2/24", "dev", "eth0"])
-    server = ns.popen_in(netns, ["python3", "-c", (
-        "import socket;s=socket.create_server(('10.30.0.1',5555));print('up',flush=True);"
-        "c,_=s.accept();n=0\nwhile (d:=c.recv(65536)):n+=len(d)\nprint(n)")], stdout=-1, text=True)
+    script = ("import socket;s=socket.create_server(('10.30.0.1',5555));print('up',flush=True);"
+              "c,_=s.accept();n=0\nwhile (d:=c.recv(65536)):n+=len(d)\nprint(n)")
+    server = ns.popen_in(netns, ["python3", "-c", script], stdout=-1, text=True)
     try:
         assert server.stdout.readline() == "up\n"
-        guest.run(["python3", "-c", "import socket;s=socket.create_connection(('10.30.0.1',5555));"
-                   "s.sendall(b'x'*3000000);s.close()"])
+        client = ("import socket;s=socket.create_connection(('10.30.0.1',5555));"
+                  "s.sendall(b'x'*3000000);s.close()")
+        guest.run(["python3", "-c", client])
         assert server.communicate(timeout=30)[0].strip() == "3000000"
     finally:
         server.kill()

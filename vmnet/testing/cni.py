@@ -26,21 +26,47 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from vmnet.addr import IPAddress, IPInterface, MacAddress
 from vmnet.driver.netns import netns_path
 from vmnet.errors import ConfigError, DriverError
 from vmnet.testing import netns as ns
-from vmnet.testing.cniresult import CniInterface, CniIP, CniResult, CniRoute
+from vmnet.testing.cnidata import (
+    CONFIGS,
+    UPLINK,
+    CniIP,
+    CniResult,
+    bridge_config,
+    host_local,
+    macvlan_config,
+    ptp_config,
+    static_ipam,
+)
 
 CNI_BIN = "/usr/lib/cni"
 CNI_VERSION = "1.0.0"
-UPLINK = "uplink0"
 UPLINK_ADDR = "192.168.255.1/24"
 UPLINK_GW = "192.168.255.254"
 CALICO_GW = "169.254.1.1"
 CALICO_HOST_MAC = MacAddress.parse("ee:ee:ee:ee:ee:ee")
+
+__all__ = ["CNI_BIN", "CONFIGS", "CniError", "CniPod", "CniResult", "Node", "bridge_config",
+           "host_local", "macvlan_config", "plugin_path", "ptp_config", "static_ipam"]
+
+
+@dataclass(frozen=True, slots=True)
+class _HandMade:
+    """A pod NIC built without CNI: node end `host`, pod end `ifname`."""
+
+    host: str
+    ifname: str
+    mtu: int | None
+    ip: CniIP
+    node_cmds: tuple[str, ...]
+    pod_cmds: tuple[str, ...]
+    host_mac: MacAddress | None = None
 
 
 class CniError(DriverError):
@@ -53,60 +79,6 @@ def plugin_path(plugin: str) -> str:
     if "/" in plugin or not os.access(path, os.X_OK):
         raise ConfigError("cni", f"plugin {path} not found")
     return path
-
-
-def host_local(subnet: str, *, gateway: str | None = None, default_route: bool = True) -> dict[str, Any]:
-    """A host-local IPAM section; the node fills in its private dataDir."""
-    ipam: dict[str, Any] = {"type": "host-local", "subnet": subnet}
-    if gateway:
-        ipam["gateway"] = gateway
-    if default_route:
-        ipam["routes"] = [{"dst": "0.0.0.0/0"}]
-    return ipam
-
-
-def static_ipam(address: str, gateway: str | None = None) -> dict[str, Any]:
-    """A `static` IPAM section for a fixed address (and default route)."""
-    entry: dict[str, Any] = {"address": address}
-    if gateway:
-        entry["gateway"] = gateway
-    ipam: dict[str, Any] = {"type": "static", "addresses": [entry]}
-    if gateway:
-        ipam["routes"] = [{"dst": "0.0.0.0/0", "gw": gateway}]
-    return ipam
-
-
-def bridge_config(subnet: str = "10.22.0.0/24", *, bridge: str = "cbr0",
-                  ipam: dict[str, Any] | None = None, mtu: int | None = None) -> dict[str, Any]:
-    """The `bridge` plugin as a kubenet-style node uses it (gateway .1 on cbr0)."""
-    conf: dict[str, Any] = {"name": "vmt-bridge", "type": "bridge", "bridge": bridge,
-                            "isGateway": True, "isDefaultGateway": True, "ipMasq": False,
-                            "ipam": ipam or host_local(subnet, default_route=False)}
-    if mtu:
-        conf["mtu"] = mtu
-    return conf
-
-
-def ptp_config(subnet: str = "10.23.0.0/24", *, ipam: dict[str, Any] | None = None,
-               mtu: int | None = None) -> dict[str, Any]:
-    """The `ptp` plugin: a veth per pod, routed by the node."""
-    conf: dict[str, Any] = {"name": "vmt-ptp", "type": "ptp", "ipMasq": False,
-                            "ipam": ipam or host_local(subnet)}
-    if mtu:
-        conf["mtu"] = mtu
-    return conf
-
-
-def macvlan_config(subnet: str = "10.25.0.0/24", *, master: str = UPLINK,
-                   ipam: dict[str, Any] | None = None, mode: str = "bridge") -> dict[str, Any]:
-    """The `macvlan` plugin on the node's uplink (a veth: no dummy module here)."""
-    gateway = str(next(ipaddress.ip_network(subnet).hosts()))
-    return {"name": "vmt-macvlan", "type": "macvlan", "master": master, "mode": mode,
-            "ipam": ipam or host_local(subnet, gateway=gateway)}
-
-
-CONFIGS = {"bridge": bridge_config, "ptp": ptp_config, "macvlan": macvlan_config,
-           "static": lambda: bridge_config(ipam=static_ipam("10.22.0.50/24", "10.22.0.1"))}
 
 
 class CniPod:
@@ -208,7 +180,7 @@ class Node:
         if not isinstance(config, Mapping) or not isinstance(config.get("type"), str):
             raise ConfigError("cni", "a network configuration is a mapping with a 'type'")
         plugin_path(config["type"])
-        conf = json.loads(json.dumps(dict(config)))
+        conf: dict[str, Any] = json.loads(json.dumps(dict(config)))
         conf.setdefault("cniVersion", CNI_VERSION)
         conf.setdefault("name", f"vmt-{conf['type']}")
         ipam = conf.get("ipam") or {}
@@ -238,10 +210,12 @@ class Node:
         """A pod without CNI: a veth whose node end holds the gateway address."""
         addr = ipaddress.ip_interface(address)
         host = "veth" + secrets.token_hex(5)
-        lines = [f"addr add {gateway}/{addr.network.prefixlen} dev {host}"]
-        return self._manual_pod(host, ifname, mtu, lines, [
-            f"addr add {address} dev {ifname}", f"route add default via {gateway} dev {ifname}",
-        ], CniIP(addr, ipaddress.ip_address(gateway)))
+        return self._manual_pod(_HandMade(
+            host, ifname, mtu, CniIP(addr, ipaddress.ip_address(gateway)),
+            node_cmds=(f"addr add {gateway}/{addr.network.prefixlen} dev {host}",),
+            pod_cmds=(f"addr add {address} dev {ifname}",
+                      f"route add default via {gateway} dev {ifname}"),
+        ))
 
     def calico_pod(self, address: str = "10.27.0.5", *, ifname: str = "eth0",
                    mtu: int | None = None) -> CniPod:
@@ -252,25 +226,27 @@ class Node:
         """
         host = "cali" + secrets.token_hex(5)
         addr = ipaddress.ip_interface(f"{address}/32")
-        pod = self._manual_pod(host, ifname, mtu, [f"route add {addr} dev {host} scope link"], [
-            f"addr add {addr} dev {ifname}",
-            f"route add {CALICO_GW} dev {ifname} scope link",
-            f"route add default via {CALICO_GW} dev {ifname}",
-        ], CniIP(addr, ipaddress.ip_address(CALICO_GW)), host_mac=CALICO_HOST_MAC)
+        pod = self._manual_pod(_HandMade(
+            host, ifname, mtu, CniIP(addr, ipaddress.ip_address(CALICO_GW)),
+            node_cmds=(f"route add {addr} dev {host} scope link",),
+            pod_cmds=(f"addr add {addr} dev {ifname}",
+                      f"route add {CALICO_GW} dev {ifname} scope link",
+                      f"route add default via {CALICO_GW} dev {ifname}"),
+            host_mac=CALICO_HOST_MAC,
+        ))
         ns.write_sysctl(self.netns, f"net/ipv4/conf/{host}/proxy_arp", "1")
         ns.write_sysctl(self.netns, f"net/ipv4/neigh/{host}/proxy_delay", "0")
         return pod
 
-    def _manual_pod(self, host: str, ifname: str, mtu: int | None, node_cmds: list[str],
-                    pod_cmds: list[str], ip: CniIP, host_mac: MacAddress | None = None) -> CniPod:
+    def _manual_pod(self, nic: _HandMade) -> CniPod:
         pod_ns = ns.create_netns()
         try:
-            ns.create_veth(ns.VethEnd(self.netns, host, host_mac, mtu),
-                           ns.VethEnd(pod_ns, ifname, MacAddress.random_local(), mtu))
-            ns.ip_batch(self.netns, node_cmds)
-            ns.ip_batch(pod_ns, pod_cmds)
-            result = CniResult.manual(pod_ns, ifname, _mac(pod_ns, ifname), ip)
-            pod = CniPod(self, pod_ns, ifname, result)
+            ns.create_veth(ns.VethEnd(self.netns, nic.host, nic.host_mac, nic.mtu),
+                           ns.VethEnd(pod_ns, nic.ifname, MacAddress.random_local(), nic.mtu))
+            ns.ip_batch(self.netns, nic.node_cmds)
+            ns.ip_batch(pod_ns, nic.pod_cmds)
+            mac = _mac(pod_ns, nic.ifname)
+            pod = CniPod(self, pod_ns, nic.ifname, CniResult.manual(pod_ns, nic.ifname, mac, nic.ip))
         except BaseException:
             ns.remove_netns(pod_ns)
             raise
@@ -296,7 +272,3 @@ def _mac(netns: str, ifname: str) -> MacAddress:
     with ns.open_ipr(netns) as ipr:
         return MacAddress.parse(ipr.get_links(ns.link_index(ipr, ifname))[0].get("address"))
 
-
-__all__ = ["CNI_BIN", "CONFIGS", "CniError", "CniInterface", "CniIP", "CniPod", "CniResult",
-           "CniRoute", "Node", "bridge_config", "host_local", "macvlan_config", "plugin_path",
-           "ptp_config", "static_ipam"]

@@ -23,7 +23,7 @@ import socket
 import struct
 import subprocess
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from vmnet.addr import MacAddress
 from vmnet.driver.netns import run_in
@@ -95,7 +95,7 @@ class Guest:
                 if name:
                     ns.remove_netns(name)
 
-    def __enter__(self) -> Guest:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

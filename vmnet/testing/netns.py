@@ -84,7 +84,7 @@ def create_netns(prefix: str = PREFIX) -> str:
     try:
         os.makedirs(os.path.join(ETC_NETNS, name), exist_ok=True)
         with open(os.path.join(ETC_NETNS, name, "resolv.conf"), "w", encoding="ascii") as f:
-            f.write("# vmnet.testing: resolv.conf of namespace %s\n" % name)
+            f.write(f"# vmnet.testing: resolv.conf of namespace {name}\n")
         with open_ipr(name) as ipr:
             ipr.link("set", index=1, state="up")
         for scope in ("all", "default"):

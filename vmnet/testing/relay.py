@@ -30,6 +30,7 @@ import socket
 import struct
 import threading
 import weakref
+from typing import Self
 
 from vmnet.driver.netns import run_in
 from vmnet.errors import DriverError
@@ -78,7 +79,7 @@ def attach_tap(netns: str, tap: str) -> int:
     try:
         return run_in(netns, attach)
     except OSError as err:
-        cause = err.errno or errno.EIO
+        cause: int | str = err.errno or errno.EIO
         if err.errno == errno.EINVAL:
             cause = f"EINVAL: tap accepts neither {err.strerror}"
         raise DriverError("tap_attach", f"{tap} in {netns}", cause) from err
@@ -190,7 +191,7 @@ class TapRelay:
                 self._sock.close()
                 _live.discard(self)
 
-    def __enter__(self) -> TapRelay:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,25 +1,85 @@
-"""The CNI ADD result as frozen data.
+"""CNI network configurations and ADD results as plain data (no I/O).
 
 Rules:
-1. Parsing follows the CNI spec's "Success" result (versions 0.3.x, 0.4.0
+1. Config builders return the JSON-ready dict a runtime would pass on stdin
+   (CNI spec 1.0 "Network configuration"); `Node.add_pod` fills in
+   cniVersion, name and the host-local dataDir.
+2. Parsing follows the CNI spec's "Success" result (versions 0.3.x, 0.4.0
    and 1.0.0 share it): `interfaces` (name, mac, sandbox), `ips` (address in
    CIDR form, optional gateway, optional index into `interfaces`), `routes`
    (dst, optional gw) and `dns`. Unknown keys are kept only in `raw`.
-2. A result that does not have that shape raises ConfigError naming the key.
-3. `raw` is the JSON as the plugin printed it; DEL sends it back as
+3. A result that does not have that shape raises ConfigError naming the key.
+4. `raw` is the JSON as the plugin printed it; DEL sends it back as
    `prevResult`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vmnet.addr import IPAddress, IPInterface, IPNetwork, MacAddress
 from vmnet.driver.netns import netns_path
 from vmnet.errors import ConfigError
+
+UPLINK = "uplink0"
+
+
+def host_local(subnet: str, *, gateway: str | None = None, default_route: bool = True) -> dict[str, Any]:
+    """A host-local IPAM section; the node fills in its private dataDir."""
+    ipam: dict[str, Any] = {"type": "host-local", "subnet": subnet}
+    if gateway:
+        ipam["gateway"] = gateway
+    if default_route:
+        ipam["routes"] = [{"dst": "0.0.0.0/0"}]
+    return ipam
+
+
+def static_ipam(address: str, gateway: str | None = None) -> dict[str, Any]:
+    """A `static` IPAM section for a fixed address (and default route)."""
+    entry: dict[str, Any] = {"address": address}
+    if gateway:
+        entry["gateway"] = gateway
+    ipam: dict[str, Any] = {"type": "static", "addresses": [entry]}
+    if gateway:
+        ipam["routes"] = [{"dst": "0.0.0.0/0", "gw": gateway}]
+    return ipam
+
+
+def bridge_config(subnet: str = "10.22.0.0/24", *, bridge: str = "cbr0",
+                  ipam: dict[str, Any] | None = None, mtu: int | None = None) -> dict[str, Any]:
+    """The `bridge` plugin as a kubenet-style node uses it (gateway .1 on cbr0)."""
+    conf: dict[str, Any] = {"name": "vmt-bridge", "type": "bridge", "bridge": bridge,
+                            "isGateway": True, "isDefaultGateway": True, "ipMasq": False,
+                            "ipam": ipam or host_local(subnet, default_route=False)}
+    if mtu:
+        conf["mtu"] = mtu
+    return conf
+
+
+def ptp_config(subnet: str = "10.23.0.0/24", *, ipam: dict[str, Any] | None = None,
+               mtu: int | None = None) -> dict[str, Any]:
+    """The `ptp` plugin: a veth per pod, routed by the node."""
+    conf: dict[str, Any] = {"name": "vmt-ptp", "type": "ptp", "ipMasq": False,
+                            "ipam": ipam or host_local(subnet)}
+    if mtu:
+        conf["mtu"] = mtu
+    return conf
+
+
+def macvlan_config(subnet: str = "10.25.0.0/24", *, master: str = UPLINK,
+                   ipam: dict[str, Any] | None = None, mode: str = "bridge") -> dict[str, Any]:
+    """The `macvlan` plugin on the node's uplink (a veth: no dummy module here)."""
+    gateway = str(next(ipaddress.ip_network(subnet).hosts()))
+    return {"name": "vmt-macvlan", "type": "macvlan", "master": master, "mode": mode,
+            "ipam": ipam or host_local(subnet, gateway=gateway)}
+
+
+CONFIGS: dict[str, Callable[[], dict[str, Any]]] = {
+    "bridge": bridge_config, "ptp": ptp_config, "macvlan": macvlan_config,
+    "static": lambda: bridge_config(ipam=static_ipam("10.22.0.50/24", "10.22.0.1"))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +112,7 @@ class CniDns:
 
 @dataclass(frozen=True, slots=True)
 class CniResult:
-    """A parsed CNI result (rule 1)."""
+    """A parsed CNI result (rule 2)."""
 
     cni_version: str
     interfaces: tuple[CniInterface, ...]
@@ -63,7 +123,7 @@ class CniResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CniResult:
-        """Parse a plugin's stdout JSON (rule 2)."""
+        """Parse a plugin's stdout JSON (rule 3)."""
         if not isinstance(data, Mapping):
             raise ConfigError("cni result", "not a JSON object")
         try:

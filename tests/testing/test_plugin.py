@@ -1,0 +1,91 @@
+"""The plugin as a user gets it: loaded with -p in a project of its own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import vmnet
+from vmnet.testing import netns as ns
+from vmnet.testing.plugin import missing
+
+REPO = Path(vmnet.__file__).resolve().parents[1]
+
+INNER = '''
+import os
+import pytest
+
+from vmnet.testing import netns as ns
+
+
+@pytest.mark.netns
+def test_uses_netns(netns):
+    assert os.path.exists(f"/run/netns/{netns}")
+    with open("record", "a") as f:
+        f.write(netns + "\\n")
+
+
+@pytest.mark.cni("nosuchplugin")
+def test_needs_a_missing_plugin():
+    raise AssertionError("must be skipped")
+
+
+def test_leaks_only_on_request():
+    if os.environ.get("VMT_LEAK"):
+        with open("record", "a") as f:
+            f.write(ns.create_netns() + "\\n")
+'''
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("VMT_LEAK", raising=False)
+    pytester.makepyfile(test_inner=INNER)
+    return pytester
+
+
+def _recorded(project: pytest.Pytester) -> list[str]:
+    return (project.path / "record").read_text().split()
+
+
+@pytest.mark.netns
+def test_loads_with_p_and_cleans_up(project: pytest.Pytester) -> None:
+    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin", "--strict-markers", "-rs")
+    run.assert_outcomes(passed=2, skipped=1)
+    run.stdout.fnmatch_lines(["*needs CNI plugin /usr/lib/cni/nosuchplugin*"])
+    (name,) = _recorded(project)
+    assert not os.path.exists(f"/run/netns/{name}")
+
+
+@pytest.mark.netns
+def test_session_fails_listing_a_leaked_namespace(project: pytest.Pytester,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMT_LEAK", "1")
+    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin")
+    leaked = _recorded(project)[-1]
+    try:
+        run.assert_outcomes(passed=2, skipped=1, errors=1)
+        run.stdout.fnmatch_lines(["*vmnet.testing leaked:*", f"*netns {leaked} still exists*"])
+    finally:
+        ns.remove_netns(leaked)
+
+
+@pytest.mark.netns
+def test_leak_check_can_be_turned_off(project: pytest.Pytester,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMT_LEAK", "1")
+    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin", "--vmnet-no-leak-check")
+    try:
+        run.assert_outcomes(passed=2, skipped=1)
+    finally:
+        ns.remove_netns(_recorded(project)[-1])
+
+
+@pytest.mark.netns
+def test_missing_names_the_missing_piece() -> None:
+    assert missing("cni", "nosuch") == "needs CNI plugin /usr/lib/cni/nosuch (containernetworking-plugins)"
+    assert missing("unrelated-marker") is None
