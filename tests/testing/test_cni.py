@@ -7,11 +7,11 @@ import json
 import os
 
 import pytest
-from vmnet.testing.cniresult import CniResult
 
 from vmnet.errors import ConfigError
 from vmnet.testing import cni
 from vmnet.testing import netns as ns
+from vmnet.testing.cnidata import CniResult
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni]
 
