@@ -359,7 +359,9 @@ def parse_udhcpc(text: str) -> Lease:
 def parse_ipconfig(text: str) -> Lease:
     """Parse the /run/net-IFACE.conf klibc ipconfig writes (shell syntax).
 
-    ipconfig applies option 26 (MTU) but does not write it, so `mtu` is None;
+    ipconfig applies option 26 (MTU) but does not write it, so `mtu` is None.
+    With option 121 it writes IPV4ROUTE<n>SUBNET/GATEWAY and, as RFC 3442
+    says, ignores option 3, so `router` is None and `routes` holds them.
     search domains lose the root dot ipconfig prints ("svc.test." -> "svc.test").
     """
     kv = {}
@@ -376,6 +378,9 @@ def parse_ipconfig(text: str) -> Lease:
             mtu=_int(kv.get("MTU")), hostname=kv.get("HOSTNAME") or None,
             domain=kv.get("DNSDOMAIN") or None, search=tuple(d.rstrip(".") for d in kv.get("DOMAINSEARCH", "").split()),
             lease_time=_int(kv.get("DHCPLEASETIME")), server=_ip4([kv.get("ROOTSERVER", "")]),
+            routes=tuple((ipaddress.IPv4Network(kv[f"IPV4ROUTE{i}SUBNET"]),
+                          ipaddress.IPv4Address(kv[f"IPV4ROUTE{i}GATEWAY"]))
+                         for i in range(len(kv)) if f"IPV4ROUTE{i}SUBNET" in kv),
             raw=tuple(sorted(kv.items())))
     except (KeyError, ValueError) as err:
         raise DriverError("parse lease", "ipconfig", f"{err}: {text[:200]!r}") from err

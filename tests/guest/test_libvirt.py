@@ -1,0 +1,43 @@
+"""The guest started by a private libvirtd in the pod, as virt-launcher does."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from vmnet.addr import MacAddress
+from vmnet.testing.qemu import Libvirtd, LibvirtGuest, libvirt_available
+
+from .pods import GATEWAY, VM_IP, VM_MAC, Pod, dnsmasq, pids_in
+
+pytestmark = [
+    pytest.mark.netns, pytest.mark.qemu, pytest.mark.libvirt,
+    pytest.mark.skipif(libvirt_available() is not None, reason=str(libvirt_available())),
+]
+
+
+def test_libvirt_guest_on_unmanaged_tap_leases_and_pings(pod: Pod, tmp_path: Path) -> None:
+    tag = "<!-- decorated -->"
+    with tempfile.TemporaryDirectory(prefix="vmlv-") as root, \
+            dnsmasq(pod, tmp_path, "--dhcp-option=option:mtu,1400") as server:
+        with Libvirtd(pod.netns, root) as libvirtd:
+            guest = LibvirtGuest(libvirtd, pod.tap, VM_MAC, mtu=1450,
+                                 decorate=lambda xml: xml + tag)
+            assert guest.domain_xml().endswith(tag)
+            with guest:
+                assert guest.guest_mac == MacAddress.parse(VM_MAC)
+                assert guest.mtu() == 1450
+                assert guest.domain in libvirtd.virsh("list", "--name").split()
+
+                lease = guest.dhcp("udhcpc")
+
+                assert lease.address == VM_IP and lease.router == GATEWAY.ip
+                assert guest.mtu() == 1400
+                assert guest.ping(str(GATEWAY.ip))
+            assert libvirtd.virsh("list", "--all", "--name").split() == []
+            assert "reboot: Power down" in guest.console
+            log = Path(root, "log", "qemu", f"{guest.domain}.log").read_text()
+            assert '"type":"tap","fd":' in log and '"host_mtu":1450' in log
+        assert pids_in(pod.netns) == {server.pid}
