@@ -14,7 +14,7 @@ APT_PACKAGES = \
 	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
 	qemu-system-x86 linux-image-cloud-amd64 \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
-	libxml2-utils nftables passt dnsmasq-base tcpdump
+	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool
 
 .PHONY: all deps venv test test-fast demo lint type fuzz bench clean
 

@@ -31,6 +31,20 @@ spec:
 """
 
 
+def guest_wire(guest_ns, mac):
+    """The guest's NIC `eth0` (with the VM MAC) and `wire0`, the relay's end.
+
+    TX checksum offload is turned off on eth0: the relay reads frames from a
+    packet socket, where an offloaded TCP checksum is still incomplete, and
+    writes them to a tap that has no vnet header to say so (qemu's virtio NIC
+    would carry that header).
+    """
+    from vmnet.testing import netns as ns
+
+    ns.create_veth(ns.VethEnd(guest_ns, "wire0"), ns.VethEnd(guest_ns, "eth0", mac))
+    ns.exec_in(guest_ns, ["ethtool", "-K", "eth0", "tx", "off"])
+
+
 def vmnet(*args, check=False, timeout=60):
     """Run the vmnet command as a user would."""
     return subprocess.run([sys.executable, "-m", "vmnet", *args], capture_output=True,
