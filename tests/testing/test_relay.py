@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 
 import pytest
@@ -121,3 +122,22 @@ def test_relay_ends_by_itself_when_the_tap_goes(netns: str) -> None:
         finally:
             relay.stop()
     assert live_relays() == []
+
+
+@pytest.mark.parametrize("client", ["udhcpc", "dhclient"])
+def test_guest_dhcp_through_the_relay(netns: str, guest_factory, client: str) -> None:
+    _tap_pod(netns, ("tap0", 1))
+    dnsmasq = ns.popen_in(netns, [
+        "dnsmasq", "--no-daemon", "--port=0", "--interface=k6t-eth0", "--bind-interfaces",
+        "--dhcp-range=10.30.0.50,10.30.0.50,255.255.255.0,1h", f"--dhcp-host={VM_MAC},10.30.0.50",
+        "--dhcp-authoritative", "--leasefile-ro", "--no-resolv", "--no-hosts", "--pid-file="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        guest = guest_factory(netns, "tap0", VM_MAC)
+        lease = guest.dhcp(client, timeout=20)
+        assert str(lease.address) == "10.30.0.50/24"
+        assert "10.30.0.50/24" in guest.run(["ip", "-4", "addr", "show", "eth0"]).stdout
+        assert guest.ping("10.30.0.1")
+    finally:
+        dnsmasq.terminate()
+        dnsmasq.wait(timeout=10)
