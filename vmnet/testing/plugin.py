@@ -217,17 +217,20 @@ def guest_factory() -> Iterator[Callable[..., Guest]]:
     Scope: function
     Depends: root; a tap that exists when the factory is called
     Provides: `attach(pod, tap="tap0", mac=None, *, ifname="eth0", mtu=None)
-        -> Guest`, where `pod` is a CniPod or a namespace name and `mac` a
-        MacAddress or string. Guests are closed (relay stopped, namespaces
+        -> Guest`, where `pod` is a namespace name or anything with `.netns`
+        (a CniPod) and `mac` a MacAddress or string (default: random). Guests are closed (relay stopped, namespaces
         removed) at teardown, newest first.
     """
     _require("netns")
     guests: list[Guest] = []
 
-    def attach(pod: cni.CniPod | str, tap: str = "tap0", mac: MacAddress | str | None = None,
+    def attach(pod: Any, tap: str = "tap0", mac: MacAddress | str | None = None,
                **kw: Any) -> Guest:
-        pod_ns = pod.netns if isinstance(pod, cni.CniPod) else pod
-        parsed = MacAddress.parse(mac) if isinstance(mac, str) else mac
+        pod_ns = pod if isinstance(pod, str) else pod.netns
+        try:
+            parsed = MacAddress.parse(mac) if isinstance(mac, str) else mac
+        except ValueError as err:
+            raise ConfigError("guest mac", str(err)) from err
         guest = Guest(pod_ns, tap, parsed, **kw)
         guests.append(guest)
         return guest

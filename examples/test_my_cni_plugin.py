@@ -1,0 +1,56 @@
+"""How a CNI project checks its own network configuration with vmnet.testing.
+
+Only the pytest plugin is used: no Kubernetes, no KubeVirt. The `node`
+fixture plays the node, `pod`/`pod_factory` run the real plugin binary from
+/usr/lib/cni with CNI ADD (and DEL at the end), and `guest_factory` wires a
+guest namespace to the VM's tap the way qemu would.
+
+Run it as root:
+
+    pytest -p vmnet.testing.plugin examples/test_my_cni_plugin.py   # from a checkout
+    pytest examples/test_my_cni_plugin.py                           # vmnet installed
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from vmnet.testing import netns as ns
+from vmnet.testing.cni import CniPod, bridge_config, host_local
+
+MY_SUBNET = "10.244.1.0/24"
+MY_CONFIG = bridge_config(bridge="mybr0", mtu=1450, ipam=host_local(MY_SUBNET, gateway="10.244.1.1",
+                                                                   default_route=False))
+
+pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
+
+
+@pytest.mark.parametrize("pod", [MY_CONFIG], indirect=True, ids=["my-config"])
+def test_pod_gets_an_address_mtu_and_default_route(pod: CniPod) -> None:
+    assert pod.address in ipaddress.ip_network(MY_SUBNET)
+    assert str(pod.gateway) == "10.244.1.1"
+    assert pod.mtu == 1450
+    routes = json.loads(ns.exec_in(pod.netns, ["ip", "-j", "-4", "route", "show", "default"]).stdout)
+    assert routes == [{"dst": "default", "gateway": "10.244.1.1", "dev": "eth0", "flags": []}]
+
+
+def test_two_pods_on_one_node_reach_each_other(pod_factory) -> None:
+    first, second = pod_factory(MY_CONFIG), pod_factory(MY_CONFIG)
+    assert first.address != second.address
+    ns.exec_in(first.netns, ["ping", "-c1", "-W5", str(second.address.ip)])
+
+
+def test_vm_behind_the_pod_leases_the_pod_ip(request: pytest.FixtureRequest,
+                                             guest_factory) -> None:
+    """With vmnet's bridge binding plugged into the pod, the VM gets the pod's IP."""
+    try:
+        plugged = request.getfixturevalue("plugged")
+    except pytest.FixtureLookupError:
+        pytest.skip("needs the `plugged` fixture (pod + vmnet plug)")
+    guest = guest_factory(plugged, "tap0", plugged.mac)
+    lease = guest.dhcp("udhcpc", timeout=20)
+    assert lease.address == plugged.address
+    assert guest.ping(plugged.gateway)
