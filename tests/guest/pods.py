@@ -67,7 +67,8 @@ def dnsmasq(pod: Pod, tmp: Path, *options: str) -> Iterator[subprocess.Popen[byt
             f"--dhcp-host={VM_MAC},{VM_IP.ip},guest1", "--dhcp-authoritative",
             "--leasefile-ro", f"--pid-file={tmp / 'dnsmasq.pid'}", f"--log-facility={log}",
             "--log-dhcp", *options]
-    proc = subprocess.Popen(argv, preexec_fn=preexec(pod.netns), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, preexec_fn=preexec(pod.netns),  # noqa: PLW1509
+                            stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def bound() -> bool:

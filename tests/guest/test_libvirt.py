@@ -10,7 +10,7 @@ import pytest
 from vmnet.addr import MacAddress
 from vmnet.testing.qemu import Libvirtd, LibvirtGuest, libvirt_available
 
-from .pods import GATEWAY, VM_IP, VM_MAC, Pod, dnsmasq, pids_in
+from .pods import GATEWAY, VM_IP, VM_MAC, Pod, dnsmasq, make_pod, pids_in
 
 pytestmark = [
     pytest.mark.netns, pytest.mark.qemu, pytest.mark.libvirt,
@@ -41,3 +41,15 @@ def test_libvirt_guest_on_unmanaged_tap_leases_and_pings(pod: Pod, tmp_path: Pat
             log = Path(root, "log", "qemu", f"{guest.domain}.log").read_text()
             assert '"type":"tap","fd":' in log and '"host_mtu":1450' in log
         assert pids_in(pod.netns) == {server.pid}
+
+
+def test_two_private_libvirtds_do_not_collide(pod: Pod) -> None:
+    with make_pod() as other, tempfile.TemporaryDirectory(prefix="vmlv-") as root_a, \
+            tempfile.TemporaryDirectory(prefix="vmlv-") as root_b:
+        with Libvirtd(pod.netns, root_a) as a, Libvirtd(other.netns, root_b) as b:
+            assert a.uri != b.uri
+            assert a.virsh("list", "--all", "--name").split() == []
+            assert b.virsh("list", "--all", "--name").split() == []
+            assert pids_in(pod.netns) and pids_in(other.netns)
+            assert not Path("/run/libvirt/libvirt-sock").exists()
+        assert pids_in(pod.netns) == set() and pids_in(other.netns) == set()

@@ -114,9 +114,9 @@ def test_close_kills_a_guest_that_does_not_power_off(pod: Pod) -> None:
 def test_boot_failure_is_one_line_error(pod: Pod, tmp_path: Path) -> None:
     bogus = tmp_path / f"vmlinuz-{find_kernel()[1]}"
     bogus.write_bytes(b"not a kernel")
+    guest = QemuGuest(pod.netns, pod.tap, VM_MAC, kernel=bogus, timeout=20)
     with pytest.raises(DriverError, match=r"^boot qemu guest .*/tap0: guest exited; console: '.+'$"):
-        with QemuGuest(pod.netns, pod.tap, VM_MAC, kernel=bogus, timeout=20):
-            pass
+        guest.__enter__()
     assert pids_in(pod.netns) == set()
 
 

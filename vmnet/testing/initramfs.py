@@ -46,6 +46,7 @@ END = "@@VMNET-END"
 
 BUSYBOX = Path("/bin/busybox")
 IPCONFIG = Path("/usr/lib/klibc/bin/ipconfig")
+MODULES_ROOT = Path("/lib/modules")
 MODULES = (
     "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
     "virtio_pci", "failover", "net_failover", "virtio_net",
@@ -204,7 +205,7 @@ def missing_inputs(kernel: str | Path | None = None) -> str | None:
         if not path.is_file():
             return f"{path} is missing (packages busybox-static, klibc-utils)"
     try:
-        _module_files(version)
+        module_files(version)
     except ConfigError as err:
         return str(err)
     return None
@@ -260,7 +261,7 @@ def _entries(version: str) -> Iterator[CpioEntry]:
     if interp is not None:
         yield CpioEntry(interp.lstrip("/"), stat.S_IFREG | 0o755, _read(Path(interp)))
     names = []
-    for name, data in _module_files(version):
+    for name, data in module_files(version):
         names.append(name)
         yield CpioEntry(f"lib/vmnet/{name}.ko", stat.S_IFREG | 0o644, data)
     yield CpioEntry("etc/modules", stat.S_IFREG | 0o644, "".join(f"{n}\n" for n in names).encode())
@@ -283,9 +284,9 @@ def _applets() -> list[str]:
     return sorted(a for a in out.stdout.split() if a and a != "busybox" and "/" not in a)
 
 
-def _module_files(version: str) -> list[tuple[str, bytes]]:
+def module_files(version: str, modules_root: Path = MODULES_ROOT) -> list[tuple[str, bytes]]:
     """(name, plain ELF bytes) for each module of MODULES the kernel lacks built in."""
-    root = Path("/lib/modules", version)
+    root = modules_root / version
     dep = _read(root / "modules.dep").decode()
     builtin_file = root / "modules.builtin"
     builtin = builtin_file.read_text() if builtin_file.is_file() else ""

@@ -1,9 +1,10 @@
 """Real qemu guests for tests, driven over their serial console.
 
 Rules:
-1. qemu runs inside the pod namespace (the child enters it between fork and
-   exec) and attaches to a tap that already exists there, as virt-launcher's
-   qemu does; the test process never changes namespace.
+1. qemu and libvirtd run inside the pod namespace (the child enters it
+   between fork and exec with `vmnet.driver.netns.preexec`, which only calls
+   setns(2), hence the PLW1509 waivers) and attach to a tap that already
+   exists there, as virt-launcher's qemu does; the test process never moves.
 2. The serial console is one byte stream read by one reader thread; every
    byte is kept in `console`. Commands use the protocol of
    `vmnet.testing.initramfs` (rule 5 there) and match their own sequence
@@ -29,12 +30,22 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from vmnet.addr import MacAddress
 from vmnet.driver.netns import check_netns, preexec
 from vmnet.errors import ConfigError, DriverError
 from vmnet.testing.initramfs import (
-    BEGIN, END, READY, Lease, default_cache_dir, find_kernel, guest_image, missing_inputs, parse_ipconfig, parse_udhcpc,
+    BEGIN,
+    END,
+    READY,
+    Lease,
+    default_cache_dir,
+    find_kernel,
+    guest_image,
+    missing_inputs,
+    parse_ipconfig,
+    parse_udhcpc,
 )
 
 QEMU = "qemu-system-x86_64"
@@ -127,7 +138,7 @@ class SerialGuest:
                 mark = len(self._buf)
             self._send(seq + b" " + line + b"\n")
             pattern = re.compile(re.escape(BEGIN.encode()) + b" " + seq + rb"\n(.*?)\n"
-                                 + re.escape(END.encode()) + b" " + seq + rb" (\d+)\n", re.S)
+                                 + re.escape(END.encode()) + b" " + seq + rb" (\d+)\n", re.DOTALL)
             match = self._wait_for(pattern, mark, timeout, f"run {cmd[:40]!r}")
         return int(match.group(2)), match.group(1).decode(errors="replace")
 
@@ -216,7 +227,7 @@ class QemuGuest(SerialGuest):
         self._started = time.monotonic()
         try:
             self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, preexec_fn=preexec(self.netns))
+                                          stderr=subprocess.STDOUT, preexec_fn=preexec(self.netns))  # noqa: PLW1509 (rule 1)
         except OSError as err:
             raise DriverError("start", self.name, err.errno or 0) from err
         assert self._proc.stdout is not None
@@ -259,7 +270,7 @@ class QemuGuest(SerialGuest):
         """qemu's process id while it runs."""
         return self._proc.pid if self._proc is not None else None
 
-    def __enter__(self) -> QemuGuest:
+    def __enter__(self) -> Self:
         self.start()
         try:
             self.wait_booted()
@@ -383,15 +394,16 @@ class Libvirtd:
         (self.root / "etc" / "qemu.conf").write_text(QEMU_CONF)
         _copy_tree(default_caps_dir(), self.root / "cache" / "qemu" / "capabilities")
         binds = " && ".join(f"mount --bind {self.root / s} {p}" for s, p in LIBVIRT_PATHS.items())
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{binds} && exec libvirtd"]
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{binds} && exec libvirtd --pid-file {self.root / 'libvirtd.pid'}"]
         with open(self.root / "libvirtd.log", "ab") as log:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          preexec_fn=preexec(self.netns))
+                                          preexec_fn=preexec(self.netns))  # noqa: PLW1509 (rule 1)
         deadline = time.monotonic() + self.timeout
-        while subprocess.run(["virsh", "-c", self.uri, "uri"], capture_output=True).returncode:
+        probe = ["virsh", "-c", self.uri, "uri"]
+        while subprocess.run(probe, capture_output=True, check=False).returncode:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise DriverError("start libvirtd", self.netns, f"see {self.root / 'libvirtd.log'}")
+                raise DriverError("start libvirtd", self.netns, _last_error(self.root / "libvirtd.log"))
             time.sleep(0.05)
 
     def virsh(self, *args: str, timeout: float = 60.0) -> str:
@@ -420,12 +432,17 @@ class Libvirtd:
             proc.kill()
             proc.wait()
 
-    def __enter__(self) -> Libvirtd:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _last_error(log: Path) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if " error : " in ln]
+    return lines[-1].split(" error : ", 1)[1] if lines else f"no answer; see {log}"
 
 
 def default_caps_dir() -> Path:
@@ -510,7 +527,7 @@ class LibvirtGuest(SerialGuest):
                 break
             time.sleep(0.05)
 
-    def __enter__(self) -> LibvirtGuest:
+    def __enter__(self) -> Self:
         self.start()
         try:
             self.wait_booted()
