@@ -32,6 +32,16 @@ def test_needs_a_missing_plugin():
     raise AssertionError("must be skipped")
 
 
+@pytest.mark.skipif(not os.environ.get("VMT_FAIL"), reason="only when asked")
+def test_fails_with_everything_in_use(pod, calico_pod, netns, guest_factory):
+    ns.ip_batch(netns, ["tuntap add tap0 mode tap", "link set tap0 up"])
+    guest = guest_factory(netns, "tap0", "52:54:00:00:00:01")
+    with open("record", "a") as f:
+        f.write(" ".join([pod.netns, pod.node.netns, calico_pod.netns, netns,
+                          guest.netns, guest.wire_netns]) + "\\n")
+    raise AssertionError("failing on purpose")
+
+
 def test_leaks_only_on_request():
     if os.environ.get("VMT_LEAK"):
         with open("record", "a") as f:
@@ -44,6 +54,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.delenv("VMT_LEAK", raising=False)
+    monkeypatch.delenv("VMT_FAIL", raising=False)
     pytester.makepyfile(test_inner=INNER)
     return pytester
 
@@ -55,7 +66,7 @@ def _recorded(project: pytest.Pytester) -> list[str]:
 @pytest.mark.netns
 def test_loads_with_p_and_cleans_up(project: pytest.Pytester) -> None:
     run = project.runpytest_subprocess("-p", "vmnet.testing.plugin", "--strict-markers", "-rs")
-    run.assert_outcomes(passed=2, skipped=1)
+    run.assert_outcomes(passed=2, skipped=2)
     run.stdout.fnmatch_lines(["*needs CNI plugin /usr/lib/cni/nosuchplugin*"])
     (name,) = _recorded(project)
     assert not os.path.exists(f"/run/netns/{name}")
@@ -68,7 +79,7 @@ def test_session_fails_listing_a_leaked_namespace(project: pytest.Pytester,
     run = project.runpytest_subprocess("-p", "vmnet.testing.plugin")
     leaked = _recorded(project)[-1]
     try:
-        run.assert_outcomes(passed=2, skipped=1, errors=1)
+        run.assert_outcomes(passed=2, skipped=2, errors=1)
         run.stdout.fnmatch_lines(["*vmnet.testing leaked:*", f"*netns {leaked} still exists*"])
     finally:
         ns.remove_netns(leaked)
@@ -80,9 +91,22 @@ def test_leak_check_can_be_turned_off(project: pytest.Pytester,
     monkeypatch.setenv("VMT_LEAK", "1")
     run = project.runpytest_subprocess("-p", "vmnet.testing.plugin", "--vmnet-no-leak-check")
     try:
-        run.assert_outcomes(passed=2, skipped=1)
+        run.assert_outcomes(passed=2, skipped=2)
     finally:
         ns.remove_netns(_recorded(project)[-1])
+
+
+@pytest.mark.netns
+@pytest.mark.cni
+def test_fixtures_clean_up_when_the_test_fails(project: pytest.Pytester,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMT_FAIL", "1")
+    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin")
+    run.assert_outcomes(passed=2, skipped=1, failed=1)
+    run.stdout.no_fnmatch_line("*leaked*")
+    names = _recorded(project)
+    assert len(names) == 7
+    assert not [name for name in names if os.path.exists(f"/run/netns/{name}")]
 
 
 @pytest.mark.netns
