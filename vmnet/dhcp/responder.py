@@ -72,6 +72,7 @@ class Stats:
 
     received: int = 0
     received_unicast: int = 0
+    answered_unicast: int = 0
     offered: int = 0
     acked: int = 0
     nak: int = 0

@@ -15,7 +15,8 @@ Rules:
    link-local /32 and the client's address is not local to the pod.
 4. IP_PKTINFO tells the header destination of each request; requests sent
    to an address rather than broadcast are counted in
-   `stats.received_unicast` (a RENEWING client, RFC 2131 §4.4.5).
+   `stats.received_unicast` (a RENEWING client, RFC 2131 §4.4.5), and
+   those answered in `stats.answered_unicast`.
 5. `serve` never dies on input: undecodable packets are counted
    (`stats.dropped_malformed`) and logged at debug; send errors are logged.
    It returns within about 0.1 s after `stop` is set.
@@ -122,8 +123,8 @@ def _handle_one(endpoint: Endpoint, responder: SingleLeaseResponder) -> None:
     except OSError as err:
         log.warning("dhcp recv on %s: %s", endpoint.ifname, err)
         return
-    if _unicast(ancillary):
-        responder.stats.received_unicast += 1
+    unicast = _unicast(ancillary)
+    responder.stats.received_unicast += unicast
     try:
         reply = responder.respond(decode(data))
     except DhcpDecodeError as err:
@@ -137,6 +138,7 @@ def _handle_one(endpoint: Endpoint, responder: SingleLeaseResponder) -> None:
     if reply is not None:
         try:
             endpoint.send(reply)
+            responder.stats.answered_unicast += unicast
         except OSError as err:
             log.warning("dhcp send on %s to %s: %s", endpoint.ifname, reply.dest_ip, err)
 

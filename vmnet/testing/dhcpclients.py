@@ -1,40 +1,37 @@
 """Run unmodified DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) in a netns.
 
 Rules:
-1. The client binary is the distribution's own; only its command line,
-   config file and hook script are ours. It configures the interface itself
-   (udhcpc through the -s script written here, dhclient through Debian's
-   dhclient-script and exit hooks, dhcpcd natively).
-2. What the client received is parsed from the client's own hook
-   environment (udhcpc `-s`, dhclient `-sf`, dhcpcd `-c`), which every hook
-   gets on BOUND/REBOOT/RENEW; the raw variables are kept in `Lease.raw`.
-3. Each run is `ip netns exec NS unshare --uts ...`: the namespace's
-   resolv.conf is bind-mounted (we create /etc/netns/NS/resolv.conf when
-   absent and remove only what we created) and a hostname from option 12
-   cannot rename the machine. dhcpcd also gets private bind mounts over its
-   fixed state directories so runs never share leases or pid files.
-4. Failures raise `ClientError` carrying the client's output.
+1. The binaries are the distribution's; only command line, config and hook
+   script are ours. Each client configures the interface itself (udhcpc via
+   our -s script, dhclient via Debian's dhclient-script, dhcpcd natively).
+2. The lease is parsed from the client's own hook environment; the raw
+   variables are kept in `Lease.raw`.
+3. Runs are `ip netns exec NS unshare --uts ...`: the netns resolv.conf is
+   bind-mounted (created under /etc/netns/NS when absent, removed after) and
+   option 12 cannot rename the machine. dhcpcd gets private bind mounts over
+   its fixed state directories. Failures raise `ClientError` with the output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from vmnet.dhcp.options import parse_classless_routes
+from vmnet.driver.netns import check_netns
 from vmnet.errors import ConfigError, VmnetError
 
 CLIENTS = ("udhcpc", "dhclient", "dhcpcd")
 POLL = 0.05
 
+_DUMP = 'env > "{dir}/env.tmp" && mv "{dir}/env.tmp" "{dir}/$reason.env"\n'
 _UDHCPC_SCRIPT = """#!/bin/sh
 reason="$1"
 case "$reason" in
@@ -54,21 +51,16 @@ bound|renew)
     set -- $router; ip route replace default via "$1" dev "$interface"
   fi ;;
 esac
-env > "{dir}/env.tmp" && mv "{dir}/env.tmp" "{dir}/$reason.env"
-"""
+""" + _DUMP
 _DHCLIENT_SCRIPT = """#!/bin/sh
 /sbin/dhclient-script; rc=$?
-env > "{dir}/env.tmp" && mv "{dir}/env.tmp" "{dir}/$reason.env"
-exit $rc
-"""
+""" + _DUMP + "exit $rc\n"
 _DHCLIENT_CONF = """option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
 timeout {timeout}; retry 1; initial-interval 1;
 request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,
   domain-search, host-name, interface-mtu, rfc3442-classless-static-routes, ntp-servers;
 """
-_DHCPCD_SCRIPT = """#!/bin/sh
-env > "{dir}/env.tmp" && mv "{dir}/env.tmp" "{dir}/$reason.env"
-"""
+_DHCPCD_SCRIPT = "#!/bin/sh\n" + _DUMP
 _DHCPCD_CONF = """option domain_name_servers, domain_name, domain_search, host_name
 option classless_static_routes, interface_mtu, ntp_servers
 require dhcp_server_identifier
@@ -130,6 +122,7 @@ class ClientSession:
     ) -> None:
         if client not in CLIENTS:
             raise ConfigError("client", f"unknown DHCP client {client!r}; one of {CLIENTS}")
+        check_netns(netns)
         self.client, self.netns, self.ifname = client, netns, ifname
         self._own_dir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"vmnet-{client}-")
@@ -145,8 +138,7 @@ class ClientSession:
 
     def wait_lease(self, timeout: float) -> Lease:
         """Block until the client reports a lease; parse it."""
-        path = self._wait_env(_LEASE_REASONS[self.client], timeout)
-        return parse_env(self.client, _read_env(path))
+        return parse_env(self.client, _read_env(self._wait_env(_LEASE_REASONS[self.client], timeout)))
 
     def renew(self, timeout: float = 10.0) -> Lease:
         """udhcpc only: SIGUSR1 makes it renew (unicast to the server id)."""
@@ -174,22 +166,19 @@ class ClientSession:
 
     def _wait_env(self, reasons: tuple[str, ...], timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
+            exited = self.proc.poll() is not None
             for reason in reasons:
                 path = os.path.join(self.workdir, f"{reason}.env")
                 if os.path.exists(path):
                     return path
-            if self.proc.poll() is not None and not _has_any(self.workdir, reasons):
+            if exited or time.monotonic() > deadline:
                 break
             time.sleep(POLL)
         raise ClientError(
             f"{self.client} in {self.netns} on {self.ifname}: no lease within {timeout:g}s "
             f"(exit {self.proc.poll()}): {self.output()[-2000:]!r}"
         )
-
-
-def _has_any(workdir: str, reasons: tuple[str, ...]) -> bool:
-    return any(os.path.exists(os.path.join(workdir, f"{r}.env")) for r in reasons)
 
 
 def _write(path: str, text: str, mode: int = 0o644) -> str:
@@ -202,7 +191,7 @@ def _write(path: str, text: str, mode: int = 0o644) -> str:
 def _script(wd: str, name: str, template: str) -> str:
     # dhclient runs its script with a fresh environment, so the directory
     # is written into the script rather than passed in $DIR.
-    return _write(os.path.join(wd, name), template.replace("{dir}", shlex.quote(wd)), 0o755)
+    return _write(os.path.join(wd, name), template.replace("{dir}", wd), 0o755)
 
 
 def _prepare(client: str, ifname: str, wd: str, timeout: float,
@@ -234,19 +223,15 @@ def _prepare(client: str, ifname: str, wd: str, timeout: float,
 
 
 def _read_env(path: str) -> dict[str, str]:
-    env: dict[str, str] = {}
     with open(path, errors="replace") as f:
-        for line in f:
-            key, sep, value = line.rstrip("\n").partition("=")
-            if sep and key.isidentifier():
-                env[key] = value
-    return env
+        pairs = [line.rstrip("\n").partition("=") for line in f]
+    return {k: v for k, sep, v in pairs if sep and k.isidentifier()}
 
 
 def parse_env(client: str, env: dict[str, str]) -> Lease:
     """Turn one client's hook environment into a `Lease`."""
     try:
-        return _PARSERS[client](env)
+        return _parse(client, env)
     except (KeyError, ValueError) as err:
         raise ClientError(f"{client}: cannot parse lease ({err}): {env}") from err
 
@@ -256,8 +241,7 @@ def _ips(text: str | None) -> tuple[IPv4Address, ...]:
 
 
 def _first(text: str | None) -> IPv4Address | None:
-    ips = _ips(text)
-    return ips[0] if ips else None
+    return next(iter(_ips(text)), None)
 
 
 def _int(text: str | None) -> int | None:
@@ -270,41 +254,35 @@ def _pair_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], ...
 
 
 def _rfc3442_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], ...]:
-    from vmnet.dhcp.options import parse_classless_routes
-
     data = bytes(int(x) for x in (text or "").replace(",", " ").split())
     return tuple((d, g or IPv4Address(0)) for d, g in parse_classless_routes(data))
 
 
-def _udhcpc(env: dict[str, str]) -> Lease:
-    return Lease(
-        "udhcpc", IPv4Interface(f"{env['ip']}/{env.get('mask') or env['subnet']}"),
-        _first(env.get("router")), _ips(env.get("dns")), tuple(env.get("search", "").split()),
-        env.get("domain") or None, env.get("hostname") or None, _int(env.get("mtu")),
-        _pair_routes(env.get("staticroutes")), _first(env.get("serverid")),
-        _int(env.get("lease")), env,
-    )
-
-
-def _isc_style(client: str, env: dict[str, str], routes_key: str, routes_parser) -> Lease:  # type: ignore[no-untyped-def]
-    mask = env.get("new_subnet_cidr") or env["new_subnet_mask"]
-    return Lease(
-        client, IPv4Interface(f"{env['new_ip_address']}/{mask}"),
-        _first(env.get("new_routers")), _ips(env.get("new_domain_name_servers")),
-        tuple(d.rstrip(".") for d in env.get("new_domain_search", "").split()),
-        env.get("new_domain_name") or None,
-        env.get("new_host_name") or None, _int(env.get("new_interface_mtu")),
-        routes_parser(env.get(routes_key)), _first(env.get("new_dhcp_server_identifier")),
-        _int(env.get("new_dhcp_lease_time")), env,
-    )
-
-
-_PARSERS = {
-    "udhcpc": _udhcpc,
-    "dhclient": lambda env: _isc_style("dhclient", env, "new_rfc3442_classless_static_routes",
-                                       _rfc3442_routes),
-    "dhcpcd": lambda env: _isc_style("dhcpcd", env, "new_classless_static_routes", _pair_routes),
+# Hook variable names: (address, mask, router, dns, search, domain, hostname,
+# mtu, routes, server id, lease time), then the routes parser.
+_NAMES = {
+    "udhcpc": ("ip mask router dns search domain hostname mtu staticroutes serverid lease",
+               _pair_routes),
+    "dhclient": ("new_ip_address new_subnet_mask new_routers new_domain_name_servers "
+                 "new_domain_search new_domain_name new_host_name new_interface_mtu "
+                 "new_rfc3442_classless_static_routes new_dhcp_server_identifier "
+                 "new_dhcp_lease_time", _rfc3442_routes),
+    "dhcpcd": ("new_ip_address new_subnet_cidr new_routers new_domain_name_servers "
+               "new_domain_search new_domain_name new_host_name new_interface_mtu "
+               "new_classless_static_routes new_dhcp_server_identifier new_dhcp_lease_time",
+               _pair_routes),
 }
+
+
+def _parse(client: str, env: dict[str, str]) -> Lease:
+    names, routes = _NAMES[client]
+    ip, mask, router, dns, search, domain, host, mtu, rts, sid, lease = (
+        env.get(n) or None for n in names.split())
+    return Lease(
+        client, IPv4Interface(f"{ip}/{mask}"), _first(router), _ips(dns),
+        tuple(d.rstrip(".") for d in (search or "").split()), domain, host, _int(mtu),
+        routes(rts), _first(sid), _int(lease), env,
+    )
 
 
 def _ensure_resolv_conf(netns: str) -> list[str]:
@@ -326,12 +304,3 @@ def _remove_resolv_conf(created: list[str]) -> None:
         with contextlib.suppress(OSError):
             os.rmdir(path) if os.path.isdir(path) else os.unlink(path)
 
-
-@contextlib.contextmanager
-def resolv_conf(netns: str) -> Iterator[None]:
-    """The namespace has a resolv.conf for the duration (rule 3)."""
-    created = _ensure_resolv_conf(netns)
-    try:
-        yield
-    finally:
-        _remove_resolv_conf(created)
