@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from vmnet.addr import IPInterface
 from vmnet.driver import Drivers
 from vmnet.errors import DriverError
 from vmnet.nft import fingerprints as nft_fingerprints
-from vmnet.model import AddrState, LinkSpec, LinkState, NetPlan, RouteState
+from vmnet.model import RT_TABLE_MAIN, AddrState, LinkSpec, LinkState, NetPlan, RouteState
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,8 @@ class Applier:
         if want_up is not None and (down or cur.up != want_up):
             self.mutate(f"link {'up' if want_up else 'down'} {spec.name}",
                          self.nl.link_set, cur.index, up=want_up)
+        if spec.routes is not None:
+            self._ensure_routes(spec, cur.index)
         if spec.learning is not None:
             if self.nl.learning(cur.index) != spec.learning:
                 self.mutate(f"learning {spec.name}", self.nl.set_learning,
@@ -189,11 +192,19 @@ class Applier:
             if err.errno != errno.EEXIST:
                 raise
 
+    def _ensure_routes(self, spec: LinkSpec, index: int) -> None:
+        assert spec.routes is not None
+        want = {r.key for r in spec.routes}
+        for have in self.nl.routes():
+            if have.oif == index and have.key not in want and have.table == RT_TABLE_MAIN:
+                self.mutate(f"route del {have.destination} {spec.name}", self.nl.route_del, have)
+        # on-link routes first: a route via a gateway needs the gateway reachable
+        for route in sorted(spec.routes, key=lambda r: r.gateway is not None):
+            self.ensure_route(replace(route, oif=index))
+
     def ensure_route(self, route: RouteState) -> None:
         for have in self.nl.routes():
-            if (have.destination, have.gateway, have.oif, have.table) == (
-                route.destination, route.gateway, route.oif, route.table
-            ):
+            if have.key == route.key and have.oif == route.oif:
                 return
         try:
             self.mutate(f"route add {route.destination}", self.nl.route_add, route)

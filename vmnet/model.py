@@ -61,6 +61,11 @@ class RouteState:
     def is_default(self) -> bool:
         return self.destination.prefixlen == 0
 
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What makes two routes the same route for the kernel."""
+        return (self.destination, self.gateway, self.table, self.priority or 0, self.type)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "destination": str(self.destination),
@@ -186,7 +191,9 @@ class LinkSpec:
     `addresses=()` flushes every address but the kernel's own IPv6 link-local
     ones; `None` leaves them alone. `absent` deletes the link if it exists.
     `optional` links are skipped with a warning when the kernel lacks their
-    driver (the dummy that keeps the pod IP visible).
+    driver (the dummy that keeps the pod IP visible). `routes`, when set, is
+    the exact set of main-table routes through the link once it is up: what
+    the kernel added by itself and is not listed is deleted.
     """
 
     name: str
@@ -201,6 +208,7 @@ class LinkSpec:
     tap: TapSpec | None = None
     absent: bool = False
     optional: bool = False
+    routes: tuple[RouteState, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,10 +54,10 @@ class BridgeBinding(BindMechanism):
             LinkSpec(name=names.dummy, kind="dummy", absent=True),
             LinkSpec(name=names.bridge, kind="bridge", absent=True),
             LinkSpec(name=nic.link.name, index=nic.link.index, mac=nic.link.mac,
-                     mtu=nic.link.mtu, addresses=nic.link.addresses, up=nic.link.up),
+                     mtu=nic.link.mtu, addresses=nic.link.addresses, up=nic.link.up,
+                     routes=nic.routes if nic.link.up else None),
         )
-        routes = tuple(r for r in nic.routes if r.protocol != RTPROT_KERNEL)
-        return NetPlan(links=links, routes=routes)
+        return NetPlan(links=links)
 
     def dhcp_config(self, ctx: BindContext) -> DhcpConfig | None:
         """The lease for the VM: the pod's IPv4, gateway and routes (§3.2).

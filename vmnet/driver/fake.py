@@ -122,6 +122,10 @@ class FakeNetlink:
         self._mut("route_add", str(route.destination))
         self._routes.append(route)
 
+    def route_del(self, route: RouteState) -> None:
+        self._mut("route_del", str(route.destination))
+        self._routes = [r for r in self._routes if not (r.key == route.key and r.oif == route.oif)]
+
     def learning(self, index: int) -> bool | None:
         link = self._get(index)
         return self._learning.get(index, True) if link.master else None

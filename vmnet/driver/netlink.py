@@ -126,23 +126,13 @@ class Pyroute2Netlink:
             )
 
     def route_add(self, route: RouteState) -> None:
-        attrs: dict[str, Any] = {
-            "dst": str(route.destination),
-            "table": route.table,
-            "proto": route.protocol,
-            "scope": route.scope,
-            "type": route.type,
-        }
-        if route.gateway is not None:
-            attrs["gateway"] = str(route.gateway)
-        if route.oif is not None:
-            attrs["oif"] = route.oif
-        if route.priority is not None:
-            attrs["priority"] = route.priority
-        if route.prefsrc is not None:
-            attrs["prefsrc"] = str(route.prefsrc)
         with _op("route add", str(route.destination)):
-            self._ipr.route("add", **attrs)
+            self._ipr.route("add", **_route_attrs(route))
+
+    def route_del(self, route: RouteState) -> None:
+        with _op("route del", str(route.destination)):
+            self._ipr.route("del", **_route_attrs(route))
+
 
     def learning(self, index: int) -> bool | None:
         """IFLA_BRPORT_LEARNING of a bridge port; None for a link in no bridge."""
@@ -157,6 +147,25 @@ class Pyroute2Netlink:
     def set_learning(self, index: int, on: bool) -> None:
         with _op("brport set learning", f"#{index}"):
             self._ipr.brport("set", index=index, learning=int(on))
+
+
+def _route_attrs(route: RouteState) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "dst": str(route.destination),
+        "table": route.table,
+        "proto": route.protocol,
+        "scope": route.scope,
+        "type": route.type,
+    }
+    if route.gateway is not None:
+        attrs["gateway"] = str(route.gateway)
+    if route.oif is not None:
+        attrs["oif"] = route.oif
+    if route.priority is not None:
+        attrs["priority"] = route.priority
+    if route.prefsrc is not None:
+        attrs["prefsrc"] = str(route.prefsrc)
+    return attrs
 
 
 def _link_state(msg: Any, addrs: tuple[AddrState, ...]) -> LinkState:
