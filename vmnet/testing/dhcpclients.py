@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
 
 from vmnet.dhcp.options import parse_classless_routes
 from vmnet.driver.netns import check_netns
@@ -61,10 +62,8 @@ request subnet-mask, broadcast-address, routers, domain-name, domain-name-server
   domain-search, host-name, interface-mtu, rfc3442-classless-static-routes, ntp-servers;
 """
 _DHCPCD_SCRIPT = "#!/bin/sh\n" + _DUMP
-_DHCPCD_CONF = """option domain_name_servers, domain_name, domain_search, host_name
-option classless_static_routes, interface_mtu, ntp_servers
-require dhcp_server_identifier
-noarp
+_DHCPCD_CONF = """option domain_name_servers, domain_name, domain_search, host_name, ntp_servers
+option classless_static_routes, interface_mtu\nrequire dhcp_server_identifier\nnoarp
 """
 _LEASE_REASONS = {"udhcpc": ("bound",), "dhclient": ("BOUND", "REBOOT"), "dhcpcd": ("BOUND", "REBOOT")}
 
@@ -151,8 +150,7 @@ class ClientSession:
 
     def output(self) -> str:
         self._log.flush()
-        with open(os.path.join(self.workdir, "client.log"), errors="replace") as f:
-            return f.read()
+        return Path(self.workdir, "client.log").read_text(errors="replace")
 
     def stop(self) -> None:
         """Kill the client (its configuration stays) and clean up."""
@@ -189,8 +187,7 @@ def _write(path: str, text: str, mode: int = 0o644) -> str:
 
 
 def _script(wd: str, name: str, template: str) -> str:
-    # dhclient runs its script with a fresh environment, so the directory
-    # is written into the script rather than passed in $DIR.
+    # dhclient gives its script a fresh environment: the path is baked in.
     return _write(os.path.join(wd, name), template.replace("{dir}", wd), 0o755)
 
 
@@ -287,15 +284,12 @@ def _parse(client: str, env: dict[str, str]) -> Lease:
 
 def _ensure_resolv_conf(netns: str) -> list[str]:
     """Create /etc/netns/NS/resolv.conf if missing; return what we created."""
-    created: list[str] = []
     directory = os.path.join("/etc/netns", netns)
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
-        created.append(directory)
     path = os.path.join(directory, "resolv.conf")
-    if not os.path.exists(path):
+    created = [p for p in (directory, path) if not os.path.exists(p)]
+    os.makedirs(directory, exist_ok=True)
+    if path in created:
         _write(path, "# vmnet test namespace\n")
-        created.append(path)
     return created
 
 
