@@ -22,11 +22,9 @@ from vmnet.cache import Cache, NetworkRecord, NetworkState
 from vmnet.dhcp import resolvconf
 from vmnet.dhcp.config import DhcpConfig
 from vmnet.errors import CacheError
-from vmnet.manifest import Binding, Interface, Network, Vmi
+from vmnet.manifest import Interface, Network, Vmi
 from vmnet.names import LinkNames
 from vmnet.phase1 import _context
-
-_TAP_BINDINGS = (Binding.BRIDGE, Binding.MASQUERADE, Binding.MANAGED_TAP)
 
 
 def _finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
@@ -49,25 +47,12 @@ def hostname(vmi: Vmi) -> str:
 
 
 def domain_interfaces(vmi: Vmi, cache: Cache) -> list[dom.DomainInterface]:
-    out = []
-    for iface, net, record in _finished(vmi, cache):
-        if iface.binding not in _TAP_BINDINGS:
-            continue
-        ctx = _context(vmi, record.index, iface, net, record)
-        names = LinkNames.derive(record.pod_iface, primary=record.primary)
-        pci = iface.pci_address
-        out.append(dom.DomainInterface(
-            alias=iface.name,
-            type="ethernet",
-            mac=ctx.vm_mac,
-            model=iface.model or "virtio",
-            target=names.tap,
-            mtu=record.pod_nic.link.mtu,
-            boot_order=iface.boot_order,
-            pci_address=pci,
-            link_down=iface.state == "down",
-        ))
-    return out
+    """One `<interface>` per plugged network, in manifest order."""
+    return [
+        binding_for(iface.binding).domain_interface(
+            _context(vmi, record.index, iface, net, record))
+        for iface, net, record in _finished(vmi, cache)
+    ]
 
 
 def decorate(vmi: Vmi, cache: Cache, domain_xml: bytes | None) -> bytes:

@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vmnet import domain as dom
 from vmnet.addr import MacAddress
 from vmnet.dhcp.config import DhcpConfig
 from vmnet.manifest import Binding, Interface, Network
@@ -84,14 +85,31 @@ class BindMechanism(abc.ABC):
         """The DHCPv4 lease for the guest, or None when this binding serves none."""
         return None
 
+    def tap_name(self, ctx: BindContext) -> str:
+        """The tap the domain's `<target dev>` names."""
+        return ctx.names.tap
+
+    def domain_interface(self, ctx: BindContext) -> dom.DomainInterface:
+        """The libvirt `<interface>` phase 2 writes (reference §7.2)."""
+        iface = ctx.iface
+        return dom.DomainInterface(
+            alias=iface.name, type="ethernet", mac=ctx.vm_mac, model=iface.model or "virtio",
+            target=self.tap_name(ctx), mtu=ctx.pod_nic.link.mtu, boot_order=iface.boot_order,
+            pci_address=iface.pci_address, link_down=iface.state == "down",
+        )
+
 
 def binding_for(binding: Binding) -> BindMechanism:
     from vmnet.bindings.bridge import BridgeBinding
+    from vmnet.bindings.managedtap import ManagedTapBinding
     from vmnet.bindings.masquerade import MasqueradeBinding
+    from vmnet.bindings.passt import PasstBinding
 
     table: dict[Binding, BindMechanism] = {
         Binding.BRIDGE: BridgeBinding(),
         Binding.MASQUERADE: MasqueradeBinding(),
+        Binding.PASST: PasstBinding(),
+        Binding.MANAGED_TAP: ManagedTapBinding(),
     }
     try:
         return table[binding]

@@ -142,6 +142,8 @@ KERNEL_DEFAULTS = {
     "net/ipv4/conf/all/arp_ignore": "0",
     "net/ipv4/ip_forward": "0",
     "net/ipv6/conf/all/forwarding": "0",
+    "net/ipv4/ping_group_range": "1 0",
+    "net/ipv4/ip_unprivileged_port_start": "1024",
 }
 
 
