@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from vmnet.testing.cni import Node, bridge_config
+from vmnet.testing.cni import bridge_config
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 needs_cni = pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"),
@@ -49,13 +49,6 @@ def vmnet(*args, check=False, timeout=60):
     """Run the vmnet command as a user would."""
     return subprocess.run([sys.executable, "-m", "vmnet", *args], capture_output=True,
                           text=True, timeout=timeout, check=check)
-
-
-@pytest.fixture
-def node():
-    n = Node()
-    yield n
-    n.close()
 
 
 @pytest.fixture

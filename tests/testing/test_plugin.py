@@ -65,7 +65,7 @@ def _recorded(project: pytest.Pytester) -> list[str]:
 
 @pytest.mark.netns
 def test_loads_with_p_and_cleans_up(project: pytest.Pytester) -> None:
-    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin", "--strict-markers", "-rs")
+    run = project.runpytest_subprocess("-p", "vmnet.testing", "--strict-markers", "-rs")
     run.assert_outcomes(passed=2, skipped=2)
     run.stdout.fnmatch_lines(["*needs CNI plugin /usr/lib/cni/nosuchplugin*"])
     (name,) = _recorded(project)
@@ -76,7 +76,7 @@ def test_loads_with_p_and_cleans_up(project: pytest.Pytester) -> None:
 def test_session_fails_listing_a_leaked_namespace(project: pytest.Pytester,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VMT_LEAK", "1")
-    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin")
+    run = project.runpytest_subprocess("-p", "vmnet.testing")
     leaked = _recorded(project)[-1]
     try:
         run.assert_outcomes(passed=2, skipped=2, errors=1)
@@ -89,7 +89,7 @@ def test_session_fails_listing_a_leaked_namespace(project: pytest.Pytester,
 def test_leak_check_can_be_turned_off(project: pytest.Pytester,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VMT_LEAK", "1")
-    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin", "--vmnet-no-leak-check")
+    run = project.runpytest_subprocess("-p", "vmnet.testing", "--vmnet-no-leak-check")
     try:
         run.assert_outcomes(passed=2, skipped=2)
     finally:
@@ -101,7 +101,7 @@ def test_leak_check_can_be_turned_off(project: pytest.Pytester,
 def test_fixtures_clean_up_when_the_test_fails(project: pytest.Pytester,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VMT_FAIL", "1")
-    run = project.runpytest_subprocess("-p", "vmnet.testing.plugin")
+    run = project.runpytest_subprocess("-p", "vmnet.testing")
     run.assert_outcomes(passed=2, skipped=1, failed=1)
     run.stdout.no_fnmatch_line("*leaked*")
     names = _recorded(project)
