@@ -11,6 +11,7 @@ import lzma
 import re
 import stat
 import subprocess
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -89,7 +90,9 @@ def test_module_files_decompress_and_skip_builtin(tmp_path: Path) -> None:
     real = dict(module_files(version))
     tree = tmp_path / version
     tree.mkdir()
-    dep, packers = [], [(".ko.xz", lzma.compress), (".ko.zst", _zstd), (".ko", bytes)]
+    dep: list[str] = []
+    packers: list[tuple[str, Callable[[bytes], bytes]]] = [
+        (".ko.xz", lzma.compress), (".ko.zst", _zstd), (".ko", bytes)]
     for i, name in enumerate(MODULES[1:]):
         suffix, pack = packers[i % 3]
         (tree / f"{name}{suffix}").write_bytes(pack(real[name]))

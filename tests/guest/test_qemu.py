@@ -57,6 +57,7 @@ def test_udhcpc_lease_applies_address_routes_mtu(pod: Pod, tmp_path: Path) -> No
             assert guest.ping(str(GATEWAY.ip))
             assert not guest.ping("10.99.0.77", wait=1)
             qemu_pid = guest.pid
+            assert qemu_pid is not None
         assert pids_in(pod.netns) == {server.pid}
     with pytest.raises(ProcessLookupError):
         os.kill(qemu_pid, 0)
@@ -101,6 +102,8 @@ def test_command_protocol_is_exact(pod: Pod) -> None:
 
 def test_close_kills_a_guest_that_does_not_power_off(pod: Pod) -> None:
     guest = QemuGuest(pod.netns, pod.tap, VM_MAC)
+    with pytest.raises(DriverError, match="^boot qemu guest .*: guest is not running"):
+        guest.run("true")
     guest.start()
     pid = guest.pid
     assert pid is not None
@@ -115,7 +118,7 @@ def test_boot_failure_is_one_line_error(pod: Pod, tmp_path: Path) -> None:
     bogus = tmp_path / f"vmlinuz-{find_kernel()[1]}"
     bogus.write_bytes(b"not a kernel")
     guest = QemuGuest(pod.netns, pod.tap, VM_MAC, kernel=bogus, timeout=20)
-    with pytest.raises(DriverError, match=r"^boot qemu guest .*/tap0: guest exited; console: '.+'$"):
+    with pytest.raises(DriverError, match=r"^boot qemu guest .*/tap0: guest is not running; console: '.+'$"):
         guest.__enter__()
     assert pids_in(pod.netns) == set()
 

@@ -77,7 +77,7 @@ class SerialGuest:
         self.guest_mac: MacAddress | None = None
         self._buf = bytearray()
         self._cond = threading.Condition()
-        self._eof = False
+        self._eof = True  # until start() attaches a console
         self._seq = 0
         self._lock = threading.Lock()
         self._started = time.monotonic()
@@ -106,7 +106,7 @@ class SerialGuest:
             while (match := pattern.search(self._buf, start)) is None:
                 left = deadline - time.monotonic()
                 if self._eof or left <= 0:
-                    why = "guest exited" if self._eof else f"timed out after {timeout:g}s"
+                    why = "guest is not running" if self._eof else f"timed out after {timeout:g}s"
                     raise DriverError(op, self.name, f"{why}; console: {self._tail()!r}")
                 self._cond.wait(left)
             return match
@@ -232,6 +232,7 @@ class QemuGuest(SerialGuest):
             raise DriverError("start", self.name, err.errno or 0) from err
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
+        self._eof = False
         self._reader = threading.Thread(target=self._pump, args=(fd,), daemon=True, name=self.name)
         self._reader.start()
 
@@ -500,6 +501,7 @@ class LibvirtGuest(SerialGuest):
                 self._sock, _ = listener.accept()
             except OSError as err:
                 raise DriverError("console accept", self.name, "qemu did not connect") from err
+        self._eof = False
         threading.Thread(target=self._pump, args=(self._sock.fileno(),), daemon=True).start()
 
     def _send(self, line: bytes) -> None:
