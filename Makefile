@@ -14,7 +14,7 @@ APT_PACKAGES = \
 	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
 	qemu-system-x86 linux-image-cloud-amd64 \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
-	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool
+	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd
 
 .PHONY: all deps venv test test-fast demo lint type fuzz bench clean
 
@@ -30,6 +30,7 @@ deps:
 			apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@getent group kvm >/dev/null || groupadd -r kvm
+	@getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 	@getent passwd libvirt-qemu >/dev/null || useradd -r -g kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 	@mkdir -p /run/netns /var/log/libvirt /var/run/libvirt
 

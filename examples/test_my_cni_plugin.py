@@ -7,7 +7,7 @@ guest namespace to the VM's tap the way qemu would.
 
 Run it as root:
 
-    pytest -p vmnet.testing.plugin examples/test_my_cni_plugin.py   # from a checkout
+    pytest -p vmnet.testing examples/test_my_cni_plugin.py   # from a checkout
     pytest examples/test_my_cni_plugin.py                           # vmnet installed
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import CniPod, bridge_config, host_local
+from vmnet.testing.plugged import bridge_manifest
 
 MY_SUBNET = "10.244.1.0/24"
 MY_CONFIG = bridge_config(bridge="mybr0", mtu=1450, ipam=host_local(MY_SUBNET, gateway="10.244.1.1",
@@ -43,14 +44,14 @@ def test_two_pods_on_one_node_reach_each_other(pod_factory) -> None:
     ns.exec_in(first.netns, ["ping", "-c1", "-W5", str(second.address.ip)])
 
 
-def test_vm_behind_the_pod_leases_the_pod_ip(request: pytest.FixtureRequest,
-                                             guest_factory) -> None:
-    """With vmnet's bridge binding plugged into the pod, the VM gets the pod's IP."""
-    try:
-        plugged = request.getfixturevalue("plugged")
-    except pytest.FixtureLookupError:
-        pytest.skip("needs the `plugged` fixture (pod + vmnet plug)")
-    guest = guest_factory(plugged, "tap0", plugged.mac)
+@pytest.mark.parametrize("plugged", [
+    {"manifest": bridge_manifest("bridge"), "pod": MY_CONFIG},
+    {"manifest": bridge_manifest("masquerade"), "pod": MY_CONFIG},
+], indirect=True, ids=["bridge", "masquerade"])
+def test_vm_behind_my_pod_gets_its_lease_and_reaches_my_gateway(plugged, guest_factory) -> None:
+    """vmnet's bridge and masquerade bindings on a pod made with my config."""
+    guest = guest_factory(plugged, plugged.tap, plugged.mac)
     lease = guest.dhcp("udhcpc", timeout=20)
     assert lease.address == plugged.address
     assert guest.ping(plugged.gateway)
+    assert guest.ping("10.244.1.1")  # my node-side gateway, directly or through NAT

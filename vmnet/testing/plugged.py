@@ -1,0 +1,111 @@
+"""A pod with a vmnet binding applied and its DHCP responder serving.
+
+Rules:
+1. `Plugged` runs vmnet the way a launcher does: phase 1 against the pod
+   namespace, then phase 2 (the DHCP responder) on a thread of the test
+   process, its sockets opened inside the pod namespace.
+2. `.address`, `.gateway` and `.mac` are what the guest must end up with (the
+   first network's lease and VM MAC), read from vmnet's own cache; the pod's
+   own view stays on `.pod`.
+3. `close()` stops the responder, unplugs, and checks that the pod namespace
+   is exactly as the CNI plugin left it; it may be called more than once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from typing import Any
+
+import yaml
+
+from vmnet import manifest, phase1, phase2
+from vmnet.addr import IPAddress, IPInterface, MacAddress
+from vmnet.cache import Cache
+from vmnet.dhcp import resolvconf, server
+from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet.testing.cni import CniPod
+from vmnet.testing.snapshot import snapshot
+
+RESOLV = "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n"
+
+
+def bridge_manifest(binding: str = "bridge", name: str = "testvm") -> dict[str, Any]:
+    """A one-NIC VMI on the pod network with `binding` ("bridge", "masquerade", ...)."""
+    return {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"domain": {"devices": {"interfaces": [{"name": "default", binding: {}}]}},
+                 "networks": [{"name": "default", "pod": {}}]},
+    }
+
+
+class Plugged:
+    """`pod` plugged with the VM of `spec` (a manifest dict or YAML text)."""
+
+    def __init__(self, pod: CniPod, spec: dict[str, Any] | str | None = None,
+                 resolv: str = RESOLV) -> None:
+        self.pod = pod
+        self.netns = pod.netns
+        text = spec if isinstance(spec, str) else yaml.safe_dump(spec or bridge_manifest())
+        self.vmi = manifest.parse_text(text)
+        self.workdir = tempfile.mkdtemp(prefix="vmt-plugged-")
+        self.cache = Cache(os.path.join(self.workdir, "cache"))
+        self._before = snapshot(self.netns)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._endpoints: list[server.Endpoint] = []
+        self.result = phase1.plug(self.vmi, self.netns, self.cache)
+        try:
+            self.interfaces = phase2.domain_interfaces(self.vmi, self.cache)
+            self.configs = phase2.dhcp_configs(self.vmi, self.cache, resolvconf.parse(resolv))
+            self._serve()
+        except BaseException:
+            self.close()
+            raise
+
+    def _serve(self) -> None:
+        pairs = []
+        for bridge, config in self.configs:
+            endpoint = server.open_endpoint(self.netns, bridge)
+            self._endpoints.append(endpoint)
+            pairs.append((endpoint, SingleLeaseResponder(config)))
+        self.responders = [r for _, r in pairs]
+        self._thread = threading.Thread(target=server.serve, args=(pairs, self._stop),
+                                        name=f"vmt-dhcp:{self.netns}", daemon=True)
+        self._thread.start()
+
+    @property
+    def mac(self) -> MacAddress:
+        return self.interfaces[0].mac
+
+    @property
+    def tap(self) -> str:
+        return self.interfaces[0].target or ""
+
+    @property
+    def address(self) -> IPInterface:
+        return self.configs[0][1].address
+
+    @property
+    def gateway(self) -> IPAddress | None:
+        return self.configs[0][1].router
+
+    def close(self, check_restored: bool = True) -> None:
+        """Stop serving, unplug, and check the pod is back as the CNI made it."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(5)
+            self._thread = None
+        while self._endpoints:
+            self._endpoints.pop().close()
+        if self.cache.networks():
+            phase1.unplug(self.vmi, self.netns, self.cache)
+            after = snapshot(self.netns)
+            if check_restored and after != self._before:
+                raise AssertionError("unplug did not restore the pod: "
+                                     + "; ".join(after.diff(self._before)))
+
+    def __repr__(self) -> str:
+        return f"Plugged({self.netns} {[i.alias for i in self.interfaces]})"
