@@ -13,8 +13,8 @@ Rules:
    so `decode(encode(m)) == m` for every well-formed message.
 4. Relay messages (RELAY-FORW, RELAY-REPL, RFC 8415 §9) have another header
    and are rejected: vmnet serves one link directly, never through a relay.
-5. Option values are built by pure encoders from typed values (`Ia`,
-   `IaAddress`, `Status`, `duid_ll`, `domain_list`, `ipv6_list`).
+5. Structured option values are typed (`Ia`, `IaAddress`, `Status`), each
+   with `parse` and `option`; flat values are in `vmnet.dhcp6.options`.
 6. `ipv6_udp` splits an IPv6 packet read from an AF_PACKET socket into
    addresses, ports and payload. It does not verify the UDP checksum: packets
    from a local veth or a virtio guest carry partial (offloaded) checksums.
@@ -23,13 +23,11 @@ Rules:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv6Address
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.options import validate_domain
 from vmnet.errors import DhcpDecodeError
 
 Options = tuple[tuple[int, bytes], ...]
@@ -84,9 +82,6 @@ class StatusCode(IntEnum):
     NO_PREFIX_AVAIL = 6
 
 
-DUID_LLT = 1
-DUID_LL = 3
-HWTYPE_ETHERNET = 1
 _IA_FIXED: dict[int, int] = {OptionCode.IA_NA: 12, OptionCode.IA_TA: 4, OptionCode.IA_PD: 12}
 _NESTED_FIXED: dict[int, int] = {**_IA_FIXED, OptionCode.IAADDR: 24, OptionCode.IAPREFIX: 25}
 _EXACT: dict[int, int] = {OptionCode.ELAPSED_TIME: 2, OptionCode.PREFERENCE: 1, OptionCode.RAPID_COMMIT: 0}
@@ -266,42 +261,6 @@ def _check_pairs(options: Options) -> None:
     for pair in options:
         if len(pair) != 2 or not 0 <= pair[0] <= 0xFFFF or len(pair[1]) > 0xFFFF:
             raise ValueError(f"option {pair!r} cannot be carried")
-
-
-def duid_ll(mac: MacAddress) -> bytes:
-    """DUID-LL over Ethernet (RFC 8415 §11.4): `00 03 00 01` + the 6 MAC bytes."""
-    return struct.pack("!HH", DUID_LL, HWTYPE_ETHERNET) + mac.packed
-
-
-def duid_mac(duid: bytes | None) -> MacAddress | None:
-    """The MAC inside a DUID-LLT or DUID-LL over Ethernet (RFC 8415 §11.2, §11.4)."""
-    if duid is None or len(duid) < 4:
-        return None
-    kind, hwtype = struct.unpack_from("!HH", duid)
-    lladdr = duid[8:] if kind == DUID_LLT else duid[4:] if kind == DUID_LL else b""
-    return MacAddress(lladdr) if hwtype == HWTYPE_ETHERNET and len(lladdr) == 6 else None
-
-
-def ipv6_list(addrs: Iterable[IPv6Address]) -> bytes:
-    """Option 23 value: 16 bytes per address (RFC 3646 §3)."""
-    return b"".join(a.packed for a in addrs)
-
-
-def domain_list(names: Sequence[str]) -> bytes:
-    """Option 24 value (RFC 3646 §4): RFC 1035 §3.1 labels, no compression.
-
-    `["svc.local"]` -> `03 s v c 05 l o c a l 00`.
-
-    Raises:
-        ConfigError: ("search", ...) for a name that is not a valid domain.
-    """
-    out = bytearray()
-    for name in names:
-        validate_domain(name)
-        for label in name.rstrip(".").split("."):
-            out += bytes((len(label),)) + label.encode("ascii")
-        out.append(0)
-    return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)

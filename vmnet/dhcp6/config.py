@@ -22,7 +22,7 @@ from ipaddress import IPv6Address, IPv6Interface
 from typing import Any
 
 from vmnet.addr import MacAddress
-from vmnet.dhcp6.codec import domain_list
+from vmnet.dhcp6.options import domain_list
 from vmnet.errors import CacheError, ConfigError, VmnetError
 
 DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's v6 lifetimes (reference §1)
@@ -171,20 +171,20 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 
 def _str_ip(value: Any) -> IPv6Address:
     if not isinstance(value, str):
-        raise ValueError(f"expected an IPv6 address string, got {value!r}")
+        raise TypeError(f"expected an IPv6 address string, got {value!r}")
     return IPv6Address(value)
 
 
 def _iface(value: Any) -> IPv6Interface:
     if not isinstance(value, str) or "/" not in value:
-        raise ValueError(f"expected 'address/prefixlen', got {value!r}")
+        raise TypeError(f"expected 'address/prefixlen', got {value!r}")
     return IPv6Interface(value)
 
 
 def _list(conv: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
     def parse(value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
+            raise TypeError(f"expected a list, got {value!r}")
         return tuple(conv(item) for item in value)
 
     return parse

@@ -40,10 +40,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmnet.addr import MacAddress
-from vmnet.dhcp6.codec import Dhcp6Message, Ia, IaAddress, MessageType, OptionCode
-from vmnet.dhcp6.codec import Options, Status, StatusCode, domain_list, duid_ll, duid_mac
-from vmnet.dhcp6.codec import ipv6_list
+from vmnet.dhcp6.codec import (
+    Dhcp6Message,
+    Ia,
+    IaAddress,
+    MessageType,
+    OptionCode,
+    Options,
+    Status,
+    StatusCode,
+)
 from vmnet.dhcp6.config import Dhcp6Config
+from vmnet.dhcp6.options import domain_list, duid_ll, duid_mac, ipv6_list
 
 INFINITY = 0xFFFFFFFF
 MAX_PREFERENCE = b"\xff"
