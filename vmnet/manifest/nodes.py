@@ -1,0 +1,116 @@
+"""`_Node`: one value of the untrusted input together with its path.
+
+Rules:
+1. Every check on the input goes through a `_Node`, so every failure is a
+   `ConfigError` naming the path of the offending value (package rule 1).
+2. `None` reads as absent (package rule 3); a type mismatch names both the
+   expected and the actual JSON type.
+3. Names are DNS-1123 labels or subdomains (RFC 1123, 2.1), checked with
+   `fullmatch`, so nothing that could traverse a path passes (package rule 5).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import NoReturn
+
+from vmnet.errors import ConfigError
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    """A value of the input together with its path, for error messages."""
+
+    value: object
+    path: str
+
+    def fail(self, cause: str) -> NoReturn:
+        raise ConfigError(self.path or "<manifest>", cause)
+
+    @property
+    def absent(self) -> bool:
+        return self.value is None
+
+    def mapping(self, known: frozenset[str] | None = None) -> dict[str, object]:
+        if self.value is None:
+            return {}
+        if not isinstance(self.value, dict):
+            self.fail(f"must be a mapping, not {_type(self.value)}")
+        for key in self.value:
+            if not isinstance(key, str):
+                self.fail(f"key {key!r} must be a string")
+            if known is not None and key not in known:
+                hint = difflib.get_close_matches(key, sorted(known), n=1)
+                self.child(key).fail(
+                    "unknown field" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                )
+        return self.value
+
+    def child(self, key: str) -> _Node:
+        value = self.value.get(key) if isinstance(self.value, dict) else None
+        return _Node(value, f"{self.path}.{key}" if self.path else key)
+
+    def require(self, key: str) -> _Node:
+        node = self.child(key)
+        if node.absent:
+            node.fail("missing")
+        return node
+
+    def elements(self) -> list[_Node]:
+        if self.value is None:
+            return []
+        if not isinstance(self.value, list):
+            self.fail(f"must be a list, not {_type(self.value)}")
+        return [_Node(v, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
+
+    def text(self) -> str | None:
+        if self.value is None or isinstance(self.value, str):
+            return self.value
+        self.fail(f"must be a string, not {_type(self.value)}")
+
+    def integer(self, low: int, high: int | None = None) -> int | None:
+        v = self.value
+        if v is None:
+            return None
+        if not isinstance(v, int) or isinstance(v, bool):
+            self.fail(f"must be an integer, not {_type(v)}")
+        if v < low or (high is not None and v > high):
+            self.fail(f"{v} is out of range {low}-{high}" if high else f"{v} must be >= {low}")
+        return v
+
+    def flag(self) -> bool:
+        if self.value is None or isinstance(self.value, bool):
+            return bool(self.value)
+        self.fail(f"must be true or false, not {_type(self.value)}")
+
+    def name(self, rule: re.Pattern[str], max_len: int, what: str) -> str:
+        text = self.text()
+        if text is None or text == "":
+            self.fail("missing")
+        if len(text) > max_len:
+            self.fail(f"{text[:16]!r}... is longer than {max_len} characters")
+        if not rule.fullmatch(text):
+            self.fail(f"invalid {what} {text!r}: use lower-case letters, digits and '-'")
+        return text
+
+
+def _type(value: object) -> str:
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _label(node: _Node, what: str) -> str:
+    return node.name(_LABEL, 63, what)
