@@ -51,6 +51,8 @@ class NetworkRecord:
     pod_nic: PodNic
     nic_mac: MacAddress
     tap: TapSpec
+    vm_mac: MacAddress
+    vmi: str = ""
     warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -63,6 +65,8 @@ class NetworkRecord:
             "primary": self.primary,
             "podNic": self.pod_nic.to_json(),
             "nicMac": str(self.nic_mac),
+            "vmMac": str(self.vm_mac),
+            "vmi": self.vmi,
             "tap": {"uid": self.tap.uid, "gid": self.tap.gid, "queues": self.tap.queues},
             "warnings": list(self.warnings),
         }
@@ -80,6 +84,8 @@ class NetworkRecord:
             pod_nic=PodNic.from_json(obj["podNic"]),
             nic_mac=MacAddress.parse(obj["nicMac"]),
             tap=TapSpec(int(tap["uid"]), int(tap["gid"]), int(tap["queues"])),
+            vm_mac=MacAddress.parse(obj["vmMac"]),
+            vmi=str(obj.get("vmi", "")),
             warnings=tuple(str(w) for w in obj.get("warnings", [])),
         )
 

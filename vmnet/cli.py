@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="owner of the taps (KubeVirt: 107 for non-root VMs, else 0)")
     plug.add_argument("--iface", action="append", default=[], metavar="NETWORK=PODIFACE",
                       help="pod interface name of a network, overriding KubeVirt's scheme")
+    plug.add_argument("--mac-source", choices=["stable", "pod"], default="stable",
+                      help="VM MAC when the manifest has none: 'stable' (derived from the VM "
+                           "identity, the same in every pod; default) or 'pod' (the pod NIC's "
+                           "original MAC, as KubeVirt)")
+    plug.add_argument("--migration-target", action="store_true",
+                      help="this pod is a live-migration target (checked as KubeVirt does)")
 
     domain = sub.add_parser("domain", help="phase 2: decorate the libvirt domain XML")
     _vmi(domain), _cache(domain)
@@ -113,7 +119,11 @@ def cmd_plug(args: argparse.Namespace) -> int:
 
     vmi, cache = _load(args)
     uid, gid = _owner(args.tap_owner)
-    options = phase1.PlugOptions(tap_uid=uid, tap_gid=gid, iface_map=_iface_map(args.iface))
+    from vmnet.bindings import MacSource
+
+    options = phase1.PlugOptions(tap_uid=uid, tap_gid=gid, iface_map=_iface_map(args.iface),
+                                 mac_source=MacSource(args.mac_source),
+                                 migration_target=args.migration_target)
     result = phase1.plug(vmi, args.netns, cache, options, on_mutation=faults.crash_hook())
     for warning in result.warnings:
         log.warning("%s", warning)
@@ -197,16 +207,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     cache = Cache(args.cache_dir)
     records = cache.networks()
     if args.json:
-        print(json.dumps({"cacheDir": cache.root, "networks": [
-            {**r.to_json(), "dhcp": cache.read("dhcp", r.network)} for r in records]}, indent=2))
+        print(json.dumps(_status(cache, records), indent=2))
         return 0
     if not records:
         print(f"nothing plugged (cache {cache.root})")
     for r in records:
-        addrs = ", ".join(str(a.interface) for a in r.pod_nic.link.addresses) or "no addresses"
-        print(f"{r.network}: {r.binding} on {r.pod_iface} ({addrs}) "
-              f"mac {r.pod_nic.link.mac} state {r.state.name.lower()}")
+        dhcp = cache.read("dhcp", r.network)
+        lease = f"lease {dhcp['address']}" if dhcp else "no DHCP"
+        print(f"{r.vmi} {r.network}: {r.binding} on pod NIC {r.pod_iface} "
+              f"(mac {r.pod_nic.link.mac}), VM mac {r.vm_mac}, {lease}, "
+              f"{r.state.name.lower()}")
     return 0
+
+
+def _status(cache: object, records: list[object]) -> dict[str, object]:
+    out: dict[str, object] = {"cacheDir": cache.root}  # type: ignore[attr-defined]
+    vmis = {r.vmi for r in records}  # type: ignore[attr-defined]
+    if len(vmis) == 1:
+        namespace, _, name = next(iter(vmis)).partition("/")
+        out["vmi"] = {"namespace": namespace, "name": name}
+    out["networks"] = [{
+        **r.to_json(),  # type: ignore[attr-defined]
+        "mac": str(r.vm_mac),  # type: ignore[attr-defined]
+        "podNicMac": str(r.pod_nic.link.mac),  # type: ignore[attr-defined]
+        "dhcp": cache.read("dhcp", r.network),  # type: ignore[attr-defined]
+    } for r in records]
+    return out
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

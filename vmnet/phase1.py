@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 
 from vmnet.addr import MacAddress
 from vmnet.apply import Applier
-from vmnet.bindings import BindContext, binding_for
+from vmnet.bindings import BindContext, MacSource, binding_for, choose_vm_mac
 from vmnet.cache import Cache, NetworkRecord, NetworkState
 from vmnet.discovery import discover, link_names
 from vmnet.driver import Drivers, real
 from vmnet.driver.netns import check_netns
 from vmnet.errors import ConfigError, VmnetError
-from vmnet.manifest import Interface, Network, Vmi
+from vmnet.manifest import Binding, Interface, Network, Vmi
 from vmnet.model import TapSpec
 from vmnet.names import PRIMARY_POD_IFACE, LinkNames, hashed_pod_iface, ordinal_pod_iface
 from vmnet.names import check_ifname, uses_ordinal_scheme
@@ -34,11 +34,16 @@ log = logging.getLogger(__name__)
 SYSCTL_RECORD = "sysctl"
 
 
+ALLOW_BRIDGE_MIGRATION = "kubevirt.io/allow-pod-bridge-network-live-migration"
+
+
 @dataclass(frozen=True)
 class PlugOptions:
     tap_uid: int = 0
     tap_gid: int = 0
     iface_map: Mapping[str, str] = field(default_factory=dict)
+    mac_source: MacSource = MacSource.STABLE
+    migration_target: bool = False
 
 
 @dataclass
@@ -72,7 +77,7 @@ def _context(vmi: Vmi, index: int, iface: Interface, net: Network,
     return BindContext(
         vmi_namespace=vmi.namespace, vmi_name=vmi.name, iface=iface, network=net,
         index=index, names=LinkNames.derive(record.pod_iface, primary=record.primary),
-        pod_nic=record.pod_nic, nic_mac=record.nic_mac, tap=record.tap,
+        pod_nic=record.pod_nic, nic_mac=record.nic_mac, vm_mac=record.vm_mac, tap=record.tap,
         primary=record.primary, annotations=dict(vmi.annotations),
     )
 
@@ -80,6 +85,7 @@ def _context(vmi: Vmi, index: int, iface: Interface, net: Network,
 def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
             options: PlugOptions) -> list[tuple[BindContext, NetworkRecord]]:
     """Discover and plan every network; raise before any mutation."""
+    check_migration(vmi, options)
     existing = link_names(drivers.netlink)
     pod_names = pod_iface_names(vmi, existing, options.iface_map)
     out = []
@@ -91,18 +97,36 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
         if record is None:
             primary = net is vmi.primary
             LinkNames.derive(pod_names[net.name], primary=primary)
+            pod_nic = discover(drivers.netlink, pod_names[net.name])
             record = NetworkRecord(
                 network=net.name, binding=binding.name, state=NetworkState.PENDING,
                 pod_iface=pod_names[net.name], index=index, primary=primary,
-                pod_nic=discover(drivers.netlink, pod_names[net.name]),
-                nic_mac=MacAddress.random_local(),
+                pod_nic=pod_nic, nic_mac=MacAddress.random_local(),
                 tap=TapSpec(options.tap_uid, options.tap_gid, 1),
+                vm_mac=choose_vm_mac(iface.mac, options.mac_source, vmi.namespace, vmi.name,
+                                     net.name, pod_nic.link.mac),
+                vmi=f"{vmi.namespace}/{vmi.name}",
             )
         ctx = _context(vmi, index, iface, net, record)
         binding.dhcp_config(ctx)
         binding.plan(ctx)
         out.append((ctx, record))
     return out
+
+
+def check_migration(vmi: Vmi, options: PlugOptions) -> None:
+    """Refuse a migration target KubeVirt would refuse, or that would change the VM MAC."""
+    if not options.migration_target:
+        return
+    allowed = vmi.annotations.get(ALLOW_BRIDGE_MIGRATION) is not None
+    for iface, net in vmi.pairs():
+        if iface.binding == Binding.BRIDGE and net.is_primary and not allowed:
+            raise ConfigError("--migration-target", f"interface {iface.name!r} has the bridge "
+                              f"binding on the pod network; it migrates only with the "
+                              f"{ALLOW_BRIDGE_MIGRATION} annotation")
+        if iface.mac is None and options.mac_source == MacSource.POD:
+            raise ConfigError("--migration-target", f"interface {iface.name!r} would get the "
+                              "target pod's MAC: set macAddress or use --mac-source stable")
 
 
 def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import needs_cni, needs_root, vmnet
+from tests.integration.conftest import guest_wire, needs_cni, needs_root, vmnet
 from vmnet.testing import netns as ns
 from vmnet.testing.dhcpclients import run_client
 from vmnet.testing.relay import TapRelay
@@ -45,10 +45,13 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
     (net,) = status["networks"]
     assert net["state"] == "finished" and net["podIface"] == "eth0"
     assert net["dhcp"]["address"] == str(cni_pod.address)
+    assert net["podNicMac"] == str(cni_pod.mac)
+    vm_mac = net["mac"]
+    assert status["vmi"] == {"namespace": "tenant1", "name": "testvm"}
 
     domain = vmnet("domain", "--vmi", str(vm_file), "--cache-dir", cache, check=True).stdout
     assert "<target dev=\"tap0\" managed=\"no\"/>" in domain
-    assert f"<mac address=\"{cni_pod.mac}\"/>" in domain
+    assert f"<mac address=\"{vm_mac}\"/>" in domain
 
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 10.96.0.10\nsearch tenant1.svc.cluster.local cluster.local\n")
@@ -58,7 +61,7 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert "serving" in server.stdout.readline()
-        ns.create_veth(ns.VethEnd(guest_ns, "wire0"), ns.VethEnd(guest_ns, "eth0", cni_pod.mac))
+        guest_wire(guest_ns, vm_mac)
         with TapRelay(cni_pod.netns, "tap0", guest_ns, "wire0"):
             lease = run_client("udhcpc", guest_ns, "eth0", workdir=str(tmp_path))
             assert lease.address == cni_pod.address

@@ -1,5 +1,6 @@
 """Masquerade end to end: real CNI pod, vmnet commands, udhcpc behind the tap, real NAT."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -72,7 +73,8 @@ def test_masquerade_nat_and_port_forwarding(node, cni_pod, remote, guest_ns, tmp
     listeners = []
     try:
         assert "serving" in server.stdout.readline()
-        guest_wire(guest_ns, cni_pod.mac)
+        status = json.loads(vmnet("status", "--cache-dir", cache, "--json", check=True).stdout)
+        guest_wire(guest_ns, status["networks"][0]["mac"])
         with TapRelay(cni_pod.netns, "tap0", guest_ns, "wire0"):
             lease = run_client("udhcpc", guest_ns, "eth0", workdir=str(tmp_path))
             assert str(lease.address) == "10.0.2.2/24"

@@ -4,6 +4,7 @@ import ipaddress
 
 from tests.unit.test_phase1_fake import view
 from vmnet import manifest, phase1
+from vmnet.bindings import stable_mac
 from vmnet.cache import Cache
 from vmnet.dhcp.config import DhcpConfig
 
@@ -38,7 +39,7 @@ def test_masquerade_plug_leaves_the_pod_nic_alone(drivers, tmp_path):
     config = DhcpConfig.from_json(cache.read("dhcp", "default"))
     assert config.address == ipaddress.ip_interface("10.11.12.2/28")
     assert config.server_id == config.router == ipaddress.ip_address("10.11.12.1")
-    assert config.client_mac == nic_before.mac
+    assert config.client_mac == stable_mac("ns1", "vm1", "default")
 
 
 def test_masquerade_twice_then_unplug(drivers, tmp_path):

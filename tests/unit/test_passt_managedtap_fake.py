@@ -5,6 +5,7 @@ from lxml import etree
 
 from tests.unit.conftest import POD_MAC
 from vmnet import manifest, phase1, phase2
+from vmnet.bindings import stable_mac
 from vmnet.cache import Cache
 from vmnet.driver.fake import fake_drivers
 from vmnet.errors import DiscoveryError
@@ -34,7 +35,7 @@ def test_passt_sets_only_sysctls_and_writes_a_user_interface(drivers, tmp_path):
     assert iface.get("type") == "user"
     assert iface.find("backend").get("type") == "passt"
     assert iface.find("source").get("dev") == "eth0"
-    assert iface.find("mac").get("address") == str(POD_MAC)
+    assert iface.find("mac").get("address") == str(stable_mac("ns1", "vm1", "default"))
     forwards = {pf.get("proto"): [r.get("start") for r in pf] for pf in iface.findall("portForward")}
     assert forwards == {"tcp": ["22"], "udp": ["53"]}
     assert iface.find("target") is None

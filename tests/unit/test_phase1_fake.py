@@ -7,11 +7,13 @@ import pytest
 
 from tests.unit.conftest import POD_MAC, cni_pod_nic
 from vmnet import manifest, phase1
+from vmnet.bindings import MacSource, stable_mac
 from vmnet.cache import Cache, NetworkState
 from vmnet.dhcp.config import DhcpConfig, Route
 from vmnet.driver.fake import fake_drivers
 from vmnet.errors import DiscoveryError, DriverError
 from vmnet.model import LinkState
+from vmnet.addr import MacAddress
 
 BRIDGE_VM = {
     "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
@@ -54,7 +56,7 @@ def test_bridge_plug_builds_the_kubevirt_topology(drivers, vmi, tmp_path):
     assert record.state == NetworkState.FINISHED
     assert any("dummy" in w for w in record.warnings)
     config = DhcpConfig.from_json(cache.read("dhcp", "default"))
-    assert config.client_mac == POD_MAC
+    assert config.client_mac == stable_mac("ns1", "vm1", "default") != POD_MAC
     assert config.address == ipaddress.ip_interface("10.222.222.1/30")
     assert config.server_id == ipaddress.ip_address("169.254.75.10")
     assert config.router == ipaddress.ip_address("10.222.222.254")
@@ -179,3 +181,46 @@ def test_crash_hook_kills_the_process_at_the_nth_mutation(monkeypatch):
     hook("b")
     assert killed == [signal.SIGKILL]
     assert faults.crash_hook({}) is None and faults.crash_hook({"VMNET_CRASH_AT": "x"}) is None
+
+
+def test_kubevirt_mac_source_gives_the_vm_the_pod_mac(drivers, vmi, tmp_path):
+    cache = Cache(str(tmp_path))
+    phase1.plug(vmi, None, cache, phase1.PlugOptions(mac_source=MacSource.POD), drivers=drivers)
+    assert DhcpConfig.from_json(cache.read("dhcp", "default")).client_mac == POD_MAC
+    assert cache.network("default").vm_mac == POD_MAC
+
+
+def test_stable_mac_is_the_same_in_every_pod_and_differs_per_vm(vmi, tmp_path):
+    macs = []
+    for i in range(2):
+        d = fake_drivers()
+        link, routes = cni_pod_nic()
+        other = LinkState(0, "eth0", "veth", MacAddress.random_local(), 1500, True,
+                          addresses=link.addresses)
+        d.netlink.add_existing(other, routes)
+        cache = Cache(str(tmp_path / f"pod{i}"))
+        phase1.plug(vmi, None, cache, drivers=d)
+        macs.append((cache.network("default").vm_mac,
+                     DhcpConfig.from_json(cache.read("dhcp", "default")).server_id,
+                     d.netlink.link(name="k6t-eth0").mac))
+    assert macs[0] == macs[1]
+    other_vm = manifest.parse({**BRIDGE_VM, "metadata": {"name": "vm2", "namespace": "ns1"}})
+    assert stable_mac("ns1", "vm2", "default") != macs[0][0]
+    assert other_vm.name == "vm2"
+    assert macs[0][0].packed[0] & 0x03 == 0x02  # locally administered unicast
+
+
+def test_migration_target_needs_the_bridge_annotation(vmi, drivers, tmp_path):
+    from vmnet.errors import ConfigError
+
+    opts = phase1.PlugOptions(migration_target=True)
+    with pytest.raises(ConfigError, match="allow-pod-bridge-network-live-migration"):
+        phase1.plug(vmi, None, Cache(str(tmp_path / "a")), opts, drivers=drivers)
+    assert drivers.netlink.journal == []
+    annotated = manifest.parse({**BRIDGE_VM, "metadata": {
+        "name": "vm1", "namespace": "ns1",
+        "annotations": {"kubevirt.io/allow-pod-bridge-network-live-migration": ""}}})
+    phase1.plug(annotated, None, Cache(str(tmp_path / "b")), opts, drivers=drivers)
+    kubevirt_macs = phase1.PlugOptions(migration_target=True, mac_source=MacSource.POD)
+    with pytest.raises(ConfigError, match="would get the target pod's MAC"):
+        phase1.plug(annotated, None, Cache(str(tmp_path / "c")), kubevirt_macs, drivers=drivers)

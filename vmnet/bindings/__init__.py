@@ -10,6 +10,7 @@ Rules:
 from __future__ import annotations
 
 import abc
+import enum
 import hashlib
 import ipaddress
 from collections.abc import Mapping
@@ -37,17 +38,10 @@ class BindContext:
     names: LinkNames
     pod_nic: PodNic
     nic_mac: MacAddress
+    vm_mac: MacAddress
     tap: TapSpec = field(default_factory=TapSpec)
     primary: bool = True
     annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def vm_mac(self) -> MacAddress:
-        """The VM's MAC: the manifest's, else the pod NIC's original one (KubeVirt)."""
-        if self.iface.mac is not None:
-            return self.iface.mac
-        assert self.pod_nic.link.mac is not None
-        return self.pod_nic.link.mac
 
     @property
     def bridge_mac(self) -> MacAddress:
@@ -97,6 +91,29 @@ class BindMechanism(abc.ABC):
             target=self.tap_name(ctx), mtu=ctx.pod_nic.link.mtu, boot_order=iface.boot_order,
             pci_address=iface.pci_address, link_down=iface.state == "down",
         )
+
+
+class MacSource(enum.StrEnum):
+    """Where the VM's MAC comes from when the manifest has no `macAddress`."""
+
+    STABLE = "stable"  # derived from the VM identity: the same in every pod (vmnet default)
+    POD = "pod"  # the pod NIC's original MAC, as KubeVirt does: changes with every pod
+
+
+def stable_mac(namespace: str, vm_name: str, network: str) -> MacAddress:
+    """A locally administered unicast MAC fixed by (namespace, VM name, network)."""
+    key = f"vmnet-vm-mac/{namespace}/{vm_name}/{network}"
+    return MacAddress.random_local(hashlib.sha256(key.encode()).digest()[:6])
+
+
+def choose_vm_mac(iface_mac: MacAddress | None, source: MacSource, namespace: str,
+                  vm_name: str, network: str, pod_mac: MacAddress | None) -> MacAddress:
+    """The manifest's MAC, else the stable one, else (KubeVirt) the pod NIC's."""
+    if iface_mac is not None:
+        return iface_mac
+    if source == MacSource.STABLE or pod_mac is None:
+        return stable_mac(namespace, vm_name, network)
+    return pod_mac
 
 
 def binding_for(binding: Binding) -> BindMechanism:
