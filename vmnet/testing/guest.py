@@ -85,6 +85,18 @@ class Guest:
                 "-w", str(max(1, math.ceil(timeout))), str(addr)]
         return self.run(argv, check=False, timeout=timeout + 5).returncode == 0
 
+    def reattach(self, pod_netns: str, tap: str = "tap0") -> None:
+        """Move the guest's wire to another pod's tap, as a migrated VM's NIC.
+
+        The guest namespace (addresses, routes, ARP cache, DHCP client state)
+        is kept: only the relay changes, like qemu's tap on the target node.
+        """
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
+        self.relay = TapRelay(pod_netns, tap, self.wire_netns, WIRE)
+        self.pod_netns, self.tap = pod_netns, tap
+
     def close(self) -> None:
         """Stop the relay, then remove both namespaces (rule 4)."""
         try:

@@ -45,7 +45,7 @@ class Plugged:
     """`pod` plugged with the VM of `spec` (a manifest dict or YAML text)."""
 
     def __init__(self, pod: CniPod, spec: dict[str, Any] | str | None = None,
-                 resolv: str = RESOLV) -> None:
+                 resolv: str = RESOLV, options: phase1.PlugOptions | None = None) -> None:
         self.pod = pod
         self.netns = pod.netns
         text = spec if isinstance(spec, str) else yaml.safe_dump(spec or bridge_manifest())
@@ -56,7 +56,7 @@ class Plugged:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._endpoints: list[server.Endpoint] = []
-        self.result = phase1.plug(self.vmi, self.netns, self.cache)
+        self.result = phase1.plug(self.vmi, self.netns, self.cache, options)
         try:
             self.interfaces = phase2.domain_interfaces(self.vmi, self.cache)
             self.configs = phase2.dhcp_configs(self.vmi, self.cache, resolvconf.parse(resolv))
