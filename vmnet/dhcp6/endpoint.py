@@ -124,7 +124,10 @@ def open_endpoint6(netns: str | None, ifname: str, *, wait_link_local: float = 0
 
 
 def _open(ifname: str) -> tuple[int, socket.socket, socket.socket, socket.socket]:
-    ifindex = socket.if_nametoindex(ifname)
+    try:
+        ifindex = socket.if_nametoindex(ifname)
+    except OSError as err:  # Python raises it without an errno
+        raise OSError(errno.ENODEV, f"no interface {ifname}") from err
     opened: list[socket.socket] = []
     try:
         opened.append(udp := socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
