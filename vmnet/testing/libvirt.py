@@ -1,0 +1,267 @@
+"""Private libvirtd instances for tests, and guests they start from domain XML.
+
+Rules:
+1. libvirtd runs inside the pod namespace (the child enters it between fork
+   and exec with `vmnet.driver.netns.preexec`, which only calls setns(2), hence
+   the PLW1509 waiver) and in its own mount namespace; the test process never
+   moves.
+2. Every wait has a deadline. `stop()` destroys every domain and `close()`
+   destroys a guest that does not power off in time: no domain or daemon
+   outlives the context manager.
+3. Guests are `SerialGuest`s (`vmnet.testing.console`): same commands, same
+   errors as `vmnet.testing.qemu.QemuGuest`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+
+from vmnet.driver.netns import check_netns, preexec
+from vmnet.errors import DriverError
+from vmnet.testing.console import KERNEL_ARGS, QEMU, SerialGuest, _validate, available
+from vmnet.testing.initramfs import default_cache_dir, guest_image
+
+LIBVIRT_PATHS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
+                 "cache": "/var/cache/libvirt", "log": "/var/log/libvirt"}
+LIBVIRTD_CONF = 'auth_unix_rw = "none"\nauth_unix_ro = "none"\nlog_outputs = "3:stderr"\n'
+QEMU_CONF = ('user = "root"\ngroup = "root"\ndynamic_ownership = 0\nsecurity_driver = "none"\n'
+             'cgroup_controllers = [ ]\nstdio_handler = "file"\nnamespaces = [ ]\n')
+DOMAIN_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{emulator}</emulator>
+    <controller type='usb' model='none'/>
+    <interface type='ethernet'>
+      <alias name='ua-default'/>
+      <mac address='{mac}'/>
+      <target dev='{tap}' managed='no'/>
+      <model type='virtio'/>{mtu}
+      <rom enabled='no'/>
+    </interface>
+    <serial type='unix'>
+      <source mode='connect' path='{console}'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def libvirt_available() -> str | None:
+    """Why no private libvirtd can run here, or None if one can."""
+    for tool in ("libvirtd", "virsh", "unshare", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (libvirt-daemon, libvirt-clients, util-linux)"
+    return available()
+
+
+def ensure_qemu_user() -> None:
+    """Create the `kvm` and `libvirt-qemu` groups and the `libvirt-qemu` user if absent.
+
+    Debian's libvirtd resolves its built-in qemu user and group at start,
+    before it reads qemu.conf, and fails without them.
+    """
+    steps = [(["getent", "group", "kvm"], ["groupadd", "--system", "kvm"]),
+             (["getent", "group", "libvirt-qemu"], ["groupadd", "--system", "libvirt-qemu"]),
+             (["getent", "passwd", "libvirt-qemu"],
+              ["useradd", "--system", "-g", "kvm", "-d", "/var/lib/libvirt",
+               "-s", "/usr/sbin/nologin", "libvirt-qemu"])]
+    for probe, create in steps:
+        if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+            result = subprocess.run(create, capture_output=True, text=True, check=False)
+            if result.returncode not in (0, 9):  # 9: created meanwhile by someone else
+                raise DriverError(create[0], create[-1], result.stderr.strip() or "failed")
+
+
+class Libvirtd:
+    """A private libvirtd inside `netns`, with its own directories under `root`.
+
+    libvirtd runs in its own mount namespace where root/etc, root/run, ...
+    are bound over /etc/libvirt, /run/libvirt, ..., so several instances and
+    a system libvirtd never share a socket, a state file or a config. The
+    qemu capabilities cache is seeded from, and saved to, the guest image
+    cache, which saves libvirt's ~4 s qemu probe on every later start.
+    """
+
+    def __init__(self, netns: str, root: str | Path, *, timeout: float = 30.0) -> None:
+        check_netns(netns)
+        self.netns, self.root, self.timeout = netns, Path(root), timeout
+        self.uri = f"qemu:///system?socket={self.root / 'run' / 'libvirt-sock'}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start libvirtd and wait until it answers."""
+        ensure_qemu_user()
+        for sub, path in LIBVIRT_PATHS.items():
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            Path(path).mkdir(parents=True, exist_ok=True)
+        (self.root / "etc" / "libvirtd.conf").write_text(LIBVIRTD_CONF)
+        (self.root / "etc" / "qemu.conf").write_text(QEMU_CONF)
+        _copy_tree(default_caps_dir(), self.root / "cache" / "qemu" / "capabilities")
+        binds = " && ".join(f"mount --bind {self.root / s} {p}" for s, p in LIBVIRT_PATHS.items())
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{binds} && exec libvirtd --pid-file {self.root / 'libvirtd.pid'}"]
+        with open(self.root / "libvirtd.log", "ab") as log:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          preexec_fn=preexec(self.netns))  # noqa: PLW1509 (rule 1)
+        deadline = time.monotonic() + self.timeout
+        probe = ["virsh", "-c", self.uri, "uri"]
+        while subprocess.run(probe, capture_output=True, check=False).returncode:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise DriverError("start libvirtd", self.netns, _last_error(self.root / "libvirtd.log"))
+            time.sleep(0.05)
+
+    def virsh(self, *args: str, timeout: float = 60.0) -> str:
+        """Run virsh against this libvirtd; return stdout or raise DriverError."""
+        result = subprocess.run(["virsh", "-c", self.uri, *args], capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise DriverError(f"virsh {args[0]}", self.netns, result.stderr.strip() or "failed")
+        return result.stdout
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Destroy every domain, stop libvirtd, save the capabilities cache."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                for name in self.virsh("list", "--name").split():
+                    self.virsh("destroy", name)
+            finally:
+                _copy_tree(self.root / "cache" / "qemu" / "capabilities", default_caps_dir())
+                proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _last_error(log: Path) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if " error : " in ln]
+    return lines[-1].split(" error : ", 1)[1] if lines else f"no answer; see {log}"
+
+
+def default_caps_dir() -> Path:
+    return default_cache_dir() / "libvirt-capabilities"
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.glob("*.xml") if src.is_dir() else ():
+        if not (dst / item.name).exists():
+            shutil.copyfile(item, dst / item.name)
+
+
+class LibvirtGuest(SerialGuest):
+    """The busybox guest started by a private `Libvirtd` from domain XML.
+
+    The serial console is a unix socket this object listens on and qemu
+    connects to (`<serial type='unix'><source mode='connect'>`), so no byte
+    of the boot is lost. `decorate` may rewrite the XML before it is
+    started (e.g. vmnet's own domain decoration).
+    """
+
+    def __init__(self, libvirtd: Libvirtd, tap: str, mac: str, *, mtu: int | None = None,
+                 decorate: Callable[[str], str] | None = None, memory_mb: int = 256,
+                 timeout: float = 60.0) -> None:
+        self.vm_mac = _validate(tap, mac, mtu, memory_mb)
+        self.libvirtd, self.tap, self.mtu_arg = libvirtd, tap, mtu
+        self.domain = f"vmnet-{secrets.token_hex(4)}"
+        super().__init__(f"libvirt guest {libvirtd.netns}/{self.domain}", timeout)
+        self._memory, self._decorate = memory_mb, decorate
+        self._console = libvirtd.root / f"{self.domain}.console"
+        self._sock: socket.socket | None = None
+
+    def domain_xml(self) -> str:
+        """The domain this guest starts, after `decorate`."""
+        image = guest_image()
+        mtu = f"\n      <mtu size='{self.mtu_arg}'/>" if self.mtu_arg is not None else ""
+        xml = DOMAIN_XML.format(name=self.domain, memory=self._memory, kernel=image.kernel,
+                                initrd=image.initrd, cmdline=KERNEL_ARGS, mac=self.vm_mac,
+                                tap=self.tap, mtu=mtu, console=self._console,
+                                emulator=shutil.which(QEMU) or QEMU)
+        return self._decorate(xml) if self._decorate else xml
+
+    def start(self) -> None:
+        """Define and start the transient domain; take its console."""
+        xml_file = self.libvirtd.root / f"{self.domain}.xml"
+        xml_file.write_text(self.domain_xml())
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(str(self._console))
+            listener.listen(1)
+            listener.settimeout(self.timeout)
+            self._started = time.monotonic()
+            self.libvirtd.virsh("create", str(xml_file))
+            try:
+                self._sock, _ = listener.accept()
+            except OSError as err:
+                raise DriverError("console accept", self.name, "qemu did not connect") from err
+        self._eof = False
+        threading.Thread(target=self._pump, args=(self._sock.fileno(),), daemon=True).start()
+
+    def _send(self, line: bytes) -> None:
+        if self._sock is None:
+            raise DriverError("console write", self.name, "not started")
+        self._sock.sendall(line)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Power off; destroy the domain if it is still there after `timeout`."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        try:
+            sock.sendall(b"poweroff\n")
+            with self._cond:
+                self._cond.wait_for(lambda: self._eof, timeout)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        deadline = time.monotonic() + timeout
+        while self.domain in self.libvirtd.virsh("list", "--name").split():
+            if time.monotonic() > deadline:
+                self.libvirtd.virsh("destroy", self.domain)
+                break
+            time.sleep(0.05)
+
+    def __enter__(self) -> Self:
+        self.start()
+        try:
+            self.wait_booted()
+        except BaseException:
+            self.close(timeout=2.0)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
