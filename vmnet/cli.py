@@ -176,28 +176,31 @@ def _write(path: str, data: bytes) -> None:
 
 def cmd_dhcp(args: argparse.Namespace) -> int:
     from vmnet import phase2
-    from vmnet.dhcp import resolvconf, server
-    from vmnet.dhcp.responder import SingleLeaseResponder
+    from vmnet.dhcp import resolvconf
     from vmnet.driver.netns import check_netns
+    from vmnet.serve import Service
 
     vmi, cache = _load(args)
     check_netns(args.netns)
-    configs = phase2.dhcp_configs(vmi, cache, resolvconf.load(args.resolv_conf))
-    if not configs:
+    resolv = resolvconf.load(args.resolv_conf)
+    v4 = phase2.dhcp_configs(vmi, cache, resolv)
+    v6 = phase2.dhcp6_configs(vmi, cache, resolv)
+    if not v4 and not v6:
         print("no interface needs DHCP")
         return 0
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    pairs = []
+    service = Service(args.netns, v4, v6)
     try:
-        for bridge, config in configs:
-            pairs.append((server.open_endpoint(args.netns, bridge), SingleLeaseResponder(config)))
+        for bridge, config in v4:
             print(f"serving {config.address} to {config.client_mac} on {bridge}", flush=True)
-        server.serve(pairs, stop)
+        for bridge, config6 in v6:
+            print(f"serving {config6.address} (DHCPv6, RA) to {config6.client_mac} on {bridge}",
+                  flush=True)
+        service.wait(stop)
     finally:
-        for endpoint, _ in pairs:
-            endpoint.close()
+        service.stop()
     return 0
 
 

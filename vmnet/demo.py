@@ -16,12 +16,12 @@ import shutil
 import sys
 import tempfile
 import textwrap
-import threading
 from collections.abc import Iterator
 
 from vmnet import manifest, phase1, phase2
 from vmnet.cache import Cache
 from vmnet.errors import VmnetError
+from vmnet.serve import Service
 
 MANIFEST = """\
 apiVersion: kubevirt.io/v1
@@ -48,24 +48,17 @@ def _say(step: str, detail: str = "") -> None:
 
 
 @contextlib.contextmanager
-def _serving(vmi: manifest.Vmi, cache: Cache, netns: str) -> Iterator[list[object]]:
-    from vmnet.dhcp import resolvconf, server
-    from vmnet.dhcp.responder import SingleLeaseResponder
+def _serving(vmi: manifest.Vmi, cache: Cache, netns: str) -> Iterator[Service]:
+    from vmnet.dhcp import resolvconf
 
     resolv = resolvconf.parse("nameserver 10.96.0.10\nsearch default.svc.cluster.local "
                               "svc.cluster.local cluster.local\n")
-    pairs = [(server.open_endpoint(netns, bridge), SingleLeaseResponder(config))
-             for bridge, config in phase2.dhcp_configs(vmi, cache, resolv)]
-    stop = threading.Event()
-    thread = threading.Thread(target=server.serve, args=(pairs, stop), daemon=True)
-    thread.start()
+    service = Service(netns, phase2.dhcp_configs(vmi, cache, resolv),
+                      phase2.dhcp6_configs(vmi, cache, resolv))
     try:
-        yield [responder for _, responder in pairs]
+        yield service
     finally:
-        stop.set()
-        thread.join(5)
-        for endpoint, _ in pairs:
-            endpoint.close()
+        service.stop()
 
 
 def _make_pod(node: object) -> object:
@@ -118,7 +111,7 @@ def _run() -> int:
         block = xml[xml.rfind("\n", 0, start) + 1:xml.find("</interface>") + 12]
         _say("phase 2: domain interface", textwrap.dedent(block).replace("\n", "\n    "))
         vm_mac = str(phase2.domain_interfaces(vmi, cache)[0].mac)
-        with _serving(vmi, cache, pod.netns) as responders:  # type: ignore[attr-defined]
+        with _serving(vmi, cache, pod.netns):  # type: ignore[attr-defined]
             _say("phase 2: DHCP responder serving on k6t-eth0")
             guest, relay = _guest(pod, vm_mac)
             _say("guest namespace behind tap0", f"eth0 with the VM MAC {vm_mac}")

@@ -155,16 +155,21 @@ def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None 
         if record.state != NetworkState.STARTED:
             cache.put_network(_with_state(record, NetworkState.STARTED))
         applier.apply(binding.plan(ctx))
-        config = binding.dhcp_config(ctx)
-        if config is not None:
-            cache.write("dhcp", ctx.network.name, config.to_json())
-        else:
-            cache.remove("dhcp", ctx.network.name)
+        _write_leases(cache, ctx.network.name, binding.dhcp_config(ctx),
+                      binding.dhcp6_config(ctx))
         cache.put_network(_with_state(record, NetworkState.FINISHED, applier.warnings))
         result.networks.append(ctx.network.name)
     result.mutations = applier.mutations
     result.warnings = applier.warnings
     return result
+
+
+def _write_leases(cache: Cache, network: str, v4: object, v6: object) -> None:
+    for kind, config in (("dhcp", v4), ("dhcp6", v6)):
+        if config is not None:
+            cache.write(kind, network, config.to_json())  # type: ignore[attr-defined]
+        else:
+            cache.remove(kind, network)
 
 
 def _with_state(record: NetworkRecord, state: NetworkState,
@@ -194,6 +199,7 @@ def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = 
         ctx = _context(vmi, record.index, iface, net, record)
         applier.apply(binding_for(iface.binding).unplan(ctx))
         cache.remove("dhcp", record.network)
+        cache.remove("dhcp6", record.network)
         cache.remove("network", record.network)
         result.networks.append(record.network)
     _restore_sysctls(cache, drivers, applier)

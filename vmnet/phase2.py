@@ -21,6 +21,7 @@ from vmnet.bindings import binding_for
 from vmnet.cache import Cache, NetworkRecord, NetworkState
 from vmnet.dhcp import resolvconf
 from vmnet.dhcp.config import DhcpConfig
+from vmnet.dhcp6.config import Dhcp6Config
 from vmnet.errors import CacheError
 from vmnet.manifest import Interface, Network, Vmi
 from vmnet.names import LinkNames
@@ -79,6 +80,22 @@ def dhcp_configs(vmi: Vmi, cache: Cache,
     return out
 
 
+def dhcp6_configs(vmi: Vmi, cache: Cache,
+                  resolv: resolvconf.ResolvConf) -> list[tuple[str, Dhcp6Config]]:
+    """(serving bridge, configuration) for every network that gets DHCPv6 and RAs."""
+    out = []
+    for _iface, net, record in _finished(vmi, cache):
+        body = cache.read("dhcp6", net.name)
+        if body is None:
+            continue
+        base = Dhcp6Config.from_json(body)
+        names = LinkNames.derive(record.pod_iface, primary=record.primary)
+        dns = tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv6Address))
+        search = resolvconf.with_subdomain(resolv.search, vmi.subdomain)
+        out.append((names.bridge, dataclasses.replace(base, dns=dns, search=search)))
+    return out
+
+
 def _complete(vmi: Vmi, iface: Interface, base: DhcpConfig,
               resolv: resolvconf.ResolvConf) -> DhcpConfig:
     extra: dict[str, object] = {
@@ -97,4 +114,4 @@ def _complete(vmi: Vmi, iface: Interface, base: DhcpConfig,
     return dataclasses.replace(base, **extra)  # type: ignore[arg-type]
 
 
-__all__ = ["decorate", "dhcp_configs", "domain_interfaces", "hostname", "binding_for"]
+__all__ = ["decorate", "dhcp_configs", "dhcp6_configs", "domain_interfaces", "hostname", "binding_for"]

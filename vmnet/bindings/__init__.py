@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from vmnet import domain as dom
 from vmnet.addr import MacAddress
 from vmnet.dhcp.config import DhcpConfig
+from vmnet.dhcp6.config import Dhcp6Config
 from vmnet.manifest import Binding, Interface, Network
 from vmnet.model import NetPlan, PodNic, TapSpec
 from vmnet.names import LinkNames
@@ -77,6 +78,10 @@ class BindMechanism(abc.ABC):
 
     def dhcp_config(self, ctx: BindContext) -> DhcpConfig | None:
         """The DHCPv4 lease for the guest, or None when this binding serves none."""
+        return None
+
+    def dhcp6_config(self, ctx: BindContext) -> Dhcp6Config | None:
+        """The DHCPv6 lease (and router advertisements) for the guest, if any."""
         return None
 
     def tap_name(self, ctx: BindContext) -> str:

@@ -10,6 +10,9 @@ Rules:
 3. NAT: `vmnet.nft.render` for each family, applied in one transaction.
 4. The guest gets host #2 of each CIDR (10.0.2.2, fd10:0:2::2) in every pod of
    the VM; only the VM MAC gets the DHCP lease (KubeVirt answers any client).
+   IPv6 comes by DHCPv6 with router advertisements from the bridge (M and O
+   flags, a default route via the bridge's link-local address), which
+   KubeVirt does not send, leaving its guests without an IPv6 route.
 5. Unplug deletes the tap, the bridge and vmnet's NAT tables; the sysctls go
    back to their recorded values with the rest of the VM's.
 """
@@ -22,6 +25,7 @@ from vmnet import nft
 from vmnet.addr import MacAddress
 from vmnet.bindings import BindContext, BindMechanism
 from vmnet.dhcp.config import DhcpConfig, Route
+from vmnet.dhcp6.config import Dhcp6Config
 from vmnet.errors import ConfigError
 from vmnet.model import LinkSpec, NetPlan
 
@@ -94,6 +98,16 @@ class MasqueradeBinding(BindMechanism):
         )
         families = tuple(("ip" if c.version == 4 else "ip6") for c in self._cidrs(ctx))
         return NetPlan(links=links, nft_delete=tuple((f, nft.TABLE) for f in families))
+
+    def dhcp6_config(self, ctx: BindContext) -> Dhcp6Config | None:
+        """fd10:0:2::2 by DHCPv6, announced by router advertisements (rule 4)."""
+        if ctx.pod_nic.ipv6 is None:
+            return None
+        _, vm = gateway_and_vm(ctx.network.vm_ipv6_cidr or DEFAULT_V6)
+        assert isinstance(vm, ipaddress.IPv6Interface)
+        mtu = ctx.pod_nic.link.mtu
+        return Dhcp6Config(client_mac=ctx.vm_mac, address=vm, server_mac=BRIDGE_MAC,
+                           mtu=mtu if mtu >= 1280 else None)
 
     def dhcp_config(self, ctx: BindContext) -> DhcpConfig | None:
         if ctx.pod_nic.ipv4 is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 from typing import Any
 
 import yaml
@@ -23,12 +22,12 @@ import yaml
 from vmnet import manifest, phase1, phase2
 from vmnet.addr import IPAddress, IPInterface, MacAddress
 from vmnet.cache import Cache
-from vmnet.dhcp import resolvconf, server
-from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet.dhcp import resolvconf
+from vmnet.serve import Service
 from vmnet.testing.cni import CniPod
 from vmnet.testing.snapshot import snapshot
 
-RESOLV = "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n"
+RESOLV = "nameserver 10.96.0.10\nnameserver fd00:10:96::a\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n"
 
 
 def bridge_manifest(binding: str = "bridge", name: str = "testvm") -> dict[str, Any]:
@@ -53,28 +52,19 @@ class Plugged:
         self.workdir = tempfile.mkdtemp(prefix="vmt-plugged-")
         self.cache = Cache(os.path.join(self.workdir, "cache"))
         self._before = snapshot(self.netns)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._endpoints: list[server.Endpoint] = []
+        self.service: Service | None = None
         self.result = phase1.plug(self.vmi, self.netns, self.cache, options)
         try:
             self.interfaces = phase2.domain_interfaces(self.vmi, self.cache)
-            self.configs = phase2.dhcp_configs(self.vmi, self.cache, resolvconf.parse(resolv))
-            self._serve()
+            parsed = resolvconf.parse(resolv)
+            self.configs = phase2.dhcp_configs(self.vmi, self.cache, parsed)
+            self.configs6 = phase2.dhcp6_configs(self.vmi, self.cache, parsed)
+            self.service = Service(self.netns, self.configs, self.configs6, ra_interval=1.0)
+            self.responders = self.service.responders
+            self.responders6 = self.service.responders6
         except BaseException:
             self.close()
             raise
-
-    def _serve(self) -> None:
-        pairs = []
-        for bridge, config in self.configs:
-            endpoint = server.open_endpoint(self.netns, bridge)
-            self._endpoints.append(endpoint)
-            pairs.append((endpoint, SingleLeaseResponder(config)))
-        self.responders = [r for _, r in pairs]
-        self._thread = threading.Thread(target=server.serve, args=(pairs, self._stop),
-                                        name=f"vmt-dhcp:{self.netns}", daemon=True)
-        self._thread.start()
 
     @property
     def mac(self) -> MacAddress:
@@ -94,12 +84,9 @@ class Plugged:
 
     def close(self, check_restored: bool = True) -> None:
         """Stop serving, unplug, and check the pod is back as the CNI made it."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(5)
-            self._thread = None
-        while self._endpoints:
-            self._endpoints.pop().close()
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
         if self.cache.networks():
             phase1.unplug(self.vmi, self.netns, self.cache)
             after = snapshot(self.netns)
