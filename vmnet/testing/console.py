@@ -27,15 +27,8 @@ from pathlib import Path
 
 from vmnet.addr import MacAddress
 from vmnet.errors import ConfigError, DriverError
-from vmnet.testing.initramfs import (
-    BEGIN,
-    END,
-    READY,
-    Lease,
-    missing_inputs,
-    parse_ipconfig,
-    parse_udhcpc,
-)
+from vmnet.testing.initramfs import BEGIN, END, READY, missing_inputs
+from vmnet.testing.lease import Lease, parse_ipconfig, parse_udhcpc
 
 QEMU = "qemu-system-x86_64"
 KERNEL_ARGS = "console=ttyS0 panic=-1 quiet"

@@ -5,8 +5,8 @@ Rules:
    /bin/busybox (busybox-static) with one symlink per applet, klibc `ipconfig`
    and its ELF interpreter (klibc-utils), and the virtio modules of the
    kernel's /lib/modules tree (linux-image-cloud-amd64).
-2. The archive is written here in the cpio "newc" format (kernel
-   Documentation/driver-api/early-userspace/buffer-format.rst) with mtime 0
+2. The archive is written in the cpio "newc" format (`vmnet.testing.binfmt`;
+   kernel Documentation/driver-api/early-userspace/buffer-format.rst) with mtime 0
    and gzipped with mtime 0, so equal inputs give equal bytes. Device nodes
    live only inside the archive: building needs no root.
 3. The cache file is `<cache>/<kernel version>-<sha256 of the archive>.cpio.gz`
@@ -19,26 +19,53 @@ Rules:
    `READY <mac>`, then sends one line per command, `<seq> <base64 script>`,
    and reads `BEGIN <seq>`, the output, a newline and `END <seq> <rc>`.
    A `poweroff` line, or EOF on the console, powers the guest off.
+
+The archive and ELF code is in `vmnet.testing.binfmt`, the lease parsers are in
+`vmnet.testing.lease`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import ipaddress
 import lzma
 import os
 import re
-import shlex
 import stat
-import struct
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from vmnet.errors import ConfigError, DriverError
+from vmnet.testing.binfmt import PT_INTERP, CpioEntry, elf_interpreter, encode_newc
+from vmnet.testing.lease import Lease, parse_ipconfig, parse_udhcpc
+
+__all__ = [
+    "BEGIN",
+    "BUSYBOX",
+    "END",
+    "INIT",
+    "IPCONFIG",
+    "MODULES",
+    "MODULES_ROOT",
+    "PT_INTERP",
+    "READY",
+    "UDHCPC_SCRIPT",
+    "CpioEntry",
+    "GuestImage",
+    "Lease",
+    "default_cache_dir",
+    "elf_interpreter",
+    "encode_newc",
+    "find_kernel",
+    "guest_image",
+    "missing_inputs",
+    "module_files",
+    "parse_ipconfig",
+    "parse_udhcpc",
+]
 
 READY = "@@VMNET-READY"
 BEGIN = "@@VMNET-BEGIN"
@@ -52,9 +79,6 @@ MODULES = (
     "virtio_pci", "failover", "net_failover", "virtio_net",
 )
 _DIRS = ("bin", "dev", "etc", "lib", "lib/vmnet", "proc", "root", "run", "sys", "tmp", "usr")
-_NEWC_MAGIC = b"070701"
-_TRAILER = "TRAILER!!!"
-PT_INTERP = 3
 
 INIT = """#!/bin/sh
 export PATH=/bin
@@ -110,65 +134,12 @@ exit 0
 
 
 @dataclass(frozen=True, slots=True)
-class CpioEntry:
-    """One archive member: a file, directory, symlink (data = target) or node."""
-
-    name: str
-    mode: int
-    data: bytes = b""
-    rdev: tuple[int, int] = (0, 0)
-
-
-@dataclass(frozen=True, slots=True)
 class GuestImage:
     """A kernel and the initramfs built for it."""
 
     kernel: Path
     initrd: Path
     version: str
-
-
-def encode_newc(entries: Iterable[CpioEntry]) -> bytes:
-    """Encode entries (parents before children) as an uncompressed newc archive.
-
-    Each member is a 110-byte ASCII header (magic then 13 8-digit hex fields),
-    the NUL-terminated name padded to 4 bytes, then the data padded to 4 bytes.
-    Example: a directory "bin" with inode 1 starts
-    `b"07070100000001000041ed"` (inode 1, mode 040755).
-    """
-    out = bytearray()
-    ino = 0
-    for ino, entry in enumerate(entries, start=1):
-        out += _member(entry, ino)
-    out += _member(CpioEntry(_TRAILER, 0), 0)
-    out += bytes(-len(out) % 512)
-    return bytes(out)
-
-
-def _member(entry: CpioEntry, ino: int) -> bytes:
-    name = entry.name.encode() + b"\0"
-    nlink = 2 if stat.S_ISDIR(entry.mode) else 1
-    fields = (ino, entry.mode, 0, 0, nlink, 0, len(entry.data), 0, 0,
-              entry.rdev[0], entry.rdev[1], len(name), 0)
-    head = _NEWC_MAGIC + b"".join(b"%08x" % f for f in fields) + name
-    head += bytes(-len(head) % 4)
-    return head + entry.data + bytes(-len(entry.data) % 4)
-
-
-def elf_interpreter(data: bytes) -> str | None:
-    """The PT_INTERP path of a 64-bit little-endian ELF, or None if static."""
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise ConfigError("elf", "not a 64-bit little-endian ELF file")
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        p_type, = struct.unpack_from("<I", data, off)
-        if p_type == PT_INTERP:
-            p_offset, = struct.unpack_from("<Q", data, off + 8)
-            p_filesz, = struct.unpack_from("<Q", data, off + 32)
-            return data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
-    return None
 
 
 def find_kernel(kernel: str | Path | None = None) -> tuple[Path, str]:
@@ -319,82 +290,3 @@ def _decompress(path: Path) -> bytes:
         except (OSError, subprocess.CalledProcessError) as err:
             raise ConfigError("guest image", f"cannot decompress {path} (needs zstd): {err}") from err
     return data
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """What a guest DHCP client got, as the client itself reported it."""
-
-    client: str
-    address: ipaddress.IPv4Interface
-    router: ipaddress.IPv4Address | None = None
-    dns: tuple[ipaddress.IPv4Address, ...] = ()
-    mtu: int | None = None
-    hostname: str | None = None
-    domain: str | None = None
-    search: tuple[str, ...] = ()
-    routes: tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address], ...] = ()
-    lease_time: int | None = None
-    server: ipaddress.IPv4Address | None = None
-    raw: tuple[tuple[str, str], ...] = ()
-
-
-def parse_udhcpc(text: str) -> Lease:
-    """Parse the `name=value` lines UDHCPC_SCRIPT writes on `bound`."""
-    kv = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    try:
-        words = kv.get("staticroutes", "").split()
-        return Lease(
-            "udhcpc", ipaddress.IPv4Interface(f"{kv['ip']}/{kv['mask']}"),
-            router=_ip4(kv.get("router", "").split()[:1]), dns=_ip4s(kv.get("dns", "")),
-            mtu=_int(kv.get("mtu")), hostname=kv.get("hostname") or None,
-            domain=kv.get("domain") or None, search=tuple(kv.get("search", "").split()),
-            routes=tuple((ipaddress.IPv4Network(n), ipaddress.IPv4Address(g))
-                         for n, g in zip(words[::2], words[1::2])),
-            lease_time=_int(kv.get("lease")), server=_ip4([kv.get("serverid", "")]),
-            raw=tuple(sorted(kv.items())))
-    except (KeyError, ValueError) as err:
-        raise DriverError("parse lease", "udhcpc", f"{err}: {text[:200]!r}") from err
-
-
-def parse_ipconfig(text: str) -> Lease:
-    """Parse the /run/net-IFACE.conf klibc ipconfig writes (shell syntax).
-
-    ipconfig applies option 26 (MTU) but does not write it, so `mtu` is None.
-    With option 121 it writes IPV4ROUTE<n>SUBNET/GATEWAY and, as RFC 3442
-    says, ignores option 3, so `router` is None and `routes` holds them.
-    search domains lose the root dot ipconfig prints ("svc.test." -> "svc.test").
-    """
-    kv = {}
-    for line in text.splitlines():
-        for word in shlex.split(line):
-            if "=" in word:
-                key, value = word.split("=", 1)
-                kv[key] = value
-    try:
-        return Lease(
-            "ipconfig", ipaddress.IPv4Interface(f"{kv['IPV4ADDR']}/{kv['IPV4NETMASK']}"),
-            router=_ip4([kv.get("IPV4GATEWAY", "")]),
-            dns=_ip4s(" ".join(kv.get(f"IPV4DNS{i}", "") for i in range(2))),
-            mtu=_int(kv.get("MTU")), hostname=kv.get("HOSTNAME") or None,
-            domain=kv.get("DNSDOMAIN") or None, search=tuple(d.rstrip(".") for d in kv.get("DOMAINSEARCH", "").split()),
-            lease_time=_int(kv.get("DHCPLEASETIME")), server=_ip4([kv.get("ROOTSERVER", "")]),
-            routes=tuple((ipaddress.IPv4Network(kv[f"IPV4ROUTE{i}SUBNET"]),
-                          ipaddress.IPv4Address(kv[f"IPV4ROUTE{i}GATEWAY"]))
-                         for i in range(len(kv)) if f"IPV4ROUTE{i}SUBNET" in kv),
-            raw=tuple(sorted(kv.items())))
-    except (KeyError, ValueError) as err:
-        raise DriverError("parse lease", "ipconfig", f"{err}: {text[:200]!r}") from err
-
-
-def _ip4(words: list[str]) -> ipaddress.IPv4Address | None:
-    word = words[0] if words else ""
-    return ipaddress.IPv4Address(word) if word and word != "0.0.0.0" else None
-
-
-def _ip4s(text: str) -> tuple[ipaddress.IPv4Address, ...]:
-    return tuple(ipaddress.IPv4Address(w) for w in text.split() if w != "0.0.0.0")
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text else None
