@@ -43,7 +43,9 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 test: deps venv
+	@$(PY) -m vmnet.testing.leaks --save .leaks-before.json
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m vmnet.testing.leaks --check .leaks-before.json
 
 test-fast: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
