@@ -103,8 +103,8 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
                 pod_iface=pod_names[net.name], index=index, primary=primary,
                 pod_nic=pod_nic, nic_mac=MacAddress.random_local(),
                 tap=TapSpec(options.tap_uid, options.tap_gid, 1),
-                vm_mac=choose_vm_mac(iface.mac, options.mac_source, vmi.namespace, vmi.name,
-                                     net.name, pod_nic.link.mac),
+                vm_mac=choose_vm_mac(iface.mac, _mac_source(iface, options), vmi.namespace,
+                                     vmi.name, net.name, pod_nic.link.mac),
                 vmi=f"{vmi.namespace}/{vmi.name}",
             )
         ctx = _context(vmi, index, iface, net, record)
@@ -112,6 +112,11 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
         binding.plan(ctx)
         out.append((ctx, record))
     return out
+
+
+def _mac_source(iface: Interface, options: PlugOptions) -> MacSource:
+    # A CNI-made tap belongs to an SDN that addresses the VM by that tap's MAC.
+    return MacSource.POD if iface.binding == Binding.MANAGED_TAP else options.mac_source
 
 
 def check_migration(vmi: Vmi, options: PlugOptions) -> None:

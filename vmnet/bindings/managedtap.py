@@ -5,7 +5,8 @@ Rules:
    in the pod netns changes.
 2. Phase 2 points the domain at that tap (`<target dev=POD_IFACE
    managed='no'/>`) with the pod interface's MAC (or the manifest's) and MTU.
-   The CNI's own network serves addresses: vmnet serves no DHCP.
+   The CNI's own network serves addresses: vmnet serves no DHCP. The VM MAC
+   is the manifest's, else the tap's: the SDN knows the VM by it.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ class _Node:
 
     def child(self, key: str) -> _Node:
         value = self.value.get(key) if isinstance(self.value, dict) else None
-        return _Node(value, f"{self.path}.{key}" if self.path else key)
+        shown = key if key.isprintable() and key.strip() == key and key else repr(key)
+        return _Node(value, f"{self.path}.{shown}" if self.path else shown)
 
     def require(self, key: str) -> _Node:
         node = self.child(key)
