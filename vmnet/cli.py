@@ -17,7 +17,9 @@ import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
+from vmnet.cache import Cache, NetworkRecord
 from vmnet.errors import ConfigError, VmnetError
+from vmnet.manifest import Vmi
 
 log = logging.getLogger("vmnet")
 DEFAULT_CACHE_ROOT = "/run/vmnet"
@@ -35,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     plug = sub.add_parser("plug", help="phase 1: bind every interface of the VM (privileged)")
-    _ns(plug), _vmi(plug), _cache(plug, required=False)
+    _ns(plug)
+    _vmi(plug)
+    _cache(plug, required=False)
     plug.add_argument("--tap-owner", default="0", metavar="UID[:GID]",
                       help="owner of the taps (KubeVirt: 107 for non-root VMs, else 0)")
     plug.add_argument("--iface", action="append", default=[], metavar="NETWORK=PODIFACE",
@@ -48,17 +52,22 @@ def _parser() -> argparse.ArgumentParser:
                       help="this pod is a live-migration target (checked as KubeVirt does)")
 
     domain = sub.add_parser("domain", help="phase 2: decorate the libvirt domain XML")
-    _vmi(domain), _cache(domain)
+    _vmi(domain)
+    _cache(domain)
     domain.add_argument("--domain", metavar="IN.xml", help="domain to decorate (default: a skeleton)")
     domain.add_argument("-o", "--output", metavar="OUT.xml", help="where to write (default: stdout)")
 
     dhcp = sub.add_parser("dhcp", help="phase 2: serve DHCP for every interface until SIGTERM")
-    _ns(dhcp), _vmi(dhcp), _cache(dhcp)
+    _ns(dhcp)
+    _vmi(dhcp)
+    _cache(dhcp)
     dhcp.add_argument("--resolv-conf", default="/etc/resolv.conf", metavar="PATH",
                       help="where DNS servers and search domains come from")
 
     unplug = sub.add_parser("unplug", help="undo phase 1: give the pod netns back as CNI left it")
-    _ns(unplug), _vmi(unplug), _cache(unplug)
+    _ns(unplug)
+    _vmi(unplug)
+    _cache(unplug)
 
     status = sub.add_parser("status", help="show what phase 1 recorded")
     _cache(status)
@@ -84,9 +93,8 @@ def _cache(p: argparse.ArgumentParser, required: bool = True) -> None:
                         f" (default: {DEFAULT_CACHE_ROOT}/<namespace>/<name>)"))
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> tuple[Vmi, Cache]:
     from vmnet import manifest
-    from vmnet.cache import Cache
 
     vmi = manifest.load(args.vmi)
     root = args.cache_dir or os.path.join(DEFAULT_CACHE_ROOT, vmi.namespace, vmi.name)
@@ -205,8 +213,6 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from vmnet.cache import Cache
-
     cache = Cache(args.cache_dir)
     records = cache.networks()
     if args.json:
@@ -223,17 +229,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(cache: object, records: list[object]) -> dict[str, object]:
-    out: dict[str, object] = {"cacheDir": cache.root}  # type: ignore[attr-defined]
-    vmis = {r.vmi for r in records}  # type: ignore[attr-defined]
+def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]:
+    out: dict[str, object] = {"cacheDir": cache.root}
+    vmis = {r.vmi for r in records}
     if len(vmis) == 1:
         namespace, _, name = next(iter(vmis)).partition("/")
         out["vmi"] = {"namespace": namespace, "name": name}
     out["networks"] = [{
-        **r.to_json(),  # type: ignore[attr-defined]
-        "mac": str(r.vm_mac),  # type: ignore[attr-defined]
-        "podNicMac": str(r.pod_nic.link.mac),  # type: ignore[attr-defined]
-        "dhcp": cache.read("dhcp", r.network),  # type: ignore[attr-defined]
+        **r.to_json(),
+        "mac": str(r.vm_mac),
+        "podNicMac": str(r.pod_nic.link.mac),
+        "dhcp": cache.read("dhcp", r.network),
+        "dhcp6": cache.read("dhcp6", r.network),
     } for r in records]
     return out
 

@@ -22,6 +22,10 @@ from vmnet import manifest, phase1, phase2
 from vmnet.cache import Cache
 from vmnet.errors import VmnetError
 from vmnet.serve import Service
+from vmnet.testing import cni
+from vmnet.testing.cni import CniPod, Node
+from vmnet.testing.guest import Guest
+from vmnet.testing.snapshot import snapshot
 
 MANIFEST = """\
 apiVersion: kubevirt.io/v1
@@ -61,38 +65,43 @@ def _serving(vmi: manifest.Vmi, cache: Cache, netns: str) -> Iterator[Service]:
         service.stop()
 
 
-def _make_pod(node: object) -> object:
-    from vmnet.testing import cni
-
+def _make_pod(node: Node) -> CniPod:
     if os.path.exists(os.path.join(cni.CNI_BIN, "bridge")):
-        pod = node.add_pod(cni.bridge_config())  # type: ignore[attr-defined]
+        pod = node.add_pod(cni.bridge_config())
         _say("pod made by the real CNI bridge plugin (host-local IPAM)", repr(pod))
     else:
-        pod = node.veth_pod()  # type: ignore[attr-defined]
+        pod = node.veth_pod()
         _say("no CNI plugins in /usr/lib/cni: pod made from a plain veth", repr(pod))
     return pod
 
 
-def _guest(pod: object, vm_mac: str) -> tuple[str, object]:
-    from vmnet.testing import netns as ns
-    from vmnet.testing.relay import TapRelay
+def _show_domain(vmi: manifest.Vmi, cache: Cache) -> None:
+    xml = phase2.decorate(vmi, cache, None).decode()
+    start = xml.find("<interface")
+    block = xml[xml.rfind("\n", 0, start) + 1:xml.find("</interface>") + 12]
+    _say("phase 2: domain interface", textwrap.dedent(block).replace("\n", "\n    "))
 
-    guest = ns.create_netns()
-    ns.create_veth(ns.VethEnd(guest, "wire0"), ns.VethEnd(guest, "eth0", vm_mac))
-    relay = TapRelay(pod.netns, "tap0", guest, "wire0")  # type: ignore[attr-defined]
-    return guest, relay
+
+def _lease_and_ping(pod: CniPod, vmi: manifest.Vmi, cache: Cache, workdir: str) -> bool:
+    vm_mac = phase2.domain_interfaces(vmi, cache)[0].mac
+    with _serving(vmi, cache, pod.netns), Guest(pod.netns, "tap0", vm_mac) as guest:
+        _say("phase 2: DHCP responder serving on k6t-eth0")
+        _say("guest namespace behind tap0", f"eth0 with the VM MAC {vm_mac}")
+        lease = guest.dhcp("udhcpc", workdir=workdir)
+        _say("udhcpc got its lease", f"address {lease.address}, router {lease.router}, "
+             f"dns {', '.join(map(str, lease.dns))}, mtu {lease.mtu}, "
+             f"hostname {lease.hostname}, search {' '.join(lease.search)}")
+        if lease.address != pod.address:
+            _say(f"FAILED: the guest got {lease.address}, the pod has {pod.address}")
+            return False
+        ok = guest.ping(pod.gateway)
+        _say(f"guest pings the CNI gateway {pod.gateway}: {'ok' if ok else 'FAILED'}")
+        return ok
 
 
 def _run() -> int:
-    from vmnet.testing import netns as ns
-    from vmnet.testing.cni import Node
-    from vmnet.testing.dhcpclients import run_client
-    from vmnet.testing.snapshot import snapshot
-
     workdir = tempfile.mkdtemp(prefix="vmnet-demo-")
     node = Node()
-    guest: str | None = None
-    relay = None
     try:
         pod = _make_pod(node)
         path = os.path.join(workdir, "vm.yaml")
@@ -100,48 +109,25 @@ def _run() -> int:
             f.write(MANIFEST)
         vmi = manifest.load(path)
         _say("manifest: VirtualMachine demo-vm, interface 'default' with bridge binding")
-        before = snapshot(pod.netns)  # type: ignore[attr-defined]
+        before = snapshot(pod.netns)
         cache = Cache(os.path.join(workdir, "cache"))
-        result = phase1.plug(vmi, pod.netns, cache)  # type: ignore[attr-defined]
+        result = phase1.plug(vmi, pod.netns, cache)
         _say(f"phase 1: plugged ({len(result.mutations)} changes)", "\n    ".join(result.mutations))
         for warning in result.warnings:
             _say("warning", warning)
-        xml = phase2.decorate(vmi, cache, None).decode()
-        start = xml.find("<interface")
-        block = xml[xml.rfind("\n", 0, start) + 1:xml.find("</interface>") + 12]
-        _say("phase 2: domain interface", textwrap.dedent(block).replace("\n", "\n    "))
-        vm_mac = str(phase2.domain_interfaces(vmi, cache)[0].mac)
-        with _serving(vmi, cache, pod.netns):  # type: ignore[attr-defined]
-            _say("phase 2: DHCP responder serving on k6t-eth0")
-            guest, relay = _guest(pod, vm_mac)
-            _say("guest namespace behind tap0", f"eth0 with the VM MAC {vm_mac}")
-            lease = run_client("udhcpc", guest, "eth0", workdir=workdir)
-            _say("udhcpc got its lease", f"address {lease.address}, router {lease.router}, "
-                 f"dns {', '.join(map(str, lease.dns))}, mtu {lease.mtu}, "
-                 f"hostname {lease.hostname}, search {' '.join(lease.search)}")
-            expected = pod.address  # type: ignore[attr-defined]
-            if lease.address != expected:
-                raise SystemExit(f"demo: the guest got {lease.address}, expected {expected}")
-            gw = str(pod.gateway)  # type: ignore[attr-defined]
-            ok = ns.exec_in(guest, ["ping", "-c", "1", "-W", "2", gw], check=False).returncode == 0
-            _say(f"guest pings the CNI gateway {gw}: {'ok' if ok else 'FAILED'}")
-            if not ok:
-                return 1
-        relay.stop()  # type: ignore[attr-defined]
-        relay = None
-        phase1.unplug(vmi, pod.netns, cache)  # type: ignore[attr-defined]
-        same = snapshot(pod.netns) == before  # type: ignore[attr-defined]
-        _say(f"unplug: pod netns restored exactly as the CNI left it: {'yes' if same else 'NO'}")
-        if not same:
-            print(snapshot(pod.netns).diff(before))  # type: ignore[attr-defined]
+        _show_domain(vmi, cache)
+        if not _lease_and_ping(pod, vmi, cache, workdir):
+            return 1
+        phase1.unplug(vmi, pod.netns, cache)
+        after = snapshot(pod.netns)
+        _say(f"unplug: pod netns restored exactly as the CNI left it: "
+             f"{'yes' if after == before else 'NO'}")
+        if after != before:
+            print("\n".join(after.diff(before)))
             return 1
         _say("demo succeeded: the guest got the pod's IP through vmnet")
         return 0
     finally:
-        if relay is not None:
-            relay.stop()  # type: ignore[attr-defined]
-        if guest is not None:
-            ns.remove_netns(guest)
         node.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
