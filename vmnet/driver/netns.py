@@ -1,7 +1,8 @@
 """Network namespace handles that never move the calling thread.
 
 Rules:
-1. vmnet never calls setns() on the process or on a thread it does not own.
+1. vmnet never calls setns() on the process or on a thread it does not own,
+   and never for the namespace it already runs in.
    Work that must happen inside a namespace (opening a socket, a tap or a
    sysctl file) runs on a short-lived dedicated thread that enters the
    namespace and dies with it; file descriptors opened there stay bound to
@@ -84,9 +85,11 @@ def enter(netns: str) -> None:
 def run_in(netns: str | None, fn: Callable[[], T]) -> T:
     """Run `fn` on a dedicated thread inside `netns` and return its result.
 
-    Exceptions raised by `fn` are re-raised in the caller.
+    Exceptions raised by `fn` are re-raised in the caller. When `netns` is
+    the caller's own namespace, `fn` runs right here: no setns(), so phase 2
+    inside the pod needs no CAP_SYS_ADMIN.
     """
-    if netns is None:
+    if netns is None or is_own(netns):
         return fn()
     box: dict[str, object] = {}
 
@@ -118,6 +121,16 @@ def preexec(netns: str | None) -> Callable[[], None] | None:
         os.close(fd)
 
     return child
+
+
+def is_own(netns: str) -> bool:
+    """True when `netns` is the namespace this thread already runs in."""
+    try:
+        want = os.stat(netns_path(netns))
+        mine = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
+    except OSError:
+        return False
+    return (want.st_dev, want.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def same_netns(a: str | None, b: str | None) -> bool:
