@@ -1,4 +1,7 @@
+import contextlib
 import os
+import pathlib
+import signal
 import subprocess
 import sys
 
@@ -43,6 +46,37 @@ def guest_wire(guest_ns, mac):
 
     ns.create_veth(ns.VethEnd(guest_ns, "wire0"), ns.VethEnd(guest_ns, "eth0", mac))
     ns.exec_in(guest_ns, ["ethtool", "-K", "eth0", "tx", "off"])
+
+
+@contextlib.contextmanager
+def vmnet_dhcp(netns, vm, cache, resolv_text="nameserver 10.96.0.10\n", *, expect=1):
+    """`vmnet dhcp` as its own process; waits for `expect` "serving" lines.
+
+    On exit it sends SIGTERM and checks the server exits 0.
+    """
+    resolv = pathlib.Path(cache).with_name("resolv.conf")
+    resolv.write_text(resolv_text)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vmnet", "dhcp", "--netns", netns, "--vmi", str(vm),
+         "--cache-dir", str(cache), "--resolv-conf", str(resolv)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(expect):
+            assert "serving" in server.stdout.readline()
+        yield server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0, server.stderr.read()
+
+
+def unplug_restores(netns, vm, cache, before):
+    """`vmnet unplug` succeeds and the pod netns equals the snapshot `before`."""
+    from vmnet.testing.snapshot import snapshot
+
+    res = vmnet("unplug", "--netns", netns, "--vmi", str(vm), "--cache-dir", str(cache))
+    assert res.returncode == 0, res.stderr
+    after = snapshot(netns)
+    assert after == before, after.diff(before)
 
 
 def vmnet(*args, check=False, timeout=60):

@@ -1,13 +1,17 @@
 """The bridge binding end to end: real CNI pod, `vmnet` commands, real udhcpc behind the tap."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 
-from tests.integration.conftest import guest_wire, needs_cni, needs_root, vmnet
+from tests.integration.conftest import (
+    guest_wire,
+    needs_cni,
+    needs_root,
+    unplug_restores,
+    vmnet,
+    vmnet_dhcp,
+)
 from vmnet.testing import netns as ns
 from vmnet.testing.dhcpclients import run_client
 from vmnet.testing.relay import TapRelay
@@ -53,14 +57,8 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
     assert "<target dev=\"tap0\" managed=\"no\"/>" in domain
     assert f"<mac address=\"{vm_mac}\"/>" in domain
 
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 10.96.0.10\nsearch tenant1.svc.cluster.local cluster.local\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vmnet", "dhcp", "--netns", cni_pod.netns, "--vmi", str(vm_file),
-         "--cache-dir", cache, "--resolv-conf", str(resolv)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "serving" in server.stdout.readline()
+    resolv = "nameserver 10.96.0.10\nsearch tenant1.svc.cluster.local cluster.local\n"
+    with vmnet_dhcp(cni_pod.netns, vm_file, cache, resolv):
         guest_wire(guest_ns, vm_mac)
         with TapRelay(cni_pod.netns, "tap0", guest_ns, "wire0"):
             lease = run_client("udhcpc", guest_ns, "eth0", workdir=str(tmp_path))
@@ -72,14 +70,8 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
             ping = ns.exec_in(guest_ns, ["ping", "-c", "1", "-W", "2", str(cni_pod.gateway)],
                               check=False)
             assert ping.returncode == 0, ping.stdout + ping.stderr
-    finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0, server.stderr.read()
 
-    unplug = vmnet("unplug", "--netns", cni_pod.netns, "--vmi", str(vm_file), "--cache-dir", cache)
-    assert unplug.returncode == 0, unplug.stderr
-    restored = snapshot(cni_pod.netns)
-    assert restored == before, restored.diff(before)
+    unplug_restores(cni_pod.netns, vm_file, cache, before)
 
 
 BAD = {
@@ -88,8 +80,8 @@ BAD = {
                                     "networks: []"),
     "invalid MAC": ("bridge: {}", "bridge: {}\n            macAddress: 02:00:00:zz:00:01"),
     "duplicate names": ("          - name: default\n            bridge: {}",
-                        "          - name: default\n            bridge: {}\n"
-                        "          - name: default\n            bridge: {}"),
+                        ("          - name: default\n            bridge: {}\n"
+                         "          - name: default\n            bridge: {}")),
 }
 
 

@@ -1,14 +1,18 @@
 """Masquerade end to end: real CNI pod, vmnet commands, udhcpc behind the tap, real NAT."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 
 from tests.integration import tcp
-from tests.integration.conftest import guest_wire, needs_cni, needs_root, vmnet
+from tests.integration.conftest import (
+    guest_wire,
+    needs_cni,
+    needs_root,
+    unplug_restores,
+    vmnet,
+    vmnet_dhcp,
+)
 from vmnet.testing import netns as ns
 from vmnet.testing.dhcpclients import run_client
 from vmnet.testing.relay import TapRelay
@@ -64,15 +68,8 @@ def test_masquerade_nat_and_port_forwarding(node, cni_pod, remote, guest_ns, tmp
     assert res.returncode == 0, res.stderr
     again = vmnet("plug", "--netns", cni_pod.netns, "--vmi", str(vm), "--cache-dir", cache)
     assert "(0 changes" in again.stdout, again.stdout + again.stderr
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 10.96.0.10\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vmnet", "dhcp", "--netns", cni_pod.netns, "--vmi", str(vm),
-         "--cache-dir", cache, "--resolv-conf", str(resolv)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     listeners = []
-    try:
-        assert "serving" in server.stdout.readline()
+    with vmnet_dhcp(cni_pod.netns, vm, cache):
         status = json.loads(vmnet("status", "--cache-dir", cache, "--json", check=True).stdout)
         guest_wire(guest_ns, status["networks"][0]["mac"])
         with TapRelay(cni_pod.netns, "tap0", guest_ns, "wire0"):
@@ -90,14 +87,8 @@ def test_masquerade_nat_and_port_forwarding(node, cni_pod, remote, guest_ns, tmp
             seen = tcp.connect(node.netns, cni_pod.address.ip, 80)
             assert seen is not None and seen != "ERROR"
             assert tcp.connect(node.netns, cni_pod.address.ip, 8080) is None
-    finally:
         for proc in listeners:
             tcp.stop(proc)
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0, server.stderr.read()
-    res = vmnet("unplug", "--netns", cni_pod.netns, "--vmi", str(vm), "--cache-dir", cache)
-    assert res.returncode == 0, res.stderr
-    after = snapshot(cni_pod.netns)
-    assert after == before, after.diff(before)
+    unplug_restores(cni_pod.netns, vm, cache, before)
     tables = ns.exec_in(cni_pod.netns, ["nft", "list", "tables"]).stdout
     assert "vmnet_nat" not in tables

@@ -1,14 +1,20 @@
 """Several NICs per VM: Multus secondaries made by real CNI plugins, one bridge and tap each."""
 
-import signal
-import subprocess
-import sys
+import contextlib
+import json
 
 import pytest
 import yaml
 from lxml import etree
 
-from tests.integration.conftest import guest_wire, needs_cni, needs_root, vmnet
+from tests.integration.conftest import (
+    guest_wire,
+    needs_cni,
+    needs_root,
+    unplug_restores,
+    vmnet,
+    vmnet_dhcp,
+)
 from vmnet.names import hashed_pod_iface
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import host_local
@@ -76,23 +82,13 @@ def test_every_nic_leases_its_own_pod_ip_through_its_own_tap(node, tmp_path, nam
     servers = {ln.name: ln for ln in snapshot(pod.netns).links if ln.name.startswith("k6t-")}
     assert len(servers) == len(taps)
 
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 10.96.0.10\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vmnet", "dhcp", "--netns", pod.netns, "--vmi", str(vm),
-         "--cache-dir", cache, "--resolv-conf", str(resolv)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    relays = []
-    guests = []
-    try:
-        for _ in taps:
-            assert "serving" in server.stdout.readline()
+    with vmnet_dhcp(pod.netns, vm, cache, expect=len(taps)), contextlib.ExitStack() as stack:
         for net, tap in taps.items():
             guest = ns.create_netns()
-            guests.append(guest)
+            stack.callback(ns.remove_netns, guest)
             mac = domain.find(f".//interface/alias[@name='ua-{net}']/../mac").get("address")
             guest_wire(guest, mac)
-            relays.append(TapRelay(pod.netns, tap, guest, "wire0"))
+            stack.enter_context(TapRelay(pod.netns, tap, guest, "wire0"))
             workdir = tmp_path / f"client-{net}"
             workdir.mkdir()
             lease = run_client("udhcpc", guest, "eth0", workdir=str(workdir))
@@ -102,17 +98,7 @@ def test_every_nic_leases_its_own_pod_ip_through_its_own_tap(node, tmp_path, nam
                 gw = pods[net].gateway
                 assert ns.exec_in(guest, ["ping", "-c", "1", "-W", "2", str(gw)],
                                   check=False).returncode == 0, net
-    finally:
-        for relay in relays:
-            relay.stop()
-        for guest in guests:
-            ns.remove_netns(guest)
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0, server.stderr.read()
-    res = vmnet("unplug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
-    assert res.returncode == 0, res.stderr
-    after = snapshot(pod.netns)
-    assert after == before, after.diff(before)
+    unplug_restores(pod.netns, vm, cache, before)
 
 
 def test_sixteen_nics_plug_and_unplug_cleanly(node, tmp_path):
@@ -137,9 +123,6 @@ def test_sixteen_nics_plug_and_unplug_cleanly(node, tmp_path):
     again = vmnet("plug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
     assert "(0 changes" in again.stdout
     status = vmnet("status", "--cache-dir", cache, "--json", check=True).stdout
-    servers = {n["dhcp"]["server_id"] for n in __import__("json").loads(status)["networks"]}
+    servers = {n["dhcp"]["server_id"] for n in json.loads(status)["networks"]}
     assert len(servers) == 16
-    res = vmnet("unplug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
-    assert res.returncode == 0, res.stderr
-    after = snapshot(pod.netns)
-    assert after == before, after.diff(before)
+    unplug_restores(pod.netns, vm, cache, before)

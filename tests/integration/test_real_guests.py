@@ -58,9 +58,9 @@ def test_libvirt_starts_the_phase2_domain_in_the_pod(plugged, tmp_path):
     def decorate(xml):
         return phase2.decorate(plugged.vmi, plugged.cache, xml.encode()).decode()
 
-    with qemu.Libvirtd(plugged.netns, tmp_path / "libvirt") as daemon:
-        with qemu.LibvirtGuest(daemon, plugged.tap, str(plugged.mac), decorate=decorate) as guest:
-            lease = guest.dhcp("udhcpc")
-            assert lease.address == plugged.address
-            assert guest.mtu() == POD_MTU
-            assert guest.ping(str(plugged.gateway))
+    with (qemu.Libvirtd(plugged.netns, tmp_path / "libvirt") as daemon,
+          qemu.LibvirtGuest(daemon, plugged.tap, str(plugged.mac), decorate=decorate) as guest):
+        lease = guest.dhcp("udhcpc")
+        assert lease.address == plugged.address
+        assert guest.mtu() == POD_MTU
+        assert guest.ping(str(plugged.gateway))
