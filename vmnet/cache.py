@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmnet.addr import MacAddress
-from vmnet.errors import CacheError
+from vmnet.errors import CacheError, DriverError
 from vmnet.model import PodNic, TapSpec
 
 SCHEMA = 1
@@ -153,20 +154,31 @@ class Cache:
                 raise
             _fsync_dir(self.root)
         except OSError as err:
-            raise CacheError(f"write cache {path}: {err.strerror}") from err
+            raise DriverError("write cache", path, err.errno or errno.EIO) from err
 
     def remove(self, kind: str, name: str | None = None) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(kind, name))
+        path = self.path(kind, name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise DriverError("remove cache", path, err.errno or errno.EIO) from err
 
     def network(self, name: str) -> NetworkRecord | None:
         body = self.read("network", name)
         if body is None:
             return None
+        path = self.path("network", name)
         try:
-            return NetworkRecord.from_json(body)
-        except (KeyError, TypeError, ValueError) as err:
-            raise CacheError(f"read cache {self.path('network', name)}: bad record ({err})") from err
+            record = NetworkRecord.from_json(body)
+        except KeyError as err:
+            raise CacheError(f"read cache {path}: bad record (missing key {err})") from err
+        except (TypeError, ValueError, AttributeError) as err:
+            raise CacheError(f"read cache {path}: bad record ({err})") from err
+        if record.network != name:
+            raise CacheError(f"read cache {path}: record is for network {record.network!r}")
+        return record
 
     def put_network(self, record: NetworkRecord) -> None:
         self.write("network", record.network, record.to_json())
@@ -177,6 +189,8 @@ class Cache:
             entries = sorted(os.listdir(self.root))
         except FileNotFoundError:
             return []
+        except OSError as err:
+            raise CacheError(f"read cache {self.root}: {err.strerror}") from err
         for entry in entries:
             m = re.match(r"^network-(.+)\.json$", entry)
             if m:

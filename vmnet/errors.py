@@ -44,9 +44,15 @@ class DiscoveryError(VmnetError):
 
 
 class CacheError(VmnetError):
-    """A cache file is missing, truncated, corrupted or of another schema."""
+    """A cache file cannot be used: truncated, corrupted, foreign, of another
+    schema, or unreadable (its directory is a file, no permission).
 
-    exit_code = 1
+    Raised when reading, which vmnet does before any mutation, so it maps to
+    the bad-input exit code. A cache that cannot be *written* is a failed
+    side effect (`DriverError("write cache", ...)`).
+    """
+
+    exit_code = 2
 
 
 class DriverError(VmnetError):
