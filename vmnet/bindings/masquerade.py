@@ -4,7 +4,8 @@ Rules:
 1. Links: bridge `k6t-S` (MAC 02:00:00:00:00:00, pod MTU, up, the gateway
    address of each family the pod has: 10.0.2.1/24 and fd10:0:2::1/120 by
    default, from `pod.vmNetworkCIDR` / `pod.vmIPv6NetworkCIDR`), and the tap.
-   The pod NIC is not touched.
+   The pod NIC is not touched. A pod NIC without a global address is bad
+   input (DiscoveryError): there is nothing to NAT the VM to.
 2. Sysctls: ip_forward when the pod has IPv4 (with route_localnet on the
    bridge, for the loopback DNAT); IPv6 forwarding when it has IPv6.
 3. NAT: `vmnet.nft.render` for each family, applied in one transaction.
@@ -26,7 +27,7 @@ from vmnet.addr import MacAddress
 from vmnet.bindings import BindContext, BindMechanism
 from vmnet.dhcp.config import DhcpConfig, Route
 from vmnet.dhcp6.config import Dhcp6Config
-from vmnet.errors import ConfigError
+from vmnet.errors import ConfigError, DiscoveryError
 from vmnet.model import LinkSpec, NetPlan
 
 BRIDGE_MAC = MacAddress(b"\x02\x00\x00\x00\x00\x00")
@@ -61,6 +62,9 @@ class MasqueradeBinding(BindMechanism):
     def plan(self, ctx: BindContext) -> NetPlan:
         nic, names = ctx.pod_nic, ctx.names
         cidrs = self._cidrs(ctx)
+        if not cidrs:
+            raise DiscoveryError(f"discover {nic.name}: masquerade needs a global IPv4 or IPv6 "
+                                 f"address on the pod NIC to NAT to; {nic.name} has none")
         links = (
             LinkSpec(name=names.bridge, kind="bridge", mac=BRIDGE_MAC, mtu=nic.link.mtu,
                      addresses=tuple(gateway_and_vm(c)[0] for c in cidrs), up=True),
