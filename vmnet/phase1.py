@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 from vmnet.addr import MacAddress
 from vmnet.apply import Applier
-from vmnet.bindings import BindContext, MacSource, binding_for, choose_vm_mac
+from vmnet.bindings import BindContext, BindMechanism, MacSource, binding_for, choose_vm_mac
 from vmnet.cache import Cache, NetworkRecord, NetworkState
 from vmnet.discovery import discover, link_names
 from vmnet.driver import Drivers, real
 from vmnet.driver.netns import check_netns
-from vmnet.errors import ConfigError, VmnetError
+from vmnet.errors import CacheError, ConfigError, VmnetError
 from vmnet.manifest import Binding, Interface, Network, Vmi
 from vmnet.model import TapSpec
 from vmnet.names import PRIMARY_POD_IFACE, LinkNames, hashed_pod_iface, ordinal_pod_iface
@@ -94,6 +94,10 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
             continue
         binding = binding_for(iface.binding)
         record = cache.network(net.name)
+        if record is not None and record.binding != binding.name:
+            raise ConfigError("--vmi", f"network {net.name!r} was plugged with the "
+                              f"{record.binding} binding, the manifest now says {binding.name}: "
+                              "unplug with the old manifest first")
         if record is None:
             primary = net is vmi.primary
             LinkNames.derive(pod_names[net.name], primary=primary)
@@ -134,8 +138,16 @@ def check_migration(vmi: Vmi, options: PlugOptions) -> None:
                               "target pod's MAC: set macAddress or use --mac-source stable")
 
 
-def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
+def _saved_sysctls(cache: Cache) -> dict[str, str | None]:
     saved = cache.read(SYSCTL_RECORD) or {}
+    for key, value in saved.items():
+        if value is not None and not isinstance(value, str):
+            raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key} is not a string")
+    return saved
+
+
+def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
+    saved = _saved_sysctls(cache)
     missing = [k for k in keys if k not in saved]
     if missing:
         saved.update({k: drivers.sysctl.get(k) for k in missing})
@@ -197,25 +209,37 @@ def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = 
         if record.network not in pairs:
             raise ConfigError("--vmi", f"cache has network {record.network!r} "
                               "that the manifest does not have")
+    saved_sysctls = _saved_sysctls(cache)
     applier = Applier(drivers, on_mutation)
     result = PlugResult()
     for record in records:
         index, iface, net = pairs[record.network]
         ctx = _context(vmi, record.index, iface, net, record)
-        applier.apply(binding_for(iface.binding).unplan(ctx))
+        applier.apply(_recorded_binding(record).unplan(ctx))
         cache.remove("dhcp", record.network)
         cache.remove("dhcp6", record.network)
         cache.remove("network", record.network)
         result.networks.append(record.network)
-    _restore_sysctls(cache, drivers, applier)
+    _restore_sysctls(cache, drivers, applier, saved_sysctls)
     result.mutations = applier.mutations
     return result
 
 
-def _restore_sysctls(cache: Cache, drivers: Drivers, applier: Applier) -> None:
-    saved = cache.read(SYSCTL_RECORD) or {}
+def _recorded_binding(record: NetworkRecord) -> BindMechanism:
+    """The binding that plugged `record` (the manifest may say otherwise now)."""
+    try:
+        return binding_for(Binding(record.binding))
+    except ValueError:
+        raise CacheError(f"read cache {record.network}: unknown binding "
+                         f"{record.binding!r}") from None
+
+
+def _restore_sysctls(cache: Cache, drivers: Drivers, applier: Applier,
+                     saved: dict[str, str | None]) -> None:
+    """Put back what plug changed; a per-link key whose link is gone is skipped."""
     for key, value in saved.items():
-        if value is not None and drivers.sysctl.get(key) != value:
+        current = drivers.sysctl.get(key)
+        if value is not None and current is not None and current != value:
             applier.mutate(f"sysctl {key}={value}", drivers.sysctl.set, key, value)
     cache.remove(SYSCTL_RECORD)
 
