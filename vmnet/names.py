@@ -7,7 +7,9 @@ Rules:
    order (ordinal scheme, used when the pod already has a `net<N>` link).
 2. From a pod interface name P (a leading `pod` removed: S):
    bridge `k6t-S`, renamed pod NIC `S-nic`, tap `tap0` for the primary network
-   else `tap` + P[3:], dummy P.
+   else `tap` + P[3:] for KubeVirt's own names (`pod<hash>`, `net<N>`) and
+   `tap` + P for any other name (`--iface red=sec0` -> `tapsec0`: KubeVirt's
+   P[3:] would make `tap0`, the primary's tap), dummy P.
 3. Every name fits IFNAMSIZ-1 = 15 characters; a longer one is a ConfigError
    (KubeVirt does not check custom primary names; vmnet does).
 """
@@ -54,6 +56,12 @@ def _stem(pod_iface: str) -> str:
     return pod_iface[len(HASH_PREFIX):] if pod_iface.startswith(HASH_PREFIX) else pod_iface
 
 
+def _tap(pod_iface: str) -> str:
+    if pod_iface.startswith(HASH_PREFIX) or _ORDINAL.match(pod_iface):
+        return f"tap{pod_iface[3:]}"
+    return f"tap{pod_iface}"
+
+
 @dataclass(frozen=True, slots=True)
 class LinkNames:
     """The links phase 1 makes or renames for one pod interface."""
@@ -71,7 +79,7 @@ class LinkNames:
             pod_iface=pod_iface,
             bridge=f"k6t-{stem}",
             nic=f"{stem}-nic",
-            tap="tap0" if primary else f"tap{pod_iface[3:]}",
+            tap="tap0" if primary else _tap(pod_iface),
             dummy=pod_iface,
         )
         for field_name in ("pod_iface", "bridge", "nic", "tap", "dummy"):

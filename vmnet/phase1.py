@@ -69,6 +69,10 @@ def pod_iface_names(vmi: Vmi, existing: list[str], iface_map: Mapping[str, str])
             position += 1
             name = ordinal_pod_iface(position) if ordinal else hashed_pod_iface(net.name)
         out[net.name] = check_ifname(iface_map.get(net.name, name), f"--iface {net.name}")
+    taken = [name for name in out.values() if list(out.values()).count(name) > 1]
+    if taken:
+        nets = sorted(n for n, name in out.items() if name == taken[0])
+        raise ConfigError("--iface", f"networks {nets} would share pod interface {taken[0]!r}")
     return out
 
 
