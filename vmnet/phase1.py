@@ -14,6 +14,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from vmnet.names import check_ifname, uses_ordinal_scheme
 
 log = logging.getLogger(__name__)
 SYSCTL_RECORD = "sysctl"
+_SYSCTL_KEY = re.compile(r"^net/[A-Za-z0-9_.\-/]+$")
 
 
 ALLOW_BRIDGE_MIGRATION = "kubevirt.io/allow-pod-bridge-network-live-migration"
@@ -143,8 +145,12 @@ def check_migration(vmi: Vmi, options: PlugOptions) -> None:
 
 
 def _saved_sysctls(cache: Cache) -> dict[str, str | None]:
+    """The sysctl record: `net/...` keys to the value before plug (None: absent)."""
     saved = cache.read(SYSCTL_RECORD) or {}
     for key, value in saved.items():
+        if not _SYSCTL_KEY.match(key) or ".." in key.split("/"):
+            raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key!r} is not a "
+                             "net/ sysctl")
         if value is not None and not isinstance(value, str):
             raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key} is not a string")
     return saved
@@ -217,7 +223,7 @@ def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = 
     applier = Applier(drivers, on_mutation)
     result = PlugResult()
     for record in records:
-        index, iface, net = pairs[record.network]
+        _, iface, net = pairs[record.network]
         ctx = _context(vmi, record.index, iface, net, record)
         applier.apply(_recorded_binding(record).unplan(ctx))
         cache.remove("dhcp", record.network)
