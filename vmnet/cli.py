@@ -15,11 +15,15 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from vmnet.cache import Cache, NetworkRecord
 from vmnet.errors import ConfigError, VmnetError
 from vmnet.manifest import Vmi
+
+if TYPE_CHECKING:
+    from vmnet.dhcp.config import DhcpConfig
+    from vmnet.dhcp6.config import Dhcp6Config
 
 log = logging.getLogger("vmnet")
 DEFAULT_CACHE_ROOT = "/run/vmnet"
@@ -213,6 +217,8 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from vmnet import phase2
+
     cache = Cache(args.cache_dir)
     records = cache.networks()
     if args.json:
@@ -221,8 +227,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not records:
         print(f"nothing plugged (cache {cache.root})")
     for r in records:
-        dhcp = cache.read("dhcp", r.network)
-        lease = f"lease {dhcp['address']}" if dhcp else "no DHCP"
+        dhcp = phase2.lease(cache, r.network)
+        lease = f"lease {dhcp.address}" if dhcp else "no DHCP"
         print(f"{r.vmi} {r.network}: {r.binding} on pod NIC {r.pod_iface} "
               f"(mac {r.pod_nic.link.mac}), VM mac {r.vm_mac}, {lease}, "
               f"{r.state.name.lower()}")
@@ -230,6 +236,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]:
+    from vmnet import phase2
+
     out: dict[str, object] = {"cacheDir": cache.root}
     vmis = {r.vmi for r in records}
     if len(vmis) == 1:
@@ -239,10 +247,14 @@ def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]
         **r.to_json(),
         "mac": str(r.vm_mac),
         "podNicMac": str(r.pod_nic.link.mac),
-        "dhcp": cache.read("dhcp", r.network),
-        "dhcp6": cache.read("dhcp6", r.network),
+        "dhcp": _json_or_none(phase2.lease(cache, r.network)),
+        "dhcp6": _json_or_none(phase2.lease6(cache, r.network)),
     } for r in records]
     return out
+
+
+def _json_or_none(config: DhcpConfig | Dhcp6Config | None) -> dict[str, object] | None:
+    return None if config is None else config.to_json()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -66,15 +66,32 @@ def decorate(vmi: Vmi, cache: Cache, domain_xml: bytes | None) -> bytes:
     return dom.to_bytes(root)
 
 
+def lease(cache: Cache, network: str) -> DhcpConfig | None:
+    """The DHCPv4 lease phase 1 recorded for `network`, validated; None if it has none."""
+    body = cache.read("dhcp", network)
+    try:
+        return None if body is None else DhcpConfig.from_json(body)
+    except CacheError as err:
+        raise CacheError(f"read cache {cache.path('dhcp', network)}: {err}") from err
+
+
+def lease6(cache: Cache, network: str) -> Dhcp6Config | None:
+    """The DHCPv6 lease phase 1 recorded for `network`, validated; None if it has none."""
+    body = cache.read("dhcp6", network)
+    try:
+        return None if body is None else Dhcp6Config.from_json(body)
+    except CacheError as err:
+        raise CacheError(f"read cache {cache.path('dhcp6', network)}: {err}") from err
+
+
 def dhcp_configs(vmi: Vmi, cache: Cache,
                  resolv: resolvconf.ResolvConf) -> list[tuple[str, DhcpConfig]]:
     """(serving bridge, configuration) for every network that gets DHCP."""
     out = []
     for iface, net, record in _finished(vmi, cache):
-        body = cache.read("dhcp", net.name)
-        if body is None:
+        base = lease(cache, net.name)
+        if base is None:
             continue
-        base = DhcpConfig.from_json(body)
         names = LinkNames.derive(record.pod_iface, primary=record.primary)
         out.append((names.bridge, _complete(vmi, iface, base, resolv)))
     return out
@@ -85,10 +102,9 @@ def dhcp6_configs(vmi: Vmi, cache: Cache,
     """(serving bridge, configuration) for every network that gets DHCPv6 and RAs."""
     out = []
     for _iface, net, record in _finished(vmi, cache):
-        body = cache.read("dhcp6", net.name)
-        if body is None:
+        base = lease6(cache, net.name)
+        if base is None:
             continue
-        base = Dhcp6Config.from_json(body)
         names = LinkNames.derive(record.pod_iface, primary=record.primary)
         dns = tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv6Address))
         search = resolvconf.with_subdomain(resolv.search, vmi.subdomain)
@@ -114,4 +130,5 @@ def _complete(vmi: Vmi, iface: Interface, base: DhcpConfig,
     return dataclasses.replace(base, **extra)  # type: ignore[arg-type]
 
 
-__all__ = ["decorate", "dhcp_configs", "dhcp6_configs", "domain_interfaces", "hostname", "binding_for"]
+__all__ = ["decorate", "dhcp_configs", "dhcp6_configs", "domain_interfaces", "hostname", "lease",
+           "lease6", "binding_for"]
