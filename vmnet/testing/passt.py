@@ -26,8 +26,8 @@ Rules:
    passt.avx2 (0.0~git20230309) dies of SIGSEGV on the first inbound TCP
    connection; the copy has no `.avx2` sibling and stays the baseline build.
 4. `PasstGuest` is `QemuGuest` with the tap netdev swapped for qemu 7.2's
-   `-netdev stream,server=off,addr.type=unix,addr.path=S`, the transport
-   libvirt uses for passt.
+   `-netdev stream,server=off,addr.type=unix,addr.path=S`, the command line
+   passt prints at start-up for qemu >= 7.2.
 5. Every wait has a deadline; `close()` stops passt and removes its
    directory, so nothing outlives the context manager.
 """
