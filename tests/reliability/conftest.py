@@ -18,18 +18,10 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from vmnet.driver.netns import run_in
 from vmnet.testing import netns as ns
 from vmnet.testing.snapshot import NetSnapshot, snapshot
-
-settings.register_profile(
-    "fuzz", max_examples=200_000, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow], print_blob=True,
-)
-if os.environ.get("VMNET_FUZZ"):
-    settings.load_profile("fuzz")
 
 VOLATILE_SYSCTLS = re.compile(
     r"^net/(netfilter/nf_conntrack_(count|buckets)|ipv4/tcp_.*mem|ipv4/udp_mem"

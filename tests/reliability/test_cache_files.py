@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.conftest import BRIDGE_VM, assert_same, changes, picture, vmnet
@@ -29,6 +29,8 @@ from vmnet.testing import netns as ns
 from vmnet.testing.cni import bridge_config
 
 GOOD = {"answer": 42}
+FUZZ = settings(max_examples=int(os.environ.get("VMNET_FUZZ_EXAMPLES", "300")), deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _files(root: Path) -> list[str]:
@@ -151,7 +153,7 @@ RECORD_KEYS = ["network", "binding", "state", "podIface", "index", "primary", "p
                "vmMac", "vmi", "tap", "warnings"]
 
 
-@settings(max_examples=300, deadline=None)
+@FUZZ
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_read_as_record_or_cache_error(tmp_path_factory, data):
     root = tmp_path_factory.mktemp("c")
@@ -162,7 +164,7 @@ def test_arbitrary_bytes_read_as_record_or_cache_error(tmp_path_factory, data):
         assert "\n" not in str(err)
 
 
-@settings(max_examples=300, deadline=None)
+@FUZZ
 @given(st.fixed_dictionaries({}, optional={k: json_values for k in RECORD_KEYS}))
 def test_arbitrary_record_bodies_read_as_record_or_cache_error(tmp_path_factory, body):
     root = tmp_path_factory.mktemp("c")
