@@ -23,6 +23,7 @@ Rules:
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -36,6 +37,7 @@ MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3
 BROADCAST_FLAG = 0x8000  # RFC 2131 §2, figure 2
 MIN_MESSAGE = 300  # RFC 1542 §2.1: BOOTP relays may drop smaller messages
 IP_UDP_HEADERS = 28
+_END = bytes((OptionCode.END,))
 _HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # 236 bytes
 _ZERO = IPv4Address(0)
 
@@ -171,29 +173,32 @@ def _merge(raw: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
 
 def encode(msg: DhcpMessage) -> bytes:
     """Serialize `msg` (see rules 4 and 5)."""
-    out = bytearray(
-        _HEADER.pack(
-            msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-            msg.ciaddr.packed, msg.yiaddr.packed, msg.siaddr.packed, msg.giaddr.packed,
-            msg.chaddr, msg.sname, msg.file,
-        )
+    head = _HEADER.pack(
+        msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
+        msg.ciaddr.packed, msg.yiaddr.packed, msg.siaddr.packed, msg.giaddr.packed,
+        msg.chaddr, msg.sname, msg.file,
     )
-    out += MAGIC_COOKIE
-    for code, value in msg.options:
-        out += encode_option(code, value)
-    out.append(OptionCode.END)
-    return bytes(out.ljust(MIN_MESSAGE, b"\0"))
+    body = b"".join([head, MAGIC_COOKIE, *(encode_option(c, v) for c, v in msg.options), _END])
+    return body.ljust(MIN_MESSAGE, b"\0")
+
+
+def encoded_length(options: Sequence[tuple[int, bytes]]) -> int:
+    """`len(encode(m))` for a message `m` with these options, without encoding."""
+    raw = _HEADER.size + len(MAGIC_COOKIE) + 1
+    for _, value in options:
+        size = len(value)
+        raw += size + 2 if size <= 255 else size + 2 * -(-size // 255)
+    return max(raw, MIN_MESSAGE)
 
 
 def encode_option(code: int, value: bytes) -> bytes:
     """One option with RFC 3396 splitting: `(121, 300 bytes)` -> 121,255,.. 121,45,.."""
-    if not value:
-        return bytes((code, 0))
-    out = bytearray()
-    for start in range(0, len(value), 255):
-        chunk = value[start : start + 255]
-        out += bytes((code, len(chunk))) + chunk
-    return bytes(out)
+    if len(value) <= 255:
+        return bytes((code, len(value))) + value
+    return b"".join(
+        bytes((code, len(value[start : start + 255]))) + value[start : start + 255]
+        for start in range(0, len(value), 255)
+    )
 
 
 def frame_ipv4_udp(
@@ -213,10 +218,14 @@ def frame_ipv4_udp(
 
 
 def _checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement sum."""
+    """RFC 1071 one's-complement sum, complemented.
+
+    The 16-bit words read as one big-endian integer N: since 2**16 = 1
+    (mod 0xFFFF), N mod 0xFFFF is their end-around-carry sum, except that a
+    non-zero sum is 0xFFFF rather than 0 (RFC 1071 §1).
+    """
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    number = int.from_bytes(data, "big")
+    total = number % 0xFFFF or (0xFFFF if number else 0)
     return ~total & 0xFFFF

@@ -31,12 +31,12 @@ import logging
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from vmnet.addr import MacAddress
 from vmnet.dhcp.codec import BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, IP_UDP_HEADERS
-from vmnet.dhcp.codec import DhcpMessage, encode
+from vmnet.dhcp.codec import DhcpMessage, encoded_length
 from vmnet.dhcp import options as opt
 from vmnet.dhcp.config import DhcpConfig, Route
 from vmnet.dhcp.options import MessageType, OptionCode, ipv4_list, u32
@@ -160,6 +160,7 @@ class SingleLeaseResponder:
             if not inform:
                 head.append((int(OptionCode.LEASE_TIME), u32(self.config.lease_time)))
             body = self.catalog.ordered(msg.parameter_request_list, inform=inform)
+        options = self._fit(head, body, msg.max_message_size)
         reply = DhcpMessage(
             op=BOOTREPLY,
             htype=msg.htype,
@@ -172,22 +173,18 @@ class SingleLeaseResponder:
             giaddr=msg.giaddr,
             chaddr=msg.chaddr,
             file=b"" if nak else self.catalog.boot_file,
+            options=options,
         )
-        reply = self._fit(reply, head, body, msg.max_message_size)
         return self._address(msg, reply, nak)
 
-    def _fit(
-        self, reply: DhcpMessage, head: list[tuple[int, bytes]],
-        body: list[tuple[int, bytes]], client_max: int | None,
-    ) -> DhcpMessage:
+    def _fit(self, head: list[tuple[int, bytes]], body: list[tuple[int, bytes]],
+             client_max: int | None) -> tuple[tuple[int, bytes], ...]:
         limit = max(client_max or MIN_MAX_MESSAGE, MIN_MAX_MESSAGE) - IP_UDP_HEADERS
-        while True:
-            candidate = replace(reply, options=tuple(head + body))
-            if len(encode(candidate)) <= limit or not body:
-                return candidate
+        while encoded_length(head + body) > limit and body:
             code, _ = body.pop()
             self.stats.options_dropped += 1
             self.logger.warning("dhcp: option %d dropped to fit %d bytes", code, limit)
+        return tuple(head + body)
 
     def _address(self, msg: DhcpMessage, reply: DhcpMessage, nak: bool) -> Reply:
         src = self.config.server_id
