@@ -1,0 +1,1 @@
+"""vmnet benchmarks: `python benchmarks/run.py [--quick] [--json]` (docs/performance.md)."""
