@@ -109,7 +109,8 @@ def test_guest_behind_passt_gets_the_pod_ip_routes_and_egress(passt_pod, node):
             _, seen = guest.run(f"timeout 5 nc {NODE_ADDR} 8000 </dev/null", timeout=20)
         finally:
             tcp.stop(server)
-        assert seen.strip() == str(pod.address.ip), "egress leaves with the pod's own address"
+        # nc does not always see the server's FIN through this passt; `timeout` ends it
+        assert seen.strip().removesuffix("Terminated") == str(pod.address.ip), "egress: pod IP"
 
         # passt (uid 107) listens on the manifest's port 80 in the pod: ip_unprivileged_port_start=0
         assert accepts(node.netns, pod.address.ip, 80) == "accepted"
