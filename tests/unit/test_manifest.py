@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from vmnet.addr import MacAddress
 from vmnet.errors import ConfigError
 from vmnet.manifest import (
+    MASQUERADE_BRIDGE_MAC,
     Binding,
     DhcpOptions,
     Interface,
@@ -852,7 +853,8 @@ def test_fuzz_corrupted_good_files(path: Path, at: int, junk: str) -> None:
 
 
 NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True)
-MACS = st.binary(min_size=6, max_size=6).map(MacAddress.random_local)
+MACS = st.binary(min_size=6, max_size=6).map(MacAddress.random_local).filter(
+    lambda mac: mac != MASQUERADE_BRIDGE_MAC)  # reserved for the masquerade bridge
 PORTS = st.lists(
     st.builds(
         Port,
