@@ -15,13 +15,14 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
+from vmnet import jsonrec
 from vmnet.addr import MacAddress
 from vmnet.dhcp import options
-from vmnet.errors import CacheError, ConfigError, VmnetError
+from vmnet.errors import ConfigError
 
 DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's lease (reference §1)
 MAX_PRIVATE_OPTION = 1024
@@ -106,25 +107,7 @@ class DhcpConfig:
         Raises:
             CacheError: `obj` is not such a dict; the message names the key.
         """
-        if not isinstance(obj, dict):
-            raise CacheError(f"dhcp config: expected an object, got {type(obj).__name__}")
-        known = {f.name for f in fields(cls)}
-        for key in obj:
-            if key not in known:
-                raise CacheError(f"dhcp config key {key!r}: unknown key")
-        for key in ("client_mac", "address", "server_id"):
-            if key not in obj:
-                raise CacheError(f"dhcp config key {key!r}: missing")
-        kwargs: dict[str, Any] = {}
-        for key, value in obj.items():
-            try:
-                kwargs[key] = _FROM_JSON[key](value)
-            except (VmnetError, ValueError, TypeError, AttributeError) as err:
-                raise CacheError(f"dhcp config key {key!r}: {err}") from err
-        try:
-            return cls(**kwargs)
-        except ConfigError as err:
-            raise CacheError(f"dhcp config key {err.field!r}: {err.cause}") from err
+        return jsonrec.from_json(cls, obj, "dhcp config", ("client_mac", "address", "server_id"), _FROM_JSON)
 
 
 def _str_or_none(value: object) -> str | None:

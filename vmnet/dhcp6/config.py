@@ -17,13 +17,14 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface
 from typing import Any
 
+from vmnet import jsonrec
 from vmnet.addr import MacAddress
 from vmnet.dhcp6.options import domain_list
-from vmnet.errors import CacheError, ConfigError, VmnetError
+from vmnet.errors import ConfigError
 
 DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's v6 lifetimes (reference §1)
 DEFAULT_ROUTER_LIFETIME = 1800  # RFC 4861 §6.2.1: 3 * MaxRtrAdvInterval (600 s)
@@ -70,25 +71,7 @@ class Dhcp6Config:
         Raises:
             CacheError: `obj` is not such a dict; the message names the key.
         """
-        if not isinstance(obj, dict):
-            raise CacheError(f"dhcp6 config: expected an object, got {type(obj).__name__}")
-        known = {f.name for f in fields(cls)}
-        for key in obj:
-            if key not in known:
-                raise CacheError(f"dhcp6 config key {key!r}: unknown key")
-        for key in ("client_mac", "address", "server_mac"):
-            if key not in obj:
-                raise CacheError(f"dhcp6 config key {key!r}: missing")
-        kwargs: dict[str, Any] = {}
-        for key, value in obj.items():
-            try:
-                kwargs[key] = _FROM_JSON[key](value)
-            except (VmnetError, ValueError, TypeError) as err:
-                raise CacheError(f"dhcp6 config key {key!r}: {err}") from err
-        try:
-            return cls(**kwargs)
-        except ConfigError as err:
-            raise CacheError(f"dhcp6 config key {err.field!r}: {err.cause}") from err
+        return jsonrec.from_json(cls, obj, "dhcp6 config", ("client_mac", "address", "server_mac"), _FROM_JSON)
 
 
 def _typed(kind: type, *, optional: bool = False) -> Callable[[str, Any], Any]:
