@@ -5,7 +5,9 @@ Rules:
    first (a bind failure is reported before anything serves), then runs the
    DHCPv4 loop and, when a network has IPv6, the DHCPv6 + RA loop, each on
    its own thread.
-2. `stop()` ends both loops within a fraction of a second and closes every
+2. DHCPv4 receive sockets are watched by a `vmnet.dhcp.shield.Shield`: one
+   that overflows under a flood keeps only the VM's requests from then on.
+3. `stop()` ends both loops within a fraction of a second and closes every
    socket; it may be called more than once. `vmnet dhcp`, `vmnet demo` and
    the `plugged` test fixture all serve through this class.
 """
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from vmnet.dhcp import server as server4
 from vmnet.dhcp.config import DhcpConfig
 from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet.dhcp.shield import Shield
 from vmnet.dhcp6 import server as server6
 from vmnet.dhcp6.config import Dhcp6Config
 from vmnet.dhcp6.responder import Responder6
@@ -45,6 +48,9 @@ class Service:
         self.responders6 = [r for _, r in pairs6]
         if pairs4:
             self._start("dhcp4", server4.serve, pairs4, self._stop)
+            rx = [(e.rx, r.config.client_mac) for e, r in pairs4]  # type: ignore[attr-defined]
+            self.shield = Shield(rx)
+            self._start("dhcp4-shield", self.shield.run, self._stop)
         if pairs6:
             self._start("dhcp6", lambda p, s: server6.serve6(p, s, ra_interval=ra_interval),
                         pairs6, self._stop)
