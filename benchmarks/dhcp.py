@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -36,6 +37,7 @@ from vmnet.testing.wait import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DNSMASQ_ADDR = "254"
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -115,9 +117,15 @@ def dnsmasq_server(setup: Setup) -> Iterator[subprocess.Popen[bytes]]:
         ns.ip_batch(setup.pod.netns, [f"addr del {extra} dev k6t-eth0"])
 
 
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextmanager
 def _running(argv: list[str], **kw: object) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+    """A server process; it gets SIGTERM if this process dies first (prctl(2))."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,  # type: ignore[call-overload]
+                            preexec_fn=_die_with_parent, **kw)  # noqa: PLW1509 (prctl only)
     try:
         yield proc
     finally:
@@ -166,6 +174,9 @@ def measure(node: Node, seconds: float, rss_transactions: int) -> dict[str, floa
                 out["dhcp_dnsmasq_rps"] = theirs.rps
                 out["dhcp_dnsmasq_lost"] = theirs.lost
                 out["dhcp_loadgen_busy_dnsmasq"] = theirs.busy
+                paced = gen.open_loop(theirs.rps / 2, max(1000, int(theirs.rps * seconds / 2)))
+                out["dhcp_dnsmasq_p99_ms"] = loadgen_pct(paced, 99)
+                out["dhcp_dnsmasq_p99_rate"] = theirs.rps / 2
         finally:
             gen.sock.close()
     return out

@@ -130,6 +130,8 @@ class Generator:
                     run.latencies_ms.append((_arrival(anc) - sent) * 1000)
 
     def _expire(self, run: Run, now: float) -> None:
+        if self.stamped:
+            now = time.time()
         old = [x for x, t in self.pending.items() if now - t > TIMEOUT]
         for xid in old:
             del self.pending[xid]

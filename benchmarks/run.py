@@ -111,6 +111,8 @@ def table(res: dict[str, Any]) -> str:
             ("DHCP vmnet, DISCOVER->OFFER", res["dhcp_vmnet_rps"], "/s"),
             ("DHCP dnsmasq, DISCOVER->OFFER", res["dhcp_dnsmasq_rps"], "/s"),
             (f"DHCP vmnet p99 at {res['dhcp_vmnet_p99_rate']:.0f}/s", res["dhcp_vmnet_p99_ms"], "ms"),
+            (f"DHCP dnsmasq p99 at {res['dhcp_dnsmasq_p99_rate']:.0f}/s",
+             res["dhcp_dnsmasq_p99_ms"], "ms"),
             (f"RSS after {res['dhcp_rss_transactions']} transactions", res["dhcp_rss_mb"], "MB"),
             ("import vmnet.dhcp.server (process wall)", res["import_ms"], "ms"),
             ("  of which python startup", res["python_startup_ms"], "ms")]

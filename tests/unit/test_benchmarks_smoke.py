@@ -5,6 +5,7 @@ import json
 import math
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -29,10 +30,17 @@ MAC = MacAddress.parse("02:00:00:00:00:01")
 @pytest.mark.netns
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
 def test_run_json_has_every_required_key():
-    done = subprocess.run([sys.executable, "benchmarks/run.py", "--tiny", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    res = json.loads(done.stdout)
+    proc = subprocess.Popen([sys.executable, "benchmarks/run.py", "--tiny", "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # run.py cleans up on KeyboardInterrupt
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    res = json.loads(out)
     for key in REQUIRED:
         assert isinstance(res[key], (int, float)) and math.isfinite(res[key]) and res[key] > 0, key
     assert set(res["nic_sweep_ms_p50"]) == {"1", "2", "4", "8", "16"}
