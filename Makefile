@@ -61,5 +61,17 @@ type: venv
 	$(PY) -m pip install -q mypy types-PyYAML lxml-stubs
 	$(PY) -m mypy vmnet
 
+# The long fuzz run (not part of `make test`): VMNET_FUZZ_SECONDS, VMNET_FUZZ_EXAMPLES.
+fuzz: venv
+	$(PY) -m pip install -q atheris
+	VMNET_FUZZ_EXAMPLES=$${VMNET_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -m "not netns" -p no:cacheprovider \
+		tests/reliability/test_dhcp_fuzz.py tests/reliability/test_cache_files.py
+	$(PY) tests/reliability/fuzz_atheris.py -max_total_time=$${VMNET_FUZZ_SECONDS:-300}
+
+# Benchmarks (docs/performance.md): `make bench` for the full run, BENCH_ARGS=--quick for a short one.
+bench: deps venv
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
