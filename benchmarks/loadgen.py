@@ -114,11 +114,15 @@ class Generator:
         self.sock.send(self.frame)
 
     def _drain(self, run: Run, record: bool) -> None:
-        pending, recvmsg = self.pending, self.sock.recvmsg
+        pending, sock = self.pending, self.sock
         space = socket.CMSG_SPACE(_TIMESPEC.size)
+        anc: list[tuple[int, int, bytes]] = []
         while True:
             try:
-                data, anc, _, _ = recvmsg(2048, space)
+                if record:
+                    data, anc, _, _ = sock.recvmsg(2048, space)
+                else:
+                    data = sock.recv(2048)
             except BlockingIOError:
                 return
             if len(data) < 50 or data[23] != 17 or data[36:38] != b"\x00\x44" or data[42] != 2:
@@ -137,7 +141,7 @@ class Generator:
             del self.pending[xid]
         run.lost += len(old)
 
-    def closed_loop(self, seconds: float, window: int = 16, limit: int | None = None) -> Run:
+    def closed_loop(self, seconds: float, window: int = 64, limit: int | None = None) -> Run:
         """Max throughput: keep `window` DISCOVERs in flight for `seconds`."""
         run, cpu0 = Run(), time.thread_time()
         start = last_expiry = time.perf_counter()

@@ -32,7 +32,8 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
-IFLA_PROTINFO, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_BRPORT_LEARNING = 12, 18, 1, 8
+IFLA_PROTINFO, IFLA_LINKINFO, IFLA_BRPORT_LEARNING = 12, 18, 8
+IFLA_INFO_KIND, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 4, 5
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 NLA_F_NESTED, NLA_TYPE_MASK = 0x8000, 0x3FFF
@@ -127,6 +128,14 @@ class Pyroute2Netlink:
     def _do(self, op: str, target: str, kind: int, body: bytes, flags: int = 0) -> None:
         self._request(op, target, kind, NLM_F_ACK | flags, body)
 
+    def _get_link(self, op: str, target: str, body: bytes) -> list[bytes]:
+        try:
+            return self._request(op, target, RTM_GETLINK, 0, body)
+        except DriverError as err:
+            if err.errno != errno.ENODEV:
+                raise
+            return []
+
     def links(self) -> list[LinkState]:
         msgs = self._request("link dump", "*", RTM_GETLINK, NLM_F_DUMP,
                              _IFINFO.pack(0, 0, 0, 0, 0))
@@ -149,25 +158,18 @@ class Pyroute2Netlink:
             target, body = name, _IFINFO.pack(0, 0, 0, 0, 0) + _string(IFLA_IFNAME, name)
         else:
             return None
-        try:
-            msgs = self._request("link get", target, RTM_GETLINK, 0, body)
-        except DriverError as err:
-            if err.errno != errno.ENODEV:
-                raise
-            msgs = []
+        msgs = self._get_link("link get", target, body)
         if not msgs:
             return None
         found = _IFINFO.unpack_from(msgs[0])[2]
         return _link_state(msgs[0], {found: [a for _, a in self._addresses(found)]})
 
     def routes(self) -> list[RouteState]:
-        out = []
+        out: list[RouteState] = []
         for family in (AF_INET, AF_INET6):
             body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-            for msg in self._request("route dump", "main", RTM_GETROUTE, NLM_F_DUMP, body):
-                route = _route_state(msg)
-                if route.table == RT_TABLE_MAIN:
-                    out.append(route)
+            msgs = self._request("route dump", "main", RTM_GETROUTE, NLM_F_DUMP, body)
+            out += [r for r in map(_route_state, msgs) if r.table == RT_TABLE_MAIN]
         return out
 
     def link_add(self, name: str, kind: str, *, mac: MacAddress | None = None) -> None:
@@ -220,14 +222,13 @@ class Pyroute2Netlink:
         self._do("route del", str(route.destination), RTM_DELROUTE, _route_body(route))
 
     def learning(self, index: int) -> bool | None:
-        """IFLA_BRPORT_LEARNING of a bridge port; None for a link in no bridge."""
-        body = _IFINFO.pack(AF_BRIDGE, 0, 0, 0, 0)
-        for msg in self._request("brport get", f"#{index}", RTM_GETLINK, NLM_F_DUMP, body):
-            if _IFINFO.unpack_from(msg)[2] == index:
-                info = _attrs(msg, _IFINFO.size).get(IFLA_PROTINFO)
-                value = _attrs(info).get(IFLA_BRPORT_LEARNING) if info else None
-                return None if value is None else bool(value[0])
-        return None
+        """IFLA_BRPORT_LEARNING of a bridge port (in IFLA_INFO_SLAVE_DATA), else None."""
+        msgs = self._get_link("brport get", f"#{index}", _IFINFO.pack(0, 0, index, 0, 0))
+        info = _attrs(_attrs(msgs[0], _IFINFO.size).get(IFLA_LINKINFO, b"")) if msgs else {}
+        if _cstr(info.get(IFLA_INFO_SLAVE_KIND)) != "bridge":
+            return None
+        value = _attrs(info.get(IFLA_INFO_SLAVE_DATA, b"")).get(IFLA_BRPORT_LEARNING)
+        return None if value is None else bool(value[0])
 
     def set_learning(self, index: int, on: bool) -> None:
         info = _attr(IFLA_PROTINFO | NLA_F_NESTED, _attr(IFLA_BRPORT_LEARNING, bytes((int(on),))))
