@@ -53,7 +53,7 @@ def check_ifname(name: str, what: str = "interface name") -> str:
 
 
 def _stem(pod_iface: str) -> str:
-    return pod_iface[len(HASH_PREFIX):] if pod_iface.startswith(HASH_PREFIX) else pod_iface
+    return pod_iface.removeprefix(HASH_PREFIX)
 
 
 def _tap(pod_iface: str) -> str:

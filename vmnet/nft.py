@@ -23,6 +23,7 @@ Rules (reference §4.4, KubeVirt `masquerade.go`, with vmnet's changes noted):
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 
 from vmnet.addr import IPAddress
@@ -72,7 +73,7 @@ def fingerprints(script: str) -> dict[tuple[str, str], str]:
     """(family, table) -> the table comment, for every table `script` defines."""
     out: dict[tuple[str, str], str] = {}
     lines = script.splitlines()
-    for line, nxt in zip(lines, lines[1:]):
+    for line, nxt in itertools.pairwise(lines):
         words = line.split()
         if len(words) == 4 and words[0] == "table" and words[3] == "{":
             stripped = nxt.strip()

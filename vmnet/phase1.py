@@ -28,8 +28,14 @@ from vmnet.driver.netns import check_netns
 from vmnet.errors import CacheError, ConfigError, VmnetError
 from vmnet.manifest import Binding, Interface, Network, Vmi
 from vmnet.model import TapSpec
-from vmnet.names import PRIMARY_POD_IFACE, LinkNames, hashed_pod_iface, ordinal_pod_iface
-from vmnet.names import check_ifname, uses_ordinal_scheme
+from vmnet.names import (
+    PRIMARY_POD_IFACE,
+    LinkNames,
+    check_ifname,
+    hashed_pod_iface,
+    ordinal_pod_iface,
+    uses_ordinal_scheme,
+)
 
 log = logging.getLogger(__name__)
 SYSCTL_RECORD = "sysctl"
@@ -59,7 +65,7 @@ def pod_iface_names(vmi: Vmi, existing: list[str], iface_map: Mapping[str, str])
     """Network name -> pod interface name (reference §2.1), overrides first."""
     unknown = set(iface_map) - {n.name for n in vmi.networks}
     if unknown:
-        raise ConfigError("--iface", f"no network named {sorted(unknown)[0]!r} in the manifest")
+        raise ConfigError("--iface", f"no network named {min(unknown)!r} in the manifest")
     ordinal = uses_ordinal_scheme(existing)
     out: dict[str, str] = {}
     position = 0
@@ -254,4 +260,4 @@ def _restore_sysctls(cache: Cache, drivers: Drivers, applier: Applier,
     cache.remove(SYSCTL_RECORD)
 
 
-__all__ = ["PlugOptions", "PlugResult", "plug", "unplug", "prepare", "VmnetError"]
+__all__ = ["PlugOptions", "PlugResult", "VmnetError", "plug", "prepare", "unplug"]

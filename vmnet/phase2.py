@@ -130,5 +130,13 @@ def _complete(vmi: Vmi, iface: Interface, base: DhcpConfig,
     return dataclasses.replace(base, **extra)  # type: ignore[arg-type]
 
 
-__all__ = ["decorate", "dhcp_configs", "dhcp6_configs", "domain_interfaces", "hostname", "lease",
-           "lease6", "binding_for"]
+__all__ = [
+    "binding_for",
+    "decorate",
+    "dhcp6_configs",
+    "dhcp_configs",
+    "domain_interfaces",
+    "hostname",
+    "lease",
+    "lease6",
+]
