@@ -84,9 +84,10 @@ class Applier:
         )
 
     def _locate(self, spec: LinkSpec) -> LinkState | None:
+        addresses = spec.addresses is not None
         if spec.index is not None:
-            return self.nl.link(index=spec.index)
-        return self.nl.link(name=spec.name)
+            return self.nl.link(index=spec.index, addresses=addresses)
+        return self.nl.link(name=spec.name, addresses=addresses)
 
     def ensure_link(self, spec: LinkSpec) -> None:
         cur = self._locate(spec)
@@ -122,7 +123,8 @@ class Applier:
                 self.warnings.append(msg)
                 return None
             raise
-        cur = self.nl.link(name=spec.name)
+        # a link just made has no address but the kernel's IPv6 link-local (rule 5)
+        cur = self.nl.link(name=spec.name, addresses=False)
         if cur is None:
             raise DriverError("link lookup after create", spec.name, errno.ENODEV)
         return cur
@@ -164,7 +166,7 @@ class Applier:
                              cur.index, spec.learning)
 
     def _ensure_master(self, spec: LinkSpec, cur: LinkState) -> None:
-        master = self.nl.link(name=spec.master)
+        master = self.nl.link(name=spec.master, addresses=False)
         if master is None:
             raise DriverError("link master", f"{spec.name}->{spec.master}", errno.ENODEV)
         if cur.master != master.index:

@@ -187,7 +187,7 @@ def _write(path: str, data: bytes) -> None:
 
 
 def cmd_dhcp(args: argparse.Namespace) -> int:
-    from vmnet import phase2
+    from vmnet import leases
     from vmnet.dhcp import resolvconf
     from vmnet.driver.netns import check_netns
     from vmnet.serve import Service
@@ -195,8 +195,8 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
     vmi, cache = _load(args)
     check_netns(args.netns)
     resolv = resolvconf.load(args.resolv_conf)
-    v4 = phase2.dhcp_configs(vmi, cache, resolv)
-    v6 = phase2.dhcp6_configs(vmi, cache, resolv)
+    v4 = leases.dhcp_configs(vmi, cache, resolv)
+    v6 = leases.dhcp6_configs(vmi, cache, resolv)
     if not v4 and not v6:
         print("no interface needs DHCP")
         return 0
@@ -217,7 +217,7 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from vmnet import phase2
+    from vmnet import leases
 
     cache = Cache(args.cache_dir)
     records = cache.networks()
@@ -227,7 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not records:
         print(f"nothing plugged (cache {cache.root})")
     for r in records:
-        dhcp = phase2.lease(cache, r.network)
+        dhcp = leases.lease(cache, r.network)
         lease = f"lease {dhcp.address}" if dhcp else "no DHCP"
         print(f"{r.vmi} {r.network}: {r.binding} on pod NIC {r.pod_iface} "
               f"(mac {r.pod_nic.link.mac}), VM mac {r.vm_mac}, {lease}, "
@@ -236,7 +236,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]:
-    from vmnet import phase2
+    from vmnet import leases
 
     out: dict[str, object] = {"cacheDir": cache.root}
     vmis = {r.vmi for r in records}
@@ -247,8 +247,8 @@ def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]
         **r.to_json(),
         "mac": str(r.vm_mac),
         "podNicMac": str(r.pod_nic.link.mac),
-        "dhcp": _json_or_none(phase2.lease(cache, r.network)),
-        "dhcp6": _json_or_none(phase2.lease6(cache, r.network)),
+        "dhcp": _json_or_none(leases.lease(cache, r.network)),
+        "dhcp6": _json_or_none(leases.lease6(cache, r.network)),
     } for r in records]
     return out
 

@@ -10,19 +10,24 @@ Rules (reference §3):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vmnet.driver import Netlink
 from vmnet.errors import DiscoveryError
-from vmnet.model import PodNic
+from vmnet.model import PodNic, RouteState
 
 
-def discover(netlink: Netlink, pod_iface: str) -> PodNic:
-    """Read the pod NIC `pod_iface` and its routes."""
+def discover(netlink: Netlink, pod_iface: str,
+             routes: Sequence[RouteState] | None = None) -> PodNic:
+    """Read the pod NIC `pod_iface` and its routes (from `routes`, a dump of
+    the main table, when the caller already has one)."""
     link = netlink.link(name=pod_iface)
     if link is None:
         raise DiscoveryError(f"discover {pod_iface}: pod link ({pod_iface}) is missing")
-    routes = tuple(r for r in netlink.routes() if r.oif == link.index)
+    table = netlink.routes() if routes is None else routes
+    routes = tuple(r for r in table if r.oif == link.index)
     return PodNic(link=link, routes=routes)
 
 
 def link_names(netlink: Netlink) -> list[str]:
-    return [link.name for link in netlink.links()]
+    return [link.name for link in netlink.links(addresses=False)]

@@ -27,7 +27,7 @@ from vmnet.driver import Drivers, real
 from vmnet.driver.netns import check_netns
 from vmnet.errors import CacheError, ConfigError, VmnetError
 from vmnet.manifest import Binding, Interface, Network, Vmi
-from vmnet.model import TapSpec
+from vmnet.model import RouteState, TapSpec
 from vmnet.names import (
     PRIMARY_POD_IFACE,
     LinkNames,
@@ -101,6 +101,7 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
     existing = link_names(drivers.netlink)
     pod_names = pod_iface_names(vmi, existing, options.iface_map)
     out = []
+    routes: list[RouteState] | None = None
     for index, (iface, net) in enumerate(vmi.pairs()):
         if iface.state == "absent":
             continue
@@ -113,7 +114,9 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
         if record is None:
             primary = net is vmi.primary
             LinkNames.derive(pod_names[net.name], primary=primary)
-            pod_nic = discover(drivers.netlink, pod_names[net.name])
+            if routes is None:
+                routes = drivers.netlink.routes()
+            pod_nic = discover(drivers.netlink, pod_names[net.name], routes)
             record = NetworkRecord(
                 network=net.name, binding=binding.name, state=NetworkState.PENDING,
                 pod_iface=pod_names[net.name], index=index, primary=primary,

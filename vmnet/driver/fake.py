@@ -50,13 +50,19 @@ class FakeNetlink:
         self._routes.extend(replace(r, oif=link.index) for r in routes)
         return link
 
-    def links(self) -> list[LinkState]:
-        return sorted(self._links.values(), key=lambda link: link.index)
+    def links(self, addresses: bool = True) -> list[LinkState]:
+        found = sorted(self._links.values(), key=lambda link: link.index)
+        return found if addresses else [replace(x, addresses=()) for x in found]
 
-    def link(self, *, name: str | None = None, index: int | None = None) -> LinkState | None:
+    def link(self, *, name: str | None = None, index: int | None = None,
+             addresses: bool = True) -> LinkState | None:
         if index is not None:
-            return self._links.get(index)
-        return next((x for x in self._links.values() if x.name == name), None)
+            found = self._links.get(index)
+        else:
+            found = next((x for x in self._links.values() if x.name == name), None)
+        if found is not None and not addresses:
+            found = replace(found, addresses=())
+        return found
 
     def routes(self) -> list[RouteState]:
         return list(self._routes)

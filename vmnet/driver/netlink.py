@@ -1,15 +1,14 @@
-"""The netlink driver: rtnetlink requests on a socket bound to one namespace.
+"""The netlink driver: pyroute2 requests on a socket bound to one namespace.
 
 Rules:
-1. The socket is opened inside the namespace at construction, on a thread
-   that entered it (`vmnet.driver.netns.run_in`); a missing namespace is an
-   error, never silently created.
-2. Each verb is one request (or dump) built and parsed here with `struct`
-   (rtnetlink(7), linux/rtnetlink.h, linux/if_link.h): tens of microseconds,
-   where pyroute2 took about 0.5 ms per request (docs/performance.md).
-3. `link` asks for one link and its addresses; only `links` dumps them all.
-   `routes` dumps the main table, IPv4 then IPv6 (kernel dump order).
-4. An NLMSG_ERROR or a socket failure becomes `DriverError(op, target, errno)`.
+1. The rtnetlink socket is opened inside the namespace at construction, on a
+   thread that entered it (`vmnet.driver.netns.run_in`), and handed to
+   pyroute2 (`IPRoute(use_socket=...)`): no child process, and a missing
+   namespace is an error, never silently created.
+2. Each verb is one pyroute2 request: `link` asks for one link (and its
+   addresses), `learning` reads one bridge port; only `links` and `routes`
+   dump. pyroute2 does all the netlink encoding and decoding.
+3. `NetlinkError` and socket failures become `DriverError(op, target, errno)`.
 """
 
 from __future__ import annotations
@@ -17,284 +16,214 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from vmnet.addr import IPAddress, IPInterface, MacAddress
 from vmnet.driver.netns import run_in
 from vmnet.errors import DriverError
 from vmnet.model import RT_TABLE_MAIN, AddrState, LinkState, RouteState
 
-NETLINK_ROUTE, IFF_UP, AF_INET, AF_INET6, AF_BRIDGE = 0, 0x1, 2, 10, 7
-NLMSG_ERROR, NLMSG_DONE, NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 2, 3, 0x1, 0x4, 0x300
-NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
-IFLA_PROTINFO, IFLA_LINKINFO, IFLA_BRPORT_LEARNING = 12, 18, 8
-IFLA_INFO_KIND, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 4, 5
-IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
-NLA_F_NESTED, NLA_TYPE_MASK = 0x8000, 0x3FFF
-
-# nlmsghdr, ifinfomsg, ifaddrmsg, rtmsg, nlattr, u32 (native byte order)
-_NLMSG, _IFINFO, _IFADDR, _RTMSG, _NLA, _U32 = (
-    struct.Struct(f) for f in ("=IHHII", "=BxHiII", "=BBBBi", "=BBBBBBBBI", "=HH", "=I"))
-_CREATE, RECV_BUFFER = NLM_F_CREATE | NLM_F_EXCL, 1 << 16
+IFF_UP = 0x1
+AF_INET, AF_INET6 = 2, 10
+NETLINK_ROUTE = 0
 
 
-def _attr(kind: int, value: bytes) -> bytes:
-    pad = -(len(value) + 4) % 4
-    return _NLA.pack(len(value) + 4, kind) + value + b"\0" * pad
+@contextmanager
+def _op(op: str, target: str) -> Iterator[None]:
+    try:
+        yield
+    except NetlinkError as err:
+        raise DriverError(op, target, err.code) from err
+    except OSError as err:
+        raise DriverError(op, target, err.errno or errno.EIO) from err
 
 
-def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, _U32.pack(value))
-
-
-def _string(kind: int, value: str) -> bytes:
-    return _attr(kind, value.encode() + b"\0")
-
-
-def _attrs(data: bytes, start: int = 0) -> dict[int, bytes]:
-    """type -> payload of the attributes in `data[start:]` (first one wins)."""
-    out: dict[int, bytes] = {}
-    pos, end = start, len(data)
-    while pos + 4 <= end:
-        length, kind = _NLA.unpack_from(data, pos)
-        if length < 4:
-            break
-        out.setdefault(kind & NLA_TYPE_MASK, data[pos + 4 : pos + length])
-        pos += (length + 3) & ~3
-    return out
-
-
-def _cstr(value: bytes | None) -> str | None:
-    return None if value is None else value.split(b"\0", 1)[0].decode()
-
-
-def _int(value: bytes | None) -> int | None:
-    return None if value is None or len(value) < 4 else int(_U32.unpack_from(value)[0])
-
-
-def _ip(value: bytes | None) -> IPAddress | None:
-    return None if value is None else ipaddress.ip_address(value)
+def _netlink_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
 
 
 class Pyroute2Netlink:
-    """`vmnet.driver.Netlink` over a raw rtnetlink socket (name kept for callers)."""
+    """`vmnet.driver.Netlink` over pyroute2's IPRoute."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        self._seq = 0
-        try:
-            self._sock = run_in(netns, _netlink_socket)
-        except OSError as err:
-            raise DriverError("netlink open", netns or "self", err.errno or errno.EIO) from err
+        with _op("netlink open", netns or "self"):
+            self._ipr = IPRoute(use_socket=run_in(netns, _netlink_socket))
 
     def close(self) -> None:
-        self._sock.close()
+        self._ipr.close()
 
-    def _request(self, op: str, target: str, kind: int, flags: int, body: bytes) -> list[bytes]:
-        """Send one request; return the payloads of its answer (rule 4)."""
-        self._seq += 1
-        seq = self._seq
-        try:
-            self._sock.send(_NLMSG.pack(16 + len(body), kind, NLM_F_REQUEST | flags, seq, 0) + body)
-            return list(self._answer(seq, flags & NLM_F_DUMP == NLM_F_DUMP, op, target))
-        except OSError as err:
-            raise DriverError(op, target, err.errno or errno.EIO) from err
-
-    def _answer(self, seq: int, dump: bool, op: str, target: str) -> Iterator[bytes]:
-        while True:
-            data = self._sock.recv(RECV_BUFFER)
-            pos = 0
-            while pos + 16 <= len(data):
-                length, kind, _, mseq, _ = _NLMSG.unpack_from(data, pos)
-                payload = data[pos + 16 : pos + length]
-                pos += (length + 3) & ~3
-                if mseq != seq:
-                    continue
-                code = -struct.unpack_from("=i", payload)[0] if kind == NLMSG_ERROR else 0
-                if code:
-                    raise DriverError(op, target, code)
-                if kind in (NLMSG_ERROR, NLMSG_DONE):
-                    return
-                yield payload
-                if not dump:
-                    return
-
-    def _do(self, op: str, target: str, kind: int, body: bytes, flags: int = 0) -> None:
-        self._request(op, target, kind, NLM_F_ACK | flags, body)
-
-    def _get_link(self, op: str, target: str, body: bytes) -> list[bytes]:
-        try:
-            return self._request(op, target, RTM_GETLINK, 0, body)
-        except DriverError as err:
-            if err.errno != errno.ENODEV:
-                raise
-            return []
-
-    def links(self) -> list[LinkState]:
-        msgs = self._request("link dump", "*", RTM_GETLINK, NLM_F_DUMP,
-                             _IFINFO.pack(0, 0, 0, 0, 0))
+    def links(self, addresses: bool = True) -> list[LinkState]:
+        with _op("link dump", "*"):
+            msgs = self._ipr.get_links()
+            addrs = self._ipr.get_addr() if addresses else ()
         by_index: dict[int, list[AddrState]] = {}
-        for index, addr in self._addresses(None):
-            by_index.setdefault(index, []).append(addr)
-        return [_link_state(m, by_index) for m in msgs]
+        for msg in addrs:
+            by_index.setdefault(msg["index"], []).append(_addr_state(msg))
+        return [_link_state(m, tuple(by_index.get(m["index"], ()))) for m in msgs]
 
-    def _addresses(self, index: int | None) -> Iterator[tuple[int, AddrState]]:
-        for msg in self._request("addr dump", "*" if index is None else f"#{index}",
-                                 RTM_GETADDR, NLM_F_DUMP, _IFADDR.pack(0, 0, 0, 0, 0)):
-            at = _IFADDR.unpack_from(msg)[4]
-            if index is None or at == index:
-                yield at, _addr_state(msg)
+    def _get(self, name: str | None, index: int | None) -> Any | None:
+        query = {"index": index} if index is not None else {"ifname": name}
+        try:
+            (msg,) = self._ipr.link("get", **query)
+        except NetlinkError as err:
+            if err.code in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
+                return None
+            raise DriverError("link get", str(name if index is None else f"#{index}"),
+                              err.code) from err
+        return msg
 
-    def link(self, *, name: str | None = None, index: int | None = None) -> LinkState | None:
-        if index is not None:
-            target, body = f"#{index}", _IFINFO.pack(0, 0, index, 0, 0)
-        elif name:
-            target, body = name, _IFINFO.pack(0, 0, 0, 0, 0) + _string(IFLA_IFNAME, name)
-        else:
+    def link(self, *, name: str | None = None, index: int | None = None,
+             addresses: bool = True) -> LinkState | None:
+        if name is None and index is None:
             return None
-        msgs = self._get_link("link get", target, body)
-        if not msgs:
+        msg = self._get(name, index)
+        if msg is None:
             return None
-        found = _IFINFO.unpack_from(msgs[0])[2]
-        return _link_state(msgs[0], {found: [a for _, a in self._addresses(found)]})
+        addrs: tuple[AddrState, ...] = ()
+        if addresses:
+            with _op("addr get", f"#{msg['index']}"):
+                addrs = tuple(_addr_state(a) for a in self._ipr.get_addr(index=msg["index"]))
+        return _link_state(msg, addrs)
 
     def routes(self) -> list[RouteState]:
-        out: list[RouteState] = []
-        for family in (AF_INET, AF_INET6):
-            body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-            msgs = self._request("route dump", "main", RTM_GETROUTE, NLM_F_DUMP, body)
-            out += [r for r in map(_route_state, msgs) if r.table == RT_TABLE_MAIN]
-        return out
+        with _op("route dump", "main"):
+            msgs = self._ipr.get_routes(table=RT_TABLE_MAIN)
+        return [_route_state(m) for m in msgs if _table(m) == RT_TABLE_MAIN]
 
     def link_add(self, name: str, kind: str, *, mac: MacAddress | None = None) -> None:
-        attrs = _string(IFLA_IFNAME, name) + _attr(
-            IFLA_LINKINFO | NLA_F_NESTED, _string(IFLA_INFO_KIND, kind))
+        attrs: dict[str, Any] = {"ifname": name, "kind": kind}
         if mac is not None:
-            attrs += _attr(IFLA_ADDRESS, mac.packed)
-        self._do(f"link add {kind}", name, RTM_NEWLINK, _IFINFO.pack(0, 0, 0, 0, 0) + attrs,
-                 _CREATE)
+            attrs["address"] = str(mac)
+        with _op(f"link add {kind}", name):
+            self._ipr.link("add", **attrs)
 
     def link_del(self, index: int) -> None:
-        self._do("link del", f"#{index}", RTM_DELLINK, _IFINFO.pack(0, 0, index, 0, 0))
+        with _op("link del", f"#{index}"):
+            self._ipr.link("del", index=index)
 
     def link_set(self, index: int, *, name: str | None = None, mac: MacAddress | None = None,
                  mtu: int | None = None, master: int | None = None,
                  up: bool | None = None) -> None:
-        wanted = {"ifname": None if name is None else _string(IFLA_IFNAME, name),
-                  "address": None if mac is None else _attr(IFLA_ADDRESS, mac.packed),
-                  "mtu": None if mtu is None else _u32(IFLA_MTU, mtu),
-                  "master": None if master is None else _u32(IFLA_MASTER, master),
-                  "state": None if up is None else b""}
-        fields = [k for k, v in wanted.items() if v is not None]
-        change = 0 if up is None else IFF_UP
-        head = _IFINFO.pack(0, 0, index, IFF_UP if up else 0, change)
-        self._do(f"link set {','.join(fields)}", f"#{index}", RTM_NEWLINK,
-                 head + b"".join(v for v in wanted.values() if v is not None))
-
-    def _addr_body(self, index: int, interface: IPInterface) -> bytes:
-        ip = interface.ip.packed
-        family = AF_INET if interface.version == 4 else AF_INET6
-        head = _IFADDR.pack(family, interface.network.prefixlen, 0, 0, index)
-        local = _attr(IFA_LOCAL, ip) if interface.version == 4 else b""
-        return head + local + _attr(IFA_ADDRESS, ip)
+        attrs: dict[str, Any] = {}
+        if name is not None:
+            attrs["ifname"] = name
+        if mac is not None:
+            attrs["address"] = str(mac)
+        if mtu is not None:
+            attrs["mtu"] = mtu
+        if master is not None:
+            attrs["master"] = master
+        if up is not None:
+            attrs["state"] = "up" if up else "down"
+        with _op(f"link set {','.join(attrs)}", f"#{index}"):
+            self._ipr.link("set", index=index, **attrs)
 
     def addr_add(self, index: int, interface: IPInterface, *,
                  broadcast: IPAddress | None = None) -> None:
-        body = self._addr_body(index, interface)
+        extra: dict[str, Any] = {}
         if broadcast is not None:
-            body += _attr(IFA_BROADCAST, broadcast.packed)
-        self._do("addr add", f"{interface}@#{index}", RTM_NEWADDR, body, _CREATE)
+            extra["broadcast"] = str(broadcast)
+        with _op("addr add", f"{interface}@#{index}"):
+            self._ipr.addr("add", index=index, address=str(interface.ip),
+                           prefixlen=interface.network.prefixlen, **extra)
 
     def addr_del(self, index: int, interface: IPInterface) -> None:
-        self._do("addr del", f"{interface}@#{index}", RTM_DELADDR,
-                 self._addr_body(index, interface))
+        with _op("addr del", f"{interface}@#{index}"):
+            self._ipr.addr("del", index=index, address=str(interface.ip),
+                           prefixlen=interface.network.prefixlen)
 
     def route_add(self, route: RouteState) -> None:
-        self._do("route add", str(route.destination), RTM_NEWROUTE, _route_body(route), _CREATE)
+        with _op("route add", str(route.destination)):
+            self._ipr.route("add", **_route_attrs(route))
 
     def route_del(self, route: RouteState) -> None:
-        self._do("route del", str(route.destination), RTM_DELROUTE, _route_body(route))
+        with _op("route del", str(route.destination)):
+            self._ipr.route("del", **_route_attrs(route))
 
     def learning(self, index: int) -> bool | None:
-        """IFLA_BRPORT_LEARNING of a bridge port (in IFLA_INFO_SLAVE_DATA), else None."""
-        msgs = self._get_link("brport get", f"#{index}", _IFINFO.pack(0, 0, index, 0, 0))
-        info = _attrs(_attrs(msgs[0], _IFINFO.size).get(IFLA_LINKINFO, b"")) if msgs else {}
-        if _cstr(info.get(IFLA_INFO_SLAVE_KIND)) != "bridge":
+        """IFLA_BRPORT_LEARNING of a bridge port; None for a link in no bridge."""
+        msg = self._get(None, index)
+        if msg is None or msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND") != "bridge":
             return None
-        value = _attrs(info.get(IFLA_INFO_SLAVE_DATA, b"")).get(IFLA_BRPORT_LEARNING)
-        return None if value is None else bool(value[0])
+        value = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_LEARNING")
+        return None if value is None else bool(value)
 
     def set_learning(self, index: int, on: bool) -> None:
-        info = _attr(IFLA_PROTINFO | NLA_F_NESTED, _attr(IFLA_BRPORT_LEARNING, bytes((int(on),))))
-        self._do("brport set learning", f"#{index}", RTM_SETLINK,
-                 _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + info)
+        with _op("brport set learning", f"#{index}"):
+            self._ipr.brport("set", index=index, learning=int(on))
 
 
-def _netlink_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-    sock.bind((0, 0))
-    return sock
+def _route_attrs(route: RouteState) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "dst": str(route.destination),
+        "table": route.table,
+        "proto": route.protocol,
+        "scope": route.scope,
+        "type": route.type,
+    }
+    if route.gateway is not None:
+        attrs["gateway"] = str(route.gateway)
+    if route.oif is not None:
+        attrs["oif"] = route.oif
+    if route.priority is not None:
+        attrs["priority"] = route.priority
+    if route.prefsrc is not None:
+        attrs["prefsrc"] = str(route.prefsrc)
+    return attrs
 
 
-def _route_body(route: RouteState) -> bytes:
-    dst = route.destination
-    head = _RTMSG.pack(AF_INET if dst.version == 4 else AF_INET6, dst.prefixlen, 0, 0,
-                       min(route.table, 255), route.protocol, route.scope, route.type, 0)
-    attrs = _u32(RTA_TABLE, route.table)
-    if dst.prefixlen:
-        attrs += _attr(RTA_DST, dst.network_address.packed)
-    ips = ((RTA_GATEWAY, route.gateway), (RTA_PREFSRC, route.prefsrc))
-    attrs += b"".join(_attr(k, ip.packed) for k, ip in ips if ip is not None)
-    ints = ((RTA_OIF, route.oif), (RTA_PRIORITY, route.priority))
-    return head + attrs + b"".join(_u32(k, v) for k, v in ints if v is not None)
-
-
-def _link_state(msg: bytes, addrs: dict[int, list[AddrState]]) -> LinkState:
-    _, _, index, flags, _ = _IFINFO.unpack_from(msg)
-    attrs = _attrs(msg, _IFINFO.size)
-    mac = attrs.get(IFLA_ADDRESS)
-    info = attrs.get(IFLA_LINKINFO)
+def _link_state(msg: Any, addrs: tuple[AddrState, ...]) -> LinkState:
+    mac = msg.get_attr("IFLA_ADDRESS")
     return LinkState(
-        index=index,
-        name=_cstr(attrs.get(IFLA_IFNAME)) or "",
-        kind=_cstr(_attrs(info).get(IFLA_INFO_KIND)) if info else None,
-        mac=MacAddress(mac) if mac and len(mac) == 6 else None,
-        mtu=_int(attrs.get(IFLA_MTU)) or 0,
-        up=bool(flags & IFF_UP),
-        master=_int(attrs.get(IFLA_MASTER)),
-        addresses=tuple(addrs.get(index, ())),
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+        mac=MacAddress.parse(mac) if mac and len(mac) == 17 else None,
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        up=bool(msg["flags"] & IFF_UP),
+        master=msg.get_attr("IFLA_MASTER"),
+        addresses=addrs,
     )
 
 
-def _addr_state(msg: bytes) -> AddrState:
-    family, prefixlen, flags, scope, _ = _IFADDR.unpack_from(msg)
-    attrs = _attrs(msg, _IFADDR.size)
-    raw = attrs.get(IFA_ADDRESS)
-    if family == AF_INET and attrs.get(IFA_LOCAL):
-        raw = attrs[IFA_LOCAL]
-    extra = _int(attrs.get(IFA_FLAGS))
-    return AddrState(ipaddress.ip_interface(f"{_ip(raw)}/{prefixlen}"),
-                     extra if extra is not None else flags, scope, _ip(attrs.get(IFA_BROADCAST)))
+def _addr_state(msg: Any) -> AddrState:
+    address = msg.get_attr("IFA_ADDRESS")
+    if msg["family"] == AF_INET and msg.get_attr("IFA_LOCAL"):
+        address = msg.get_attr("IFA_LOCAL")
+    flags = msg.get_attr("IFA_FLAGS")
+    brd = msg.get_attr("IFA_BROADCAST")
+    return AddrState(
+        ipaddress.ip_interface(f"{address}/{msg['prefixlen']}"),
+        flags if flags is not None else msg["flags"],
+        msg["scope"],
+        ipaddress.ip_address(brd) if brd else None,
+    )
 
 
-def _route_state(msg: bytes) -> RouteState:
-    family, dst_len, _, _, table, proto, scope, kind, _ = _RTMSG.unpack_from(msg)
-    attrs = _attrs(msg, _RTMSG.size)
-    dst = _ip(attrs.get(RTA_DST)) or ("0.0.0.0" if family == AF_INET else "::")
+def _table(msg: Any) -> int:
+    table = msg.get_attr("RTA_TABLE")
+    return int(table if table is not None else msg["table"])
+
+
+def _route_state(msg: Any) -> RouteState:
+    family = msg["family"]
+    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == AF_INET else "::")
+    gw = msg.get_attr("RTA_GATEWAY")
+    src = msg.get_attr("RTA_PREFSRC")
     return RouteState(
-        destination=ipaddress.ip_network(f"{dst}/{dst_len}", strict=False),
-        gateway=_ip(attrs.get(RTA_GATEWAY)),
-        oif=_int(attrs.get(RTA_OIF)),
-        protocol=proto,
-        scope=scope,
-        type=kind,
-        priority=_int(attrs.get(RTA_PRIORITY)),
-        prefsrc=_ip(attrs.get(RTA_PREFSRC)),
-        table=_int(attrs.get(RTA_TABLE)) or table,
+        destination=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False),
+        gateway=ipaddress.ip_address(gw) if gw else None,
+        oif=msg.get_attr("RTA_OIF"),
+        protocol=msg["proto"],
+        scope=msg["scope"],
+        type=msg["type"],
+        priority=msg.get_attr("RTA_PRIORITY"),
+        prefsrc=ipaddress.ip_address(src) if src else None,
+        table=_table(msg),
     )
