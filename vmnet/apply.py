@@ -54,6 +54,7 @@ class Applier:
         self.on_mutation = on_mutation
         self.mutations: list[str] = []
         self.warnings: list[str] = []
+        self._known: dict[str, int] = {}
 
     def mutate(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
         fn(*args, **kw)
@@ -94,6 +95,7 @@ class Applier:
         if spec.absent:
             if cur is not None and self._is_kind(spec, cur):
                 self.mutate(f"link del {cur.name}", self.nl.link_del, cur.index)
+                self._known.pop(cur.name, None)
             return
         if cur is None:
             cur = self._create(spec)
@@ -143,35 +145,41 @@ class Applier:
         down = cur.up and (rename or remac)
         if down:
             self.mutate(f"link down {cur.name}", self.nl.link_set, cur.index, up=False)
+        attrs: dict[str, Any] = {}
         if rename:
-            self.mutate(f"link rename {cur.name}->{spec.name}", self.nl.link_set,
-                         cur.index, name=spec.name)
+            attrs["name"] = spec.name
         if remac:
-            self.mutate(f"link mac {spec.name}", self.nl.link_set, cur.index, mac=spec.mac)
+            attrs["mac"] = spec.mac
         if spec.mtu is not None and cur.mtu != spec.mtu:
-            self.mutate(f"link mtu {spec.name}", self.nl.link_set, cur.index, mtu=spec.mtu)
-        if spec.master is not None:
-            self._ensure_master(spec, cur)
-        if spec.addresses is not None:
-            self._ensure_addresses(spec, cur)
+            attrs["mtu"] = spec.mtu
+        master = self._index_of(spec.master, spec.name) if spec.master is not None else None
+        if master is not None and cur.master != master:
+            attrs["master"] = master
         want_up = spec.up if spec.up is not None else (cur.up if down else None)
         if want_up is not None and (down or cur.up != want_up):
-            self.mutate(f"link {'up' if want_up else 'down'} {spec.name}",
-                         self.nl.link_set, cur.index, up=want_up)
+            attrs["up"] = want_up
+        if attrs:  # one request: the kernel renames, re-MACs, enslaves, then flips IFF_UP
+            self.mutate(f"link set {spec.name} {','.join(attrs)}", self.nl.link_set,
+                        cur.index, **attrs)
+        self._known[spec.name] = cur.index
+        if spec.addresses is not None:
+            self._ensure_addresses(spec, cur)
         if spec.routes is not None:
             self._ensure_routes(spec, cur.index)
         if spec.learning is not None:
-            if self.nl.learning(cur.index) != spec.learning:
+            learning = True if "master" in attrs else cur.learning  # a new port learns
+            if learning != spec.learning:
                 self.mutate(f"learning {spec.name}", self.nl.set_learning,
-                             cur.index, spec.learning)
+                            cur.index, spec.learning)
 
-    def _ensure_master(self, spec: LinkSpec, cur: LinkState) -> None:
-        master = self.nl.link(name=spec.master, addresses=False)
-        if master is None:
-            raise DriverError("link master", f"{spec.name}->{spec.master}", errno.ENODEV)
-        if cur.master != master.index:
-            self.mutate(f"link master {spec.name}->{spec.master}", self.nl.link_set,
-                         cur.index, master=master.index)
+    def _index_of(self, name: str, of: str) -> int:
+        """The ifindex of `name`, known from this run or read once."""
+        if name not in self._known:
+            link = self.nl.link(name=name, addresses=False)
+            if link is None:
+                raise DriverError("link master", f"{of}->{name}", errno.ENODEV)
+            self._known[name] = link.index
+        return self._known[name]
 
     def _ensure_addresses(self, spec: LinkSpec, cur: LinkState) -> None:
         assert spec.addresses is not None

@@ -107,6 +107,7 @@ class LinkState:
     up: bool
     master: int | None = None
     addresses: tuple[AddrState, ...] = ()
+    learning: bool | None = field(default=None, compare=False)  # bridge ports only
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -62,6 +62,8 @@ class FakeNetlink:
             found = next((x for x in self._links.values() if x.name == name), None)
         if found is not None and not addresses:
             found = replace(found, addresses=())
+        if found is not None and found.master:
+            found = replace(found, learning=self._learning.get(found.index, True))
         return found
 
     def routes(self) -> list[RouteState]:
@@ -103,6 +105,8 @@ class FakeNetlink:
             master=link.master if master is None else (master or None),
             up=link.up if up is None else up,
         )
+        if master:
+            self._learning.pop(index, None)  # a new bridge port starts with learning on
 
     def addr_add(self, index: int, interface: IPInterface, *,
                  broadcast: IPAddress | None = None) -> None:

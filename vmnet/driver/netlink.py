@@ -148,11 +148,8 @@ class Pyroute2Netlink:
 
     def learning(self, index: int) -> bool | None:
         """IFLA_BRPORT_LEARNING of a bridge port; None for a link in no bridge."""
-        msg = self._get(None, index)
-        if msg is None or msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND") != "bridge":
-            return None
-        value = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_LEARNING")
-        return None if value is None else bool(value)
+        link = self.link(index=index, addresses=False)
+        return None if link is None else link.learning
 
     def set_learning(self, index: int, on: bool) -> None:
         with _op("brport set learning", f"#{index}"):
@@ -180,6 +177,10 @@ def _route_attrs(route: RouteState) -> dict[str, Any]:
 
 def _link_state(msg: Any, addrs: tuple[AddrState, ...]) -> LinkState:
     mac = msg.get_attr("IFLA_ADDRESS")
+    learning = None
+    if msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND") == "bridge":
+        value = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_LEARNING")
+        learning = None if value is None else bool(value)
     return LinkState(
         index=msg["index"],
         name=msg.get_attr("IFLA_IFNAME"),
@@ -189,6 +190,7 @@ def _link_state(msg: Any, addrs: tuple[AddrState, ...]) -> LinkState:
         up=bool(msg["flags"] & IFF_UP),
         master=msg.get_attr("IFLA_MASTER"),
         addresses=addrs,
+        learning=learning,
     )
 
 
