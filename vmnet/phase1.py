@@ -13,10 +13,12 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmnet.addr import MacAddress
 from vmnet.apply import Applier
@@ -173,14 +175,31 @@ def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
         cache.write(SYSCTL_RECORD, None, saved)
 
 
+def _with_drivers(fn: Callable[..., PlugResult]) -> Callable[..., PlugResult]:
+    """Open real drivers for `netns` when none are given, and close them after."""
+
+    @functools.wraps(fn)
+    def run(vmi: Vmi, netns: str | None, cache: Cache, *args: Any,
+            drivers: Drivers | None = None, **kw: Any) -> PlugResult:
+        if drivers is not None:
+            return fn(vmi, netns, cache, *args, drivers=drivers, **kw)
+        check_netns(netns)
+        opened = real(netns)
+        try:
+            return fn(vmi, netns, cache, *args, drivers=opened, **kw)
+        finally:
+            opened.close()
+
+    return run
+
+
+@_with_drivers
 def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None = None,
          drivers: Drivers | None = None,
          on_mutation: Callable[[str], None] | None = None) -> PlugResult:
     """Phase 1 for every interface of `vmi`; see the module rules."""
+    assert drivers is not None
     options = options or PlugOptions()
-    if drivers is None:
-        check_netns(netns)
-        drivers = real(netns)
     result = PlugResult()
     prepared = prepare(vmi, drivers, cache, options)
     binding_keys = [k for ctx, _ in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
@@ -216,12 +235,11 @@ def _with_state(record: NetworkRecord, state: NetworkState,
                    warnings=tuple(warnings) if warnings is not None else record.warnings)
 
 
+@_with_drivers
 def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = None,
            on_mutation: Callable[[str], None] | None = None) -> PlugResult:
     """Undo phase 1 for every network recorded in `cache`."""
-    if drivers is None:
-        check_netns(netns)
-        drivers = real(netns)
+    assert drivers is not None
     pairs = {net.name: (i, iface, net) for i, (iface, net) in enumerate(vmi.pairs())}
     records = sorted(cache.networks(), key=lambda r: r.index, reverse=True)
     for record in records:
