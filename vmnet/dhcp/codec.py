@@ -139,7 +139,7 @@ def decode(data: bytes) -> DhcpMessage:
             raw += _parse_options(fields[13])
         if overload[0] & 2:
             raw += _parse_options(fields[12])
-    return DhcpMessage(
+    return DhcpMessage(  # type: ignore[misc]  # 14 positional fields, then options
         *fields[:7],
         *(IPv4Address(a) for a in fields[7:11]),
         *fields[11:14],

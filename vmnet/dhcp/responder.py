@@ -229,12 +229,12 @@ def build_catalog(config: DhcpConfig) -> Catalog:
     net = config.address.network
     values: list[tuple[int, bytes | None]] = [
         (OptionCode.SUBNET_MASK, net.netmask.packed),
-        (OptionCode.ROUTER, config.router and config.router.packed),
+        (OptionCode.ROUTER, config.router.packed if config.router else None),
         (OptionCode.CLASSLESS_ROUTES, opt.classless_routes(effective_routes(config)) or None),
         (OptionCode.DNS, ipv4_list(config.dns) or None),
         (OptionCode.INTERFACE_MTU, None if config.mtu is None else opt.u16(config.mtu)),
-        (OptionCode.HOSTNAME, config.hostname and config.hostname.encode()),
-        (OptionCode.DOMAIN_NAME, config.domain and config.domain.encode()),
+        (OptionCode.HOSTNAME, config.hostname.encode() if config.hostname else None),
+        (OptionCode.DOMAIN_NAME, config.domain.encode() if config.domain else None),
         (OptionCode.BROADCAST, net.broadcast_address.packed if net.prefixlen <= 30 else None),
     ]
     if config.lease_time != INFINITE_LEASE:
@@ -243,8 +243,8 @@ def build_catalog(config: DhcpConfig) -> Catalog:
     values += [
         (OptionCode.DOMAIN_SEARCH, opt.domain_search(config.search) or None),
         (OptionCode.NTP, ipv4_list(config.ntp) or None),
-        (OptionCode.TFTP_SERVER, config.tftp_server and config.tftp_server.encode()),
-        (OptionCode.BOOT_FILE, config.boot_file and config.boot_file.encode()),
+        (OptionCode.TFTP_SERVER, config.tftp_server.encode() if config.tftp_server else None),
+        (OptionCode.BOOT_FILE, config.boot_file.encode() if config.boot_file else None),
         *config.private_options,
     ]
     boot = (config.boot_file or "").encode()

@@ -195,5 +195,5 @@ def _send(endpoint: Endpoint, responder: SingleLeaseResponder, reply: Reply, pay
 def _unicast(ancillary: list[tuple[int, int, bytes]]) -> bool:
     for level, kind, data in ancillary:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _PKTINFO.size:
-            return _PKTINFO.unpack_from(data)[2] != b"\xff\xff\xff\xff"
+            return bool(_PKTINFO.unpack_from(data)[2] != b"\xff\xff\xff\xff")
     return False
