@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import errno
 import logging
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from vmnet.addr import IPInterface
 from vmnet.driver import Drivers
 from vmnet.errors import DriverError
-from vmnet.nft import fingerprints as nft_fingerprints
 from vmnet.model import RT_TABLE_MAIN, AddrState, LinkSpec, LinkState, NetPlan, RouteState
+from vmnet.nft import fingerprints as nft_fingerprints
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ import ipaddress
 import os
 import pathlib
 import shutil
-import subprocess
 
 import pytest
 

@@ -7,13 +7,13 @@ import pytest
 
 from tests.unit.conftest import POD_MAC, cni_pod_nic
 from vmnet import manifest, phase1
+from vmnet.addr import MacAddress
 from vmnet.bindings import MacSource, stable_mac
 from vmnet.cache import Cache, NetworkState
 from vmnet.dhcp.config import DhcpConfig, Route
 from vmnet.driver.fake import fake_drivers
 from vmnet.errors import DiscoveryError, DriverError
 from vmnet.model import LinkState
-from vmnet.addr import MacAddress
 
 BRIDGE_VM = {
     "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",

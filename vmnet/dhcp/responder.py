@@ -29,15 +29,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from vmnet.addr import MacAddress
-from vmnet.dhcp.codec import BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, IP_UDP_HEADERS
-from vmnet.dhcp.codec import DhcpMessage, encoded_length
 from vmnet.dhcp import options as opt
+from vmnet.dhcp.codec import (
+    BOOTREPLY,
+    BOOTREQUEST,
+    BROADCAST_FLAG,
+    IP_UDP_HEADERS,
+    DhcpMessage,
+    encoded_length,
+)
 from vmnet.dhcp.config import DhcpConfig, Route
 from vmnet.dhcp.options import MessageType, OptionCode, ipv4_list, u32
 
