@@ -67,10 +67,7 @@ class DhcpConfig:
     private_options: tuple[tuple[int, bytes], ...] = ()
 
     def __post_init__(self) -> None:
-        for name, check in _CHECKS.items():
-            value = check(name, getattr(self, name))
-            if value is not getattr(self, name):
-                object.__setattr__(self, name, value)
+        jsonrec.check_fields(self, _CHECKS)
 
     @property
     def domain(self) -> str | None:
@@ -114,49 +111,21 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _typed(kind: type, *, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        if value is None and optional:
-            return None
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
-        return value
-
-    return check
 
 
-def _tuple_of(kind: type) -> Callable[[str, Any], tuple[Any, ...]]:
-    def check(name: str, value: Any) -> tuple[Any, ...]:
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise ConfigError(name, f"expected a sequence, got {value!r}")
-        items = tuple(value)
-        for item in items:
-            if not isinstance(item, kind):
-                raise ConfigError(name, f"expected {kind.__name__} items, got {item!r}")
-        return items
-
-    return check
 
 
-def _ranged(low: int, high: int, *, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        _typed(int, optional=optional)(name, value)
-        if value is not None and not low <= value <= high:
-            raise ConfigError(name, f"must be between {low} and {high}, not {value}")
-        return value
-
-    return check
 
 
 def _check_mac(name: str, value: Any) -> MacAddress | None:
-    _typed(MacAddress, optional=True)(name, value)
+    jsonrec.typed(MacAddress, optional=True)(name, value)
     if value is not None and (value.is_multicast or value.is_zero):
         raise ConfigError(name, f"{value} is not a unicast MAC address")
     return value  # type: ignore[no-any-return]
 
 
 def _check_unicast(name: str, value: Any, *, optional: bool = False) -> Any:
-    _typed(IPv4Address, optional=optional)(name, value)
+    jsonrec.typed(IPv4Address, optional=optional)(name, value)
     ip = value.ip if isinstance(value, IPv4Interface) else value
     if ip is not None and (ip.is_unspecified or ip.is_multicast or int(ip) == 0xFFFFFFFF):
         raise ConfigError(name, f"{ip} is not a unicast address")
@@ -164,12 +133,12 @@ def _check_unicast(name: str, value: Any, *, optional: bool = False) -> Any:
 
 
 def _check_address(name: str, value: Any) -> IPv4Interface:
-    _typed(IPv4Interface)(name, value)
+    jsonrec.typed(IPv4Interface)(name, value)
     return _check_unicast(name, value)  # type: ignore[no-any-return]
 
 
 def _check_search(name: str, value: Any) -> tuple[str, ...]:
-    domains = _tuple_of(str)(name, value)
+    domains = jsonrec.tuple_of(str)(name, value)
     options.domain_search(domains)
     return domains
 
@@ -181,7 +150,7 @@ def _check_text(name: str, value: Any) -> str | None:
 
 
 def _check_private(name: str, value: Any) -> tuple[tuple[int, bytes], ...]:
-    items = _tuple_of(tuple)(name, value)
+    items = jsonrec.tuple_of(tuple)(name, value)
     seen: set[int] = set()
     for item in items:
         if len(item) != 2 or not isinstance(item[0], int) or not isinstance(item[1], bytes):
@@ -200,14 +169,14 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "address": _check_address,
     "server_id": _check_unicast,
     "router": lambda n, v: _check_unicast(n, v, optional=True),
-    "routes": _tuple_of(Route),
-    "dns": _tuple_of(IPv4Address),
+    "routes": jsonrec.tuple_of(Route),
+    "dns": jsonrec.tuple_of(IPv4Address),
     "search": _check_search,
     "hostname": _check_text,
     "domain_name": _check_text,
-    "mtu": _ranged(68, 65535, optional=True),
-    "lease_time": _ranged(1, 0xFFFFFFFF),
-    "ntp": _tuple_of(IPv4Address),
+    "mtu": jsonrec.ranged(68, 65535, optional=True),
+    "lease_time": jsonrec.ranged(1, 0xFFFFFFFF),
+    "ntp": jsonrec.tuple_of(IPv4Address),
     "tftp_server": _check_text,
     "boot_file": _check_text,
     "private_options": _check_private,
@@ -221,13 +190,6 @@ def _route_from_json(obj: Any) -> Route:
     return Route(IPv4Network(obj["destination"]), None if gw is None else IPv4Address(gw))
 
 
-def _list(conv: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
-    def parse(value: Any) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
-        return tuple(conv(item) for item in value)
-
-    return parse
 
 
 def _private_from_json(item: Any) -> tuple[int, bytes]:
@@ -257,15 +219,15 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "address": _iface,
     "server_id": _str_ip,
     "router": _opt(_str_ip),
-    "routes": _list(_route_from_json),
-    "dns": _list(_str_ip),
-    "search": _list(lambda v: v),
+    "routes": jsonrec.list_of(_route_from_json),
+    "dns": jsonrec.list_of(_str_ip),
+    "search": jsonrec.list_of(lambda v: v),
     "hostname": lambda v: v,
     "domain_name": lambda v: v,
     "mtu": lambda v: v,
     "lease_time": lambda v: v,
-    "ntp": _list(_str_ip),
+    "ntp": jsonrec.list_of(_str_ip),
     "tftp_server": lambda v: v,
     "boot_file": lambda v: v,
-    "private_options": _list(_private_from_json),
+    "private_options": jsonrec.list_of(_private_from_json),
 }

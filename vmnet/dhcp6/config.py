@@ -46,10 +46,7 @@ class Dhcp6Config:
     router_lifetime: int = DEFAULT_ROUTER_LIFETIME
 
     def __post_init__(self) -> None:
-        for name, check in _CHECKS.items():
-            value = check(name, getattr(self, name))
-            if value is not getattr(self, name):
-                object.__setattr__(self, name, value)
+        jsonrec.check_fields(self, _CHECKS)
 
     def to_json(self) -> dict[str, object]:
         """Plain JSON types; keys are the field names."""
@@ -74,43 +71,15 @@ class Dhcp6Config:
         return jsonrec.from_json(cls, obj, "dhcp6 config", ("client_mac", "address", "server_mac"), _FROM_JSON)
 
 
-def _typed(kind: type, *, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        if value is None and optional:
-            return None
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
-        return value
-
-    return check
 
 
-def _ranged(low: int, high: int, *, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        _typed(int, optional=optional)(name, value)
-        if value is not None and not low <= value <= high:
-            raise ConfigError(name, f"must be between {low} and {high}, not {value}")
-        return value
-
-    return check
 
 
-def _tuple_of(kind: type) -> Callable[[str, Any], tuple[Any, ...]]:
-    def check(name: str, value: Any) -> tuple[Any, ...]:
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise ConfigError(name, f"expected a sequence, got {value!r}")
-        items = tuple(value)
-        for item in items:
-            if not isinstance(item, kind):
-                raise ConfigError(name, f"expected {kind.__name__} items, got {item!r}")
-        return items
-
-    return check
 
 
 def _mac(*, optional: bool) -> Callable[[str, Any], Any]:
     def check(name: str, value: Any) -> Any:
-        _typed(MacAddress, optional=optional)(name, value)
+        jsonrec.typed(MacAddress, optional=optional)(name, value)
         if value is not None and (value.is_multicast or value.is_zero):
             raise ConfigError(name, f"{value} is not a unicast MAC address")
         return value
@@ -119,7 +88,7 @@ def _mac(*, optional: bool) -> Callable[[str, Any], Any]:
 
 
 def _check_address(name: str, value: Any) -> IPv6Interface:
-    _typed(IPv6Interface)(name, value)
+    jsonrec.typed(IPv6Interface)(name, value)
     ip = value.ip
     if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local:
         raise ConfigError(name, f"{ip} is not a global or unique-local unicast address")
@@ -127,14 +96,14 @@ def _check_address(name: str, value: Any) -> IPv6Interface:
 
 
 def _check_search(name: str, value: Any) -> tuple[str, ...]:
-    domains = _tuple_of(str)(name, value)
+    domains = jsonrec.tuple_of(str)(name, value)
     if len(domain_list(domains)) > 0xFFFF:
         raise ConfigError(name, "the encoded search list is longer than 65535 bytes")
     return domains
 
 
 def _check_router_lifetime(name: str, value: Any) -> int:
-    _ranged(0, MAX_ROUTER_LIFETIME)(name, value)
+    jsonrec.ranged(0, MAX_ROUTER_LIFETIME)(name, value)
     if 0 < value < 4:
         raise ConfigError(name, f"must be 0 or at least 4 (RFC 4861 §6.2.1), not {value}")
     return value  # type: ignore[no-any-return]
@@ -144,10 +113,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "client_mac": _mac(optional=True),
     "address": _check_address,
     "server_mac": _mac(optional=False),
-    "dns": _tuple_of(IPv6Address),
+    "dns": jsonrec.tuple_of(IPv6Address),
     "search": _check_search,
-    "lease_time": _ranged(1, 0xFFFFFFFF),
-    "mtu": _ranged(MIN_MTU, 0xFFFFFFFF, optional=True),
+    "lease_time": jsonrec.ranged(1, 0xFFFFFFFF),
+    "mtu": jsonrec.ranged(MIN_MTU, 0xFFFFFFFF, optional=True),
     "router_lifetime": _check_router_lifetime,
 }
 
@@ -164,13 +133,6 @@ def _iface(value: Any) -> IPv6Interface:
     return IPv6Interface(value)
 
 
-def _list(conv: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
-    def parse(value: Any) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {value!r}")
-        return tuple(conv(item) for item in value)
-
-    return parse
 
 
 def _same(value: Any) -> Any:
@@ -181,8 +143,8 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "client_mac": lambda v: None if v is None else MacAddress.parse(v),
     "address": _iface,
     "server_mac": MacAddress.parse,
-    "dns": _list(_str_ip),
-    "search": _list(_same),
+    "dns": jsonrec.list_of(_str_ip),
+    "search": jsonrec.list_of(_same),
     "lease_time": _same,
     "mtu": _same,
     "router_lifetime": _same,
