@@ -100,7 +100,9 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
             options: PlugOptions) -> list[tuple[BindContext, NetworkRecord]]:
     """Discover and plan every network; raise before any mutation."""
     check_migration(vmi, options)
-    existing = link_names(drivers.netlink)
+    # only secondary networks can use the ordinal scheme: no need to list links otherwise
+    secondary = any(not net.is_primary for net in vmi.networks)
+    existing = link_names(drivers.netlink) if secondary else []
     pod_names = pod_iface_names(vmi, existing, options.iface_map)
     out = []
     routes: list[RouteState] | None = None
