@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
+from vmnet import __version__
 from vmnet.cache import Cache, NetworkRecord
 from vmnet.errors import ConfigError, VmnetError
 from vmnet.manifest import Vmi
@@ -38,6 +39,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="vmnet", description="Connect a VM to its Kubernetes pod's network.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("--version", action="version", version=f"vmnet {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     plug = sub.add_parser("plug", help="phase 1: bind every interface of the VM (privileged)")
