@@ -39,3 +39,15 @@ def test_ordinal_scheme_detection():
     assert uses_ordinal_scheme(["lo", "eth0", "net1"])
     assert not uses_ordinal_scheme(["lo", "eth0", "network1", "pod914f438d88d"])
     assert ordinal_pod_iface(2) == "net2"
+
+
+def test_public_api_is_complete_and_lazy():
+    import subprocess
+    import sys
+
+    import vmnet
+
+    assert all(hasattr(vmnet, name) for name in vmnet.__all__)
+    code = "import sys, vmnet; print('lxml' in sys.modules, 'pyroute2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
