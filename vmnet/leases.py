@@ -21,13 +21,13 @@ from vmnet.dhcp import resolvconf
 from vmnet.dhcp.config import DhcpConfig
 from vmnet.dhcp6.config import Dhcp6Config
 from vmnet.errors import CacheError
-from vmnet.manifest import Interface, Network, Vmi
+from vmnet.manifest import Binding, Interface, Network, Vmi
 from vmnet.names import LinkNames
 
 
 def finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
     for iface, net in vmi.pairs():
-        if iface.state == "absent":
+        if iface.state == "absent" or iface.binding == Binding.SRIOV:
             continue
         record = cache.network(net.name)
         if record is None or record.state != NetworkState.FINISHED:

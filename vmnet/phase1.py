@@ -107,8 +107,8 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
     out = []
     routes: list[RouteState] | None = None
     for index, (iface, net) in enumerate(vmi.pairs()):
-        if iface.state == "absent":
-            continue
+        if iface.state == "absent" or iface.binding == Binding.SRIOV:
+            continue  # SR-IOV is a host device: nothing in the pod netns is vmnet's
         binding = binding_for(iface.binding)
         record = cache.network(net.name)
         if record is not None and record.binding != binding.name:

@@ -54,3 +54,21 @@ def test_masquerade_twice_then_unplug(drivers, tmp_path):
     assert {k: drivers.sysctl.get(k) for k in after[2]} == \
         {k: before[2].get(k) for k in after[2]}
     assert drivers.nft.tables == {}
+
+
+def test_sriov_interfaces_are_left_to_kubevirt(drivers, tmp_path):
+    doc = {**MASQ_VM, "spec": {
+        "domain": {"devices": {"interfaces": [
+            {"name": "default", "masquerade": {}},
+            {"name": "fast", "sriov": {}},
+        ]}},
+        "networks": [{"name": "default", "pod": {}},
+                     {"name": "fast", "multus": {"networkName": "sriov-net"}}]}}
+    vmi = manifest.parse(doc)
+    cache = Cache(str(tmp_path))
+    result = phase1.plug(vmi, None, cache, drivers=drivers)
+    assert result.networks == ["default"]
+    from vmnet import phase2
+
+    assert [i.alias for i in phase2.domain_interfaces(vmi, cache)] == ["default"]
+    assert phase1.unplug(vmi, None, cache, drivers=drivers).networks == ["default"]

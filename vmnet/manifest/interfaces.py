@@ -58,8 +58,9 @@ _BINDINGS = {
     "passt": "passt",
     "passtBinding": "passt",
     "binding": "managedTap",
+    "sriov": "sriov",
 }
-_UNSUPPORTED = ("sriov", "slirp", "macvtap", "portRanges")
+_UNSUPPORTED = ("slirp", "macvtap", "portRanges")
 _MANAGED_TAP_NAMES = frozenset({"managed-tap", "managedtap"})
 _PORT_FIELDS = frozenset({"name", "port", "protocol"})
 _DHCP_FIELDS = frozenset({"bootFileName", "tftpServerName", "ntpServers", "privateOptions"})
@@ -149,6 +150,8 @@ def _binding(
     binding = Binding(_BINDINGS[keys[0]])
     if binding in (Binding.MASQUERADE, Binding.PASST) and network.kind != "pod":
         spec.fail(f"{binding} is only allowed on the pod network, and {network.name!r} is Multus")
+    if binding is Binding.SRIOV and network.kind != "multus":
+        spec.fail(f"sriov needs a Multus network, and {network.name!r} is the pod network")
     return binding, plugin
 
 

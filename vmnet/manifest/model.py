@@ -32,6 +32,7 @@ class Binding(StrEnum):
     MASQUERADE = "masquerade"
     PASST = "passt"
     MANAGED_TAP = "managedTap"
+    SRIOV = "sriov"  # a host device: vmnet plugs nothing for it (KubeVirt's phase 1 skips it)
 
 
 @dataclass(frozen=True, slots=True)
