@@ -64,3 +64,20 @@ def test_managed_tap_on_a_veth_is_refused_before_any_change(drivers, tmp_path):
     with pytest.raises(DiscoveryError, match="needs the pod interface to be a tap"):
         phase1.plug(vmi, None, Cache(str(tmp_path)), drivers=drivers)
     assert drivers.netlink.journal == []
+
+
+@pytest.mark.parametrize("plugin,binding", [("passt", "passt"), ("macvtap", "managedTap"),
+                                            ("Managed-Tap", "managedTap")])
+def test_kubevirt_binding_plugins_map_to_vmnet_bindings(plugin, binding):
+    assert vmi_with({"binding": {"name": plugin}}).interfaces[0].binding.value == binding
+
+
+def test_macvtap_made_by_the_cni_is_a_managed_tap(tmp_path):
+    d = fake_drivers()
+    d.netlink.add_existing(LinkState(0, "eth0", "macvtap", POD_MAC, 1500, True))
+    vmi = vmi_with({"binding": {"name": "macvtap"}})
+    cache = Cache(str(tmp_path))
+    assert phase1.plug(vmi, None, cache, drivers=d).mutations == []
+    iface = etree.fromstring(phase2.decorate(vmi, cache, None)).find(".//interface")
+    assert iface.find("target").get("dev") == "eth0"
+    assert iface.find("mac").get("address") == str(POD_MAC)

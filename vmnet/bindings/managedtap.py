@@ -1,8 +1,9 @@
 """managed-tap binding: the CNI plugin made the tap (Kube-OVN style).
 
 Rules:
-1. Phase 1 only discovers: the pod interface must exist and be a tap; nothing
-   in the pod netns changes.
+1. Phase 1 only discovers: the pod interface must exist and be a tap (or a
+   macvtap, for KubeVirt's macvtap binding plugin); nothing in the pod netns
+   changes.
 2. Phase 2 points the domain at that tap (`<target dev=POD_IFACE
    managed='no'/>`) with the pod interface's MAC (or the manifest's) and MTU.
    The CNI's own network serves addresses: vmnet serves no DHCP. The VM MAC
@@ -21,7 +22,7 @@ class ManagedTapBinding(BindMechanism):
 
     def plan(self, ctx: BindContext) -> NetPlan:
         link = ctx.pod_nic.link
-        if link.kind != "tun":
+        if link.kind not in ("tun", "macvtap"):
             raise DiscoveryError(
                 f"discover {link.name}: managed tap binding needs the pod interface to be "
                 f"a tap made by the CNI plugin, found {link.kind or 'a device of no kind'}"

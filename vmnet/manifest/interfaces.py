@@ -61,7 +61,10 @@ _BINDINGS = {
     "sriov": "sriov",
 }
 _UNSUPPORTED = ("slirp", "macvtap", "portRanges")
-_MANAGED_TAP_NAMES = frozenset({"managed-tap", "managedtap"})
+# KubeVirt binding plugins vmnet implements: its passt sidecar plugin ("passt",
+# KubeVirt <= 1.7) and the tap-attachment plugins whose device the CNI makes.
+_PLUGINS = {"managed-tap": Binding.MANAGED_TAP, "managedtap": Binding.MANAGED_TAP,
+            "macvtap": Binding.MANAGED_TAP, "passt": Binding.PASST}
 _PORT_FIELDS = frozenset({"name", "port", "protocol"})
 _DHCP_FIELDS = frozenset({"bootFileName", "tftpServerName", "ntpServers", "privateOptions"})
 _PRIVATE_FIELDS = frozenset({"option", "value"})
@@ -141,13 +144,15 @@ def _binding(
     if keys[0] == "binding":
         spec.mapping(frozenset({"name"}))
         plugin = spec.require("name").text() or ""
-        if plugin.lower() not in _MANAGED_TAP_NAMES:
+        if plugin.lower() not in _PLUGINS:
             spec.child("name").fail(
-                f"unsupported binding plugin {plugin!r}; vmnet knows managed-tap"
+                f"unsupported binding plugin {plugin!r}; vmnet knows "
+                f"{', '.join(sorted(_PLUGINS))}"
             )
+        binding = _PLUGINS[plugin.lower()]
     else:
         spec.mapping(frozenset())
-    binding = Binding(_BINDINGS[keys[0]])
+        binding = Binding(_BINDINGS[keys[0]])
     if binding in (Binding.MASQUERADE, Binding.PASST) and network.kind != "pod":
         spec.fail(f"{binding} is only allowed on the pod network, and {network.name!r} is Multus")
     if binding is Binding.SRIOV and network.kind != "multus":
