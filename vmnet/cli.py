@@ -141,7 +141,8 @@ def cmd_plug(args: argparse.Namespace) -> int:
     result = phase1.plug(vmi, args.netns, cache, options, on_mutation=faults.crash_hook())
     for warning in result.warnings:
         log.warning("%s", warning)
-    print(f"plugged {', '.join(result.networks) or 'nothing'} "
+    unplugged = f"; unplugged {', '.join(result.unplugged)}" if result.unplugged else ""
+    print(f"plugged {', '.join(result.networks) or 'nothing'}{unplugged} "
           f"({len(result.mutations)} changes; cache {cache.root})")
     return 0
 

@@ -59,6 +59,7 @@ class PlugOptions:
 @dataclass
 class PlugResult:
     networks: list[str] = field(default_factory=list)
+    unplugged: list[str] = field(default_factory=list)
     mutations: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -207,6 +208,11 @@ def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None 
     binding_keys = [k for ctx, _ in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
     _save_sysctls(cache, drivers, binding_keys)
     applier = Applier(drivers, on_mutation)
+    for index, (iface, net) in enumerate(vmi.pairs()):
+        record = cache.network(net.name) if iface.state == "absent" else None
+        if record is not None:  # hot-unplug: the interface was plugged, now it is absent
+            _unplug_record(applier, cache, _context(vmi, index, iface, net, record), record)
+            result.unplugged.append(net.name)
     for ctx, record in prepared:
         binding = binding_for(ctx.iface.binding)
         if record.state != NetworkState.STARTED:
@@ -253,15 +259,20 @@ def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = 
     result = PlugResult()
     for record in records:
         _, iface, net = pairs[record.network]
-        ctx = _context(vmi, record.index, iface, net, record)
-        applier.apply(_recorded_binding(record).unplan(ctx))
-        cache.remove("dhcp", record.network)
-        cache.remove("dhcp6", record.network)
-        cache.remove("network", record.network)
+        _unplug_record(applier, cache, _context(vmi, record.index, iface, net, record), record)
         result.networks.append(record.network)
     _restore_sysctls(cache, drivers, applier, saved_sysctls)
     result.mutations = applier.mutations
     return result
+
+
+def _unplug_record(applier: Applier, cache: Cache, ctx: BindContext,
+                   record: NetworkRecord) -> None:
+    """Undo one network, then forget it: the record goes last (it is the retry marker)."""
+    applier.apply(_recorded_binding(record).unplan(ctx))
+    cache.remove("dhcp", record.network)
+    cache.remove("dhcp6", record.network)
+    cache.remove("network", record.network)
 
 
 def _recorded_binding(record: NetworkRecord) -> BindMechanism:

@@ -126,3 +126,28 @@ def test_sixteen_nics_plug_and_unplug_cleanly(node, tmp_path):
     servers = {n["dhcp"]["server_id"] for n in json.loads(status)["networks"]}
     assert len(servers) == 16
     unplug_restores(pod.netns, vm, cache, before)
+
+
+def test_hot_unplug_gives_the_secondary_back_to_its_cni(node, tmp_path):
+    """`state: absent` on a plugged secondary: vmnet undoes it alone, the pod NIC
+    gets its name back (so the CNI's DEL finds it), the primary keeps working."""
+    pod, pods, vm = plug_pod(node, tmp_path, ["blue"])
+    cache = str(tmp_path / "cache")
+    before = snapshot(pod.netns)
+    res = vmnet("plug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
+    assert res.returncode == 0, res.stderr
+    doc = manifest(["blue"])
+    doc["spec"]["domain"]["devices"]["interfaces"][1]["state"] = "absent"
+    vm.write_text(yaml.safe_dump(doc))
+    res = vmnet("plug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
+    assert res.returncode == 0 and "unplugged blue" in res.stdout, res.stdout + res.stderr
+    links = {ln.name: ln for ln in snapshot(pod.netns).links}
+    blue = hashed_pod_iface("blue")
+    assert blue in links and "k6t-" + blue[3:] not in links and "tap" + blue[3:] not in links
+    assert "k6t-eth0" in links and "tap0" in links
+    assert links[blue] == next(ln for ln in before.links if ln.name == blue)
+    status = json.loads(vmnet("status", "--cache-dir", cache, "--json", check=True).stdout)
+    assert [n["network"] for n in status["networks"]] == ["default"]
+    pods["blue"].close()  # CNI DEL of the secondary must succeed on the restored NIC
+    unplug = vmnet("unplug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
+    assert unplug.returncode == 0, unplug.stderr

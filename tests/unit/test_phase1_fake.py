@@ -224,3 +224,33 @@ def test_migration_target_needs_the_bridge_annotation(vmi, drivers, tmp_path):
     kubevirt_macs = phase1.PlugOptions(migration_target=True, mac_source=MacSource.POD)
     with pytest.raises(ConfigError, match="would get the target pod's MAC"):
         phase1.plug(annotated, None, Cache(str(tmp_path / "c")), kubevirt_macs, drivers=drivers)
+
+
+def test_hot_plug_and_hot_unplug_of_a_secondary_bridge(drivers, tmp_path):
+    """A secondary network added later is plugged; marked `state: absent`, it is
+    unplugged and its pod NIC given back, the primary untouched (reference §4.8)."""
+    sec_link = LinkState(0, "pod7087ef4cd1f", "veth", MacAddress.parse("12:34:56:78:90:cd"),
+                         1500, True)
+    drivers.netlink.add_existing(sec_link)
+    cache = Cache(str(tmp_path))
+    phase1.plug(manifest.parse(BRIDGE_VM), None, cache, drivers=drivers)
+    before_secondary = view(drivers)
+
+    def with_secondary(state=None):
+        iface = {"name": "testnet1", "bridge": {}, **({"state": state} if state else {})}
+        spec = {"domain": {"devices": {"interfaces": [
+                    {"name": "default", "bridge": {}}, iface]}},
+                "networks": [{"name": "default", "pod": {}},
+                             {"name": "testnet1", "multus": {"networkName": "testnet1"}}]}
+        return manifest.parse({**BRIDGE_VM, "spec": spec})
+
+    plugged = phase1.plug(with_secondary(), None, cache, drivers=drivers)
+    assert plugged.networks == ["default", "testnet1"]
+    assert drivers.netlink.link(name="k6t-7087ef4cd1f") is not None
+    assert drivers.netlink.link(name="7087ef4cd1f-nic") is not None
+    unplugged = phase1.plug(with_secondary("absent"), None, cache, drivers=drivers)
+    assert unplugged.unplugged == ["testnet1"] and unplugged.networks == ["default"]
+    assert view(drivers) == before_secondary
+    assert cache.network("testnet1") is None
+    again = phase1.plug(with_secondary("absent"), None, cache, drivers=drivers)
+    assert again.unplugged == [] and again.mutations == []
