@@ -13,6 +13,8 @@ Rules:
    the `on_mutation` hook (the crash-injection point, see `vmnet.faults`).
 5. IPv6 link-local addresses belong to the kernel: a flush leaves them, and
    they are never added back by hand.
+6. Links are found by ifindex, or by name through one dump of the names kept
+   current by this applier: a link it has not made yet costs no request.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Applier:
         self.on_mutation = on_mutation
         self.mutations: list[str] = []
         self.warnings: list[str] = []
-        self._known: dict[str, int] = {}
+        self._known: dict[str, int] | None = None
 
     def mutate(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
         fn(*args, **kw)
@@ -84,18 +86,25 @@ class Applier:
             for (family, table), comment in want.items()
         )
 
+    def _names(self) -> dict[str, int]:
+        """Name -> ifindex of the namespace's links: one dump, then kept up to
+        date by this applier's own creations, renames and deletions, so a link
+        that does not exist yet costs no request (rule 6)."""
+        if self._known is None:
+            self._known = {link.name: link.index for link in self.nl.links(addresses=False)}
+        return self._known
+
     def _locate(self, spec: LinkSpec) -> LinkState | None:
         addresses = spec.addresses is not None
-        if spec.index is not None:
-            return self.nl.link(index=spec.index, addresses=addresses)
-        return self.nl.link(name=spec.name, addresses=addresses)
+        index = spec.index if spec.index is not None else self._names().get(spec.name)
+        return None if index is None else self.nl.link(index=index, addresses=addresses)
 
     def ensure_link(self, spec: LinkSpec) -> None:
         cur = self._locate(spec)
         if spec.absent:
             if cur is not None and self._is_kind(spec, cur):
                 self.mutate(f"link del {cur.name}", self.nl.link_del, cur.index)
-                self._known.pop(cur.name, None)
+                self._names().pop(cur.name, None)
             return
         if cur is None:
             cur = self._create(spec)
@@ -161,7 +170,10 @@ class Applier:
         if attrs:  # one request: the kernel renames, re-MACs, enslaves, then flips IFF_UP
             self.mutate(f"link set {spec.name} {','.join(attrs)}", self.nl.link_set,
                         cur.index, **attrs)
-        self._known[spec.name] = cur.index
+        names = self._names()
+        if names.get(cur.name) == cur.index:
+            del names[cur.name]
+        names[spec.name] = cur.index
         if spec.addresses is not None:
             self._ensure_addresses(spec, cur)
         if spec.routes is not None:
@@ -173,13 +185,11 @@ class Applier:
                             cur.index, spec.learning)
 
     def _index_of(self, name: str, of: str) -> int:
-        """The ifindex of `name`, known from this run or read once."""
-        if name not in self._known:
-            link = self.nl.link(name=name, addresses=False)
-            if link is None:
-                raise DriverError("link master", f"{of}->{name}", errno.ENODEV)
-            self._known[name] = link.index
-        return self._known[name]
+        """The ifindex of `name`, from the name map."""
+        index = self._names().get(name)
+        if index is None:
+            raise DriverError("link master", f"{of}->{name}", errno.ENODEV)
+        return index
 
     def _ensure_addresses(self, spec: LinkSpec, cur: LinkState) -> None:
         assert spec.addresses is not None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vmnet.addr import IPAddress, IPInterface, MacAddress
+from vmnet.driver.netns import Worker
 from vmnet.model import LinkState, RouteState, TapSpec
 
 
@@ -71,9 +72,12 @@ class Drivers:
     sysctl: Sysctl
     tap: Tap
     nft: Nft
+    worker: Worker | None = None
 
     def close(self) -> None:
         self.netlink.close()
+        if self.worker is not None:
+            self.worker.close()
 
 
 def real(netns: str | None) -> Drivers:
@@ -83,4 +87,11 @@ def real(netns: str | None) -> Drivers:
     from vmnet.driver.sysctl import ProcSys
     from vmnet.driver.tap import TunTap
 
-    return Drivers(Pyroute2Netlink(netns), ProcSys(netns), TunTap(netns), NftCli(netns))
+    worker = Worker(netns)
+    try:
+        netlink = Pyroute2Netlink(netns, worker)
+    except BaseException:
+        worker.close()
+        raise
+    return Drivers(netlink, ProcSys(netns, worker=worker), TunTap(netns, worker=worker),
+                   NftCli(netns), worker)

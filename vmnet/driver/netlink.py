@@ -24,7 +24,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vmnet.addr import IPAddress, IPInterface, MacAddress
-from vmnet.driver.netns import run_in
+from vmnet.driver.netns import Worker, run_in
 from vmnet.errors import DriverError
 from vmnet.model import RT_TABLE_MAIN, AddrState, LinkState, RouteState
 
@@ -50,10 +50,11 @@ def _netlink_socket() -> socket.socket:
 class Pyroute2Netlink:
     """`vmnet.driver.Netlink` over pyroute2's IPRoute."""
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, worker: Worker | None = None) -> None:
         self.netns = netns
         with _op("netlink open", netns or "self"):
-            self._ipr = IPRoute(use_socket=run_in(netns, _netlink_socket))
+            sock = worker.run(_netlink_socket) if worker else run_in(netns, _netlink_socket)
+            self._ipr = IPRoute(use_socket=sock)
 
     def close(self) -> None:
         self._ipr.close()

@@ -20,9 +20,10 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import queue
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vmnet.errors import ConfigError, DriverError
 
@@ -106,6 +107,72 @@ def run_in(netns: str | None, fn: Callable[[], T]) -> T:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
+
+
+class Worker:
+    """One thread that enters `netns` once and runs calls there until closed.
+
+    `run_in` pays a thread and a setns() per call (about 0.5-1 ms); a plug
+    makes several such calls (sysctls, the tap, the netlink socket), so the
+    real drivers share one worker. For the caller's own namespace calls run
+    in place, as with `run_in`.
+    """
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self._inline = netns is None or is_own(netns)
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], dict[str, Any],
+                                             threading.Event] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if not self._inline:
+            assert netns is not None
+            started = self._call_on_new_thread(netns)
+            if "error" in started:
+                raise started["error"]
+
+    def _call_on_new_thread(self, netns: str) -> dict[str, Any]:
+        started: dict[str, Any] = {}
+        ready = threading.Event()
+
+        def loop() -> None:
+            try:
+                enter(netns)
+            except BaseException as err:  # re-raised by __init__
+                started["error"] = err
+                ready.set()
+                return
+            ready.set()
+            while (item := self._calls.get()) is not None:
+                fn, box, done = item
+                try:
+                    box["result"] = fn()
+                except BaseException as err:  # re-raised by run()
+                    box["error"] = err
+                done.set()
+
+        self._thread = threading.Thread(target=loop, name=f"netns-worker:{netns}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        return started
+
+    def run(self, fn: Callable[[], T]) -> T:
+        if self._inline:
+            return fn()
+        if self._thread is None or not self._thread.is_alive():
+            raise DriverError("netns worker", str(self.netns), errno.ESRCH)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        self._calls.put((fn, box, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 def preexec(netns: str | None) -> Callable[[], None] | None:

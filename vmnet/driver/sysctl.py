@@ -10,16 +10,22 @@ from __future__ import annotations
 import errno
 import os
 
-from vmnet.driver.netns import run_in
+from collections.abc import Callable
+from typing import Any
+
+from vmnet.driver.netns import Worker, run_in
 from vmnet.errors import DriverError
 
 
 class ProcSys:
     """`vmnet.driver.Sysctl` over /proc/sys."""
 
-    def __init__(self, netns: str | None = None, root: str = "/proc/sys") -> None:
+    def __init__(self, netns: str | None = None, root: str = "/proc/sys",
+                 worker: Worker | None = None) -> None:
         self.netns = netns
         self.root = root
+        self._run: Callable[[Callable[[], Any]], Any] = (
+            worker.run if worker is not None else lambda fn: run_in(netns, fn))
 
     def _path(self, key: str) -> str:
         if ".." in key.split("/") or key.startswith("/"):
@@ -37,7 +43,7 @@ class ProcSys:
                 return None
 
         try:
-            return run_in(self.netns, read)
+            return self._run(read)  # type: ignore[no-any-return]
         except OSError as err:
             raise DriverError("sysctl read", key, err.errno or errno.EIO) from err
 
@@ -49,6 +55,6 @@ class ProcSys:
                 f.write(value)
 
         try:
-            run_in(self.netns, write)
+            self._run(write)
         except OSError as err:
             raise DriverError(f"sysctl write {value!r}", key, err.errno or errno.EIO) from err

@@ -18,7 +18,10 @@ import os
 import struct
 import time
 
-from vmnet.driver.netns import run_in
+from collections.abc import Callable
+from typing import Any
+
+from vmnet.driver.netns import Worker, run_in
 from vmnet.errors import DriverError
 from vmnet.model import TapSpec
 
@@ -42,15 +45,18 @@ def tap_flags(queues: int) -> int:
 class TunTap:
     """`vmnet.driver.Tap` over /dev/net/tun."""
 
-    def __init__(self, netns: str | None = None, retries: int = 5, pause: float = 0.2) -> None:
+    def __init__(self, netns: str | None = None, retries: int = 5, pause: float = 0.2,
+                 worker: Worker | None = None) -> None:
         self.netns = netns
         self.retries = retries
         self.pause = pause
+        self._run: Callable[[Callable[[], Any]], Any] = (
+            worker.run if worker is not None else lambda fn: run_in(netns, fn))
 
     def create(self, name: str, spec: TapSpec) -> None:
         for attempt in range(self.retries):
             try:
-                run_in(self.netns, lambda: _create(name, spec))
+                self._run(lambda: _create(name, spec))
                 return
             except OSError as err:
                 if err.errno != errno.EBUSY or attempt == self.retries - 1:
