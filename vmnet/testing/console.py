@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from vmnet.addr import MacAddress
 from vmnet.errors import ConfigError, DriverError
@@ -81,6 +82,25 @@ class SerialGuest:
 
     def _send(self, line: bytes) -> None:
         raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self, timeout: float = 10.0) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Start and wait for boot; a guest that does not boot is closed again."""
+        self.start()
+        try:
+            self.wait_booted()
+        except BaseException:
+            self.close(timeout=2.0)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _wait_for(self, pattern: re.Pattern[bytes], start: int, timeout: float, op: str) -> re.Match[bytes]:
         deadline = time.monotonic() + timeout

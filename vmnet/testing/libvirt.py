@@ -253,15 +253,3 @@ class LibvirtGuest(SerialGuest):
                 self.libvirtd.virsh("destroy", self.domain)
                 break
             time.sleep(0.05)
-
-    def __enter__(self) -> Self:
-        self.start()
-        try:
-            self.wait_booted()
-        except BaseException:
-            self.close(timeout=2.0)
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -21,7 +21,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Self
 
 from vmnet.driver.netns import check_netns, preexec
 from vmnet.errors import DriverError
@@ -150,16 +149,3 @@ class QemuGuest(SerialGuest):
     def pid(self) -> int | None:
         """qemu's process id while it runs."""
         return self._proc.pid if self._proc is not None else None
-
-    def __enter__(self) -> Self:
-        self.start()
-        try:
-            self.wait_booted()
-        except BaseException:
-            self.close(timeout=2.0)
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
