@@ -51,7 +51,7 @@ test-fast: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: deps venv
-	$(VENV)/bin/vmnet demo
+	$(PY) -m vmnet.testing.demo
 
 lint: venv
 	$(PY) -m pip install -q ruff

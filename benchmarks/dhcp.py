@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import yaml
 
 from benchmarks import loadgen, plug
-from vmnet.dhcp.config import DhcpConfig
+from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import Node
 from vmnet.testing.wait import wait_until

@@ -25,7 +25,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from vmnet.driver.netns import run_in
+from vmnet.core.netns import run_in
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; cmsg carries struct timespec

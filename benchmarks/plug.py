@@ -31,15 +31,16 @@ import yaml
 from pyroute2 import IPRoute
 from pyroute2.netlink import NETLINK_ROUTE
 
-from vmnet import manifest, phase1, phase2
-from vmnet.addr import MacAddress
-from vmnet.cache import Cache
-from vmnet.dhcp import resolvconf
-from vmnet.driver import real
-from vmnet.driver.netns import check_netns, run_in
-from vmnet.driver.tap import _create as create_tap
-from vmnet.model import TapSpec
-from vmnet.names import LinkNames, hashed_pod_iface
+from vmnet import manifest
+from vmnet.phases import phase1, phase2
+from vmnet.core.addr import MacAddress
+from vmnet.store.cache import Cache
+from vmnet.protocols import resolvconf
+from vmnet.apply.drivers import real
+from vmnet.core.netns import check_netns, run_in
+from vmnet.apply.drivers.tap import _create as create_tap
+from vmnet.plan.state import TapSpec
+from vmnet.core.names import LinkNames, hashed_pod_iface
 from vmnet.testing.cni import CniPod, Node, bridge_config, host_local
 from vmnet.testing.cnidata import CniIP
 

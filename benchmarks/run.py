@@ -41,7 +41,7 @@ TARGETS = [  # key, comparison, bound, text
     ("ratio_dhcp_vmnet_vs_dnsmasq", ">=", 1.0, "dhcp_vmnet_rps >= dnsmasq's"),
     ("dhcp_vmnet_p99_ms", "<", 2.0, "p99 at 50% load < 2 ms"),
     ("dhcp_rss_mb", "<", 25.0, "RSS of vmnet dhcp < 25 MB"),
-    ("import_ms", "<", 150.0, "import vmnet.dhcp.server < 150 ms"),
+    ("import_ms", "<", 150.0, "import vmnet.serve.dhcp4 < 150 ms"),
     ("ratio_16nic_vs_1nic", "<=", 16.0, "16 NICs <= 16x one NIC"),
 ]
 
@@ -58,12 +58,12 @@ def machine() -> dict[str, Any]:
 
 
 def import_ms(runs: int) -> tuple[float, float]:
-    """p50 wall ms of `python -c 'import vmnet.dhcp.server'`, and of `python -c pass`."""
+    """p50 wall ms of `python -c 'import vmnet.serve.dhcp4'`, and of `python -c pass`."""
     def wall(code: str) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, cwd=dhcp.ROOT)
         return (time.perf_counter() - start) * 1000
-    pairs = [(wall("import vmnet.dhcp.server"), wall("pass")) for _ in range(runs)]
+    pairs = [(wall("import vmnet.serve.dhcp4"), wall("pass")) for _ in range(runs)]
     return stats.p50([a for a, _ in pairs]), stats.p50([b for _, b in pairs])
 
 
@@ -114,7 +114,7 @@ def table(res: dict[str, Any]) -> str:
             (f"DHCP dnsmasq p99 at {res['dhcp_dnsmasq_p99_rate']:.0f}/s",
              res["dhcp_dnsmasq_p99_ms"], "ms"),
             (f"RSS after {res['dhcp_rss_transactions']} transactions", res["dhcp_rss_mb"], "MB"),
-            ("import vmnet.dhcp.server (process wall)", res["import_ms"], "ms"),
+            ("import vmnet.serve.dhcp4 (process wall)", res["import_ms"], "ms"),
             ("  of which python startup", res["python_startup_ms"], "ms")]
     lines += [f"{name:<46} {value:>10.2f} {unit}" for name, value, unit in rows]
     lines += ["", "NICs   vmnet ms   floor ms"]

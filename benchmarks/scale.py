@@ -20,9 +20,10 @@ from concurrent.futures import ProcessPoolExecutor
 import yaml
 
 from benchmarks import plug, stats
-from vmnet import manifest, phase1, phase2
-from vmnet.cache import Cache
-from vmnet.driver import real
+from vmnet import manifest
+from vmnet.phases import phase1, phase2
+from vmnet.store.cache import Cache
+from vmnet.apply.drivers import real
 from vmnet.testing.cni import Node
 
 

@@ -4,11 +4,11 @@ The public API, loaded lazily (PEP 562) so that `vmnet dhcp`, which runs for
 the VM's whole life, imports only what serving needs:
 
 - `load`, `parse`, `parse_text`, `Vmi`: KubeVirt VM/VMI manifests (`vmnet.manifest`);
-- `plug`, `unplug`, `PlugOptions`, `MacSource`: phase 1 (`vmnet.phase1`);
-- `decorate`, `domain_interfaces`: phase 2 domain XML (`vmnet.phase2`);
-- `dhcp_configs`, `dhcp6_configs`, `Service`: phase 2 DHCP (`vmnet.leases`, `vmnet.serve`);
-- `Cache`: the phase-1 cache (`vmnet.cache`);
-- the error tree (`vmnet.errors`).
+- `plug`, `unplug`, `PlugOptions`, `MacSource`: phase 1 (`vmnet.phases.phase1`);
+- `decorate`, `domain_interfaces`: phase 2 domain XML (`vmnet.phases.phase2`);
+- `dhcp_configs`, `dhcp6_configs`, `Service`: phase 2 DHCP (`vmnet.phases.leases`, `vmnet.serve.service`);
+- `Cache`: the phase-1 cache (`vmnet.store.cache`);
+- the error tree (`vmnet.core.errors`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from vmnet.errors import (
+from vmnet.core.errors import (
     CacheError,
     ConfigError,
     CriticalNetworkError,
@@ -31,12 +31,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "vmnet.manifest", "parse": "vmnet.manifest", "parse_text": "vmnet.manifest",
     "Vmi": "vmnet.manifest",
-    "plug": "vmnet.phase1", "unplug": "vmnet.phase1", "PlugOptions": "vmnet.phase1",
-    "MacSource": "vmnet.bindings",
-    "decorate": "vmnet.phase2", "domain_interfaces": "vmnet.phase2",
-    "dhcp_configs": "vmnet.leases", "dhcp6_configs": "vmnet.leases",
-    "Service": "vmnet.serve",
-    "Cache": "vmnet.cache",
+    "plug": "vmnet.phases.phase1", "unplug": "vmnet.phases.phase1", "PlugOptions": "vmnet.phases.phase1",
+    "MacSource": "vmnet.plan.bindings",
+    "decorate": "vmnet.phases.phase2", "domain_interfaces": "vmnet.phases.phase2",
+    "dhcp_configs": "vmnet.phases.leases", "dhcp6_configs": "vmnet.phases.leases",
+    "Service": "vmnet.serve.service",
+    "Cache": "vmnet.store.cache",
 }
 
 

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from vmnet import __version__
-from vmnet.cache import Cache, NetworkRecord
-from vmnet.errors import ConfigError, VmnetError
+from vmnet.plan.state import NetworkRecord
+from vmnet.store.cache import Cache
+from vmnet.core.errors import ConfigError, VmnetError
 from vmnet.manifest import Vmi
 
 if TYPE_CHECKING:
-    from vmnet.dhcp.config import DhcpConfig
-    from vmnet.dhcp6.config import Dhcp6Config
+    from vmnet.protocols.dhcp4.config import DhcpConfig
+    from vmnet.protocols.dhcp6.config import Dhcp6Config
 
 log = logging.getLogger("vmnet")
 DEFAULT_CACHE_ROOT = "/run/vmnet"
@@ -79,7 +80,6 @@ def _parser() -> argparse.ArgumentParser:
     _cache(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("demo", help="plug a throwaway pod and lease its IP to a real DHCP client")
     return p
 
 
@@ -129,11 +129,12 @@ def _iface_map(items: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_plug(args: argparse.Namespace) -> int:
-    from vmnet import faults, phase1
+    from vmnet.core import faults
+    from vmnet.phases import phase1
 
     vmi, cache = _load(args)
     uid, gid = _owner(args.tap_owner)
-    from vmnet.bindings import MacSource
+    from vmnet.plan.bindings import MacSource
 
     options = phase1.PlugOptions(tap_uid=uid, tap_gid=gid, iface_map=_iface_map(args.iface),
                                  mac_source=MacSource(args.mac_source),
@@ -148,7 +149,8 @@ def cmd_plug(args: argparse.Namespace) -> int:
 
 
 def cmd_unplug(args: argparse.Namespace) -> int:
-    from vmnet import faults, phase1
+    from vmnet.core import faults
+    from vmnet.phases import phase1
 
     vmi, cache = _load(args)
     result = phase1.unplug(vmi, args.netns, cache, on_mutation=faults.crash_hook())
@@ -157,7 +159,7 @@ def cmd_unplug(args: argparse.Namespace) -> int:
 
 
 def cmd_domain(args: argparse.Namespace) -> int:
-    from vmnet import phase2
+    from vmnet.phases import phase2
 
     vmi, cache = _load(args)
     source = None
@@ -190,10 +192,10 @@ def _write(path: str, data: bytes) -> None:
 
 
 def cmd_dhcp(args: argparse.Namespace) -> int:
-    from vmnet import leases
-    from vmnet.dhcp import resolvconf
-    from vmnet.driver.netns import check_netns
-    from vmnet.serve import Service
+    from vmnet.phases import leases
+    from vmnet.protocols import resolvconf
+    from vmnet.core.netns import check_netns
+    from vmnet.serve.service import Service
 
     vmi, cache = _load(args)
     check_netns(args.netns)
@@ -220,7 +222,7 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from vmnet import leases
+    from vmnet.phases import leases
 
     cache = Cache(args.cache_dir)
     records = cache.networks()
@@ -239,7 +241,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]:
-    from vmnet import leases
+    from vmnet.phases import leases
 
     out: dict[str, object] = {"cacheDir": cache.root}
     vmis = {r.vmi for r in records}
@@ -260,14 +262,8 @@ def _json_or_none(config: DhcpConfig | Dhcp6Config | None) -> dict[str, object] 
     return None if config is None else config.to_json()
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from vmnet import demo
-
-    return demo.run()
-
-
 COMMANDS = {"plug": cmd_plug, "unplug": cmd_unplug, "domain": cmd_domain, "dhcp": cmd_dhcp,
-            "status": cmd_status, "demo": cmd_demo}
+            "status": cmd_status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

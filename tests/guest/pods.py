@@ -20,9 +20,9 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
-from vmnet.driver.netns import preexec
-from vmnet.driver.tap import TunTap
-from vmnet.model import TapSpec
+from vmnet.core.netns import preexec
+from vmnet.apply.drivers.tap import TunTap
+from vmnet.plan.state import TapSpec
 from vmnet.testing.wait import wait_until
 
 VM_MAC = "52:54:00:5e:00:32"

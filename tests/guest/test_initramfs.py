@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing import initramfs
 from vmnet.testing.initramfs import (
     BUSYBOX,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vmnet.addr import MacAddress
+from vmnet.core.addr import MacAddress
 from vmnet.testing.qemu import Libvirtd, LibvirtGuest, libvirt_available
 
 from .pods import GATEWAY, VM_IP, VM_MAC, Pod, dnsmasq, make_pod, pids_in

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.initramfs import find_kernel
 from vmnet.testing.qemu import QemuGuest
 

@@ -15,10 +15,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import pytest
 from pyroute2 import IPRoute
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.config import DhcpConfig, Route
-from vmnet.dhcp.responder import SingleLeaseResponder
-from vmnet.dhcp.server import open_endpoint, serve
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
+from vmnet.serve.dhcp4 import open_endpoint, serve
 from vmnet.testing.qemu import QemuGuest
 
 from .pods import VM_MAC, Pod, make_pod, pids_in

@@ -20,11 +20,11 @@ from ipaddress import IPv6Address, IPv6Interface
 import pytest
 from pyroute2 import NetNS, netns
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp6.config import Dhcp6Config
-from vmnet.dhcp6.responder import Responder6
-from vmnet.dhcp6.server import Endpoint6, open_endpoint6, serve6
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.protocols.dhcp6.responder import Responder6
+from vmnet.serve.dhcp6 import Endpoint6, open_endpoint6, serve6
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.dhcpclients import ClientError, _write
 from vmnet.testing.dhcpclients6 import CLIENTS6, run_client6
 

@@ -21,12 +21,12 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import pytest
 from pyroute2 import NetNS, netns
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.config import DhcpConfig, Route
-from vmnet.dhcp.responder import SingleLeaseResponder
-from vmnet.dhcp.server import open_endpoint, serve
-from vmnet.driver.netns import run_in
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
+from vmnet.serve.dhcp4 import open_endpoint, serve
+from vmnet.core.netns import run_in
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.dhcpclients import CLIENTS, ClientError, ClientSession, run_client
 
 pytestmark = pytest.mark.netns

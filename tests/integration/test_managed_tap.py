@@ -3,8 +3,8 @@
 import pytest
 from lxml import etree
 
-from vmnet import phase1, phase2
-from vmnet.cache import Cache
+from vmnet.phases import phase1, phase2
+from vmnet.store.cache import Cache
 from vmnet.testing import netns as ns
 from vmnet.testing.plugged import bridge_manifest
 from vmnet.testing.snapshot import snapshot
@@ -20,7 +20,7 @@ def test_managed_tap_changes_nothing_and_a_real_guest_uses_the_tap(netns, vm, tm
     doc["spec"]["domain"]["devices"]["interfaces"][0] = {"name": "default",
                                                         "binding": {"name": "managed-tap"}}
     from vmnet import manifest
-    from vmnet.dhcp import resolvconf
+    from vmnet.protocols import resolvconf
 
     vmi = manifest.parse(doc)
     cache = Cache(str(tmp_path / "cache"))

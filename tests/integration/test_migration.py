@@ -12,8 +12,8 @@ import pytest
 from lxml import etree
 
 from tests.integration import tcp
-from vmnet import phase1, phase2
-from vmnet.bindings import stable_mac
+from vmnet.phases import phase1, phase2
+from vmnet.plan.bindings import stable_mac
 from vmnet.testing.cni import Node, bridge_config, static_ipam
 from vmnet.testing.dhcpclients import ClientSession
 from vmnet.testing.guest import Guest

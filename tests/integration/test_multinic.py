@@ -15,7 +15,7 @@ from tests.integration.conftest import (
     vmnet,
     vmnet_dhcp,
 )
-from vmnet.names import hashed_pod_iface
+from vmnet.core.names import hashed_pod_iface
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import host_local
 from vmnet.testing.dhcpclients import run_client

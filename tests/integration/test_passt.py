@@ -17,7 +17,7 @@ from lxml import etree
 
 from tests.integration import tcp
 from tests.integration.conftest import vmnet
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing import netns as ns
 from vmnet.testing import passt
 from vmnet.testing.snapshot import snapshot

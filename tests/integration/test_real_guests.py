@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from vmnet import phase2
+from vmnet.phases import phase2
 from vmnet.testing.cni import bridge_config
 from vmnet.testing.plugged import bridge_manifest
 

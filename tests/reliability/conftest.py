@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from vmnet.driver.netns import run_in
+from vmnet.core.netns import run_in
 from vmnet.testing import netns as ns
 from vmnet.testing.snapshot import NetSnapshot, snapshot
 

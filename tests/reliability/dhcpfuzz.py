@@ -1,6 +1,6 @@
 """The DHCPv4 path a hostile guest can reach, as one pure function, for fuzzers.
 
-`handle(data)` is what `vmnet.dhcp.server` does with one datagram, minus the
+`handle(data)` is what `vmnet.serve.dhcp4` does with one datagram, minus the
 sockets: decode, respond, encode, frame. The invariants every fuzzer checks
 (Hypothesis in the suite, atheris in `tox -e fuzz`):
 
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.codec import IP_UDP_HEADERS, decode, encode, frame_ipv4_udp
-from vmnet.dhcp.config import DhcpConfig, Route
-from vmnet.dhcp.responder import BROADCAST_MAC, SERVER_PORT, SingleLeaseResponder
-from vmnet.errors import DhcpDecodeError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.codec import IP_UDP_HEADERS, decode, encode, frame_ipv4_udp
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.protocols.dhcp4.responder import BROADCAST_MAC, SERVER_PORT, SingleLeaseResponder
+from vmnet.core.errors import DhcpDecodeError
 
 VM_MAC = MacAddress.parse("52:54:00:12:34:56")
 CONFIGS = {

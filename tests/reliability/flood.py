@@ -18,8 +18,8 @@ import sys
 import time
 from ipaddress import IPv4Address
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.codec import DhcpMessage, encode, frame_ipv4_udp
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.codec import DhcpMessage, encode, frame_ipv4_udp
 
 ETH_P_IP = 0x0800
 

@@ -20,7 +20,7 @@ from typing import Self
 
 HELPER = r"""
 import json, os, runpy, sys, tempfile
-import vmnet.cli, vmnet.phase1, vmnet.phase2, vmnet.manifest, vmnet.driver.netlink  # warm
+import vmnet.cli, vmnet.phases.phase1, vmnet.phases.phase2, vmnet.manifest, vmnet.apply.drivers.netlink  # warm
 for line in sys.stdin:
     req = json.loads(line)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

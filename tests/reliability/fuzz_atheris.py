@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
     from tests.reliability.dhcpfuzz import CONFIGS, VM_MAC, handle
-    from vmnet.dhcp.responder import SingleLeaseResponder
+    from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 
 _NAMES = sorted(CONFIGS)
 

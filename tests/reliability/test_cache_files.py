@@ -1,6 +1,6 @@
 """The phase-1 cache on disk: atomic, durable, private, versioned, and never a traceback.
 
-Unit part (no root): `vmnet.cache.Cache` against a temporary directory, a
+Unit part (no root): `vmnet.store.cache.Cache` against a temporary directory, a
 real SIGKILL between the temporary file and `os.replace`, and Hypothesis
 feeding arbitrary bytes and JSON to the reader. CLI part (root): a real
 plugged pod whose cache files are damaged one way at a time; every command
@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from tests.reliability.conftest import BRIDGE_VM, assert_same, changes, picture, vmnet
 from tests.reliability.forkcli import ForkCli
-from vmnet.cache import SCHEMA, Cache, NetworkRecord, safe_name
-from vmnet.errors import CacheError, DriverError
+from vmnet.plan.state import NetworkRecord
+from vmnet.store.cache import SCHEMA, Cache, safe_name
+from vmnet.core.errors import CacheError, DriverError
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import bridge_config
 
@@ -82,7 +83,7 @@ def test_fsync_file_then_replace_then_fsync_dir(tmp_path, monkeypatch):
 
 KILL_MID_WRITE = """
 import os, signal, sys
-from vmnet.cache import Cache
+from vmnet.store.cache import Cache
 cache = Cache(sys.argv[1])
 cache.write("dhcp", "default", {"answer": 42})
 os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)

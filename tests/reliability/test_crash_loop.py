@@ -26,10 +26,12 @@ import threading
 import pytest
 
 from tests.reliability.conftest import assert_same, changes, picture, vmnet
-from vmnet import manifest, phase2
-from vmnet.cache import Cache
-from vmnet.dhcp import resolvconf, server
-from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet import manifest
+from vmnet.phases import phase2
+from vmnet.store.cache import Cache
+from vmnet.protocols import resolvconf
+from vmnet.serve import dhcp4 as server
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 from vmnet.testing.cni import bridge_config
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]

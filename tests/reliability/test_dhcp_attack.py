@@ -30,10 +30,11 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import BRIDGE_VM, assert_same, picture, vmnet
-from vmnet import manifest, phase2
-from vmnet.cache import Cache
-from vmnet.dhcp import resolvconf
-from vmnet.driver.netns import run_in
+from vmnet import manifest
+from vmnet.phases import phase2
+from vmnet.store.cache import Cache
+from vmnet.protocols import resolvconf
+from vmnet.core.netns import run_in
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import bridge_config
 from vmnet.testing.wait import wait_until

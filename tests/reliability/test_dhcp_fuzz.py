@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.dhcpfuzz import CONFIGS, VM_MAC, handle
-from vmnet.dhcp.codec import MAGIC_COOKIE, DhcpMessage, encode
-from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet.protocols.dhcp4.codec import MAGIC_COOKIE, DhcpMessage, encode
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 
 EXAMPLES = int(os.environ.get("VMNET_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vmnet.faults import crash_hook
+from vmnet.core.faults import crash_hook
 
 
 @pytest.mark.parametrize("value", ["", "0", "-3", "x", "1.5", " "])

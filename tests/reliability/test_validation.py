@@ -23,8 +23,8 @@ import pytest
 
 from tests.reliability.conftest import BRIDGE_VM, MASQUERADE_VM, assert_same, picture, vmnet
 from tests.reliability.forkcli import ForkCli
-from vmnet.addr import MacAddress
-from vmnet.model import LinkState, PodNic
+from vmnet.core.addr import MacAddress
+from vmnet.plan.state import LinkState, PodNic
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import bridge_config
 from vmnet.testing.snapshot import snapshot

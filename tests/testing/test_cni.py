@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 from vmnet.testing import cni
 from vmnet.testing import netns as ns
 from vmnet.testing.cnidata import CniResult

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing import netns as ns
 from vmnet.testing.snapshot import snapshot
 

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.driver.tap import TunTap
-from vmnet.errors import DriverError
-from vmnet.model import TapSpec
+from vmnet.core.addr import MacAddress
+from vmnet.apply.drivers.tap import TunTap
+from vmnet.core.errors import DriverError
+from vmnet.plan.state import TapSpec
 from vmnet.testing import netns as ns
 from vmnet.testing.guest import Guest
 from vmnet.testing.relay import TapRelay, live_relays

@@ -2,9 +2,9 @@ import ipaddress
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.driver.fake import fake_drivers
-from vmnet.model import AddrState, LinkState, RouteState
+from vmnet.core.addr import MacAddress
+from vmnet.apply.drivers.fake import fake_drivers
+from vmnet.plan.state import AddrState, LinkState, RouteState
 
 POD_MAC = MacAddress.parse("12:34:56:78:90:ab")
 

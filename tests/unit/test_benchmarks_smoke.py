@@ -13,10 +13,11 @@ import sys
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp import codec, server
-from vmnet.dhcp.config import DhcpConfig
-from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4 import codec
+from vmnet.serve import dhcp4 as server
+from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED = ["plug_bridge_ms_p50", "plug_masquerade_ms_p50", "plug_floor_ms_p50",

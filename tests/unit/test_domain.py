@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from vmnet.addr import MacAddress
+from vmnet.core.addr import MacAddress
 from vmnet.domain import (
     DomainInterface,
     PortForward,
@@ -28,7 +28,7 @@ from vmnet.domain import (
     skeleton,
     to_bytes,
 )
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 from vmnet.manifest import PciAddress
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "domain"

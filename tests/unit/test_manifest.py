@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmnet.addr import MacAddress
-from vmnet.errors import ConfigError
+from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError
 from vmnet.manifest import (
     MASQUERADE_BRIDGE_MAC,
     Binding,

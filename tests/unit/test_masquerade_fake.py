@@ -3,10 +3,11 @@
 import ipaddress
 
 from tests.unit.test_phase1_fake import view
-from vmnet import manifest, phase1
-from vmnet.bindings import stable_mac
-from vmnet.cache import Cache
-from vmnet.dhcp.config import DhcpConfig
+from vmnet import manifest
+from vmnet.phases import phase1
+from vmnet.plan.bindings import stable_mac
+from vmnet.store.cache import Cache
+from vmnet.protocols.dhcp4.config import DhcpConfig
 
 MASQ_VM = {
     "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
@@ -68,7 +69,7 @@ def test_sriov_interfaces_are_left_to_kubevirt(drivers, tmp_path):
     cache = Cache(str(tmp_path))
     result = phase1.plug(vmi, None, cache, drivers=drivers)
     assert result.networks == ["default"]
-    from vmnet import phase2
+    from vmnet.phases import phase2
 
     assert [i.alias for i in phase2.domain_interfaces(vmi, cache)] == ["default"]
     assert phase1.unplug(vmi, None, cache, drivers=drivers).networks == ["default"]

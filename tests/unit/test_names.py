@@ -1,7 +1,7 @@
 import pytest
 
-from vmnet.errors import ConfigError
-from vmnet.names import LinkNames, hashed_pod_iface, ordinal_pod_iface, uses_ordinal_scheme
+from vmnet.core.errors import ConfigError
+from vmnet.core.names import LinkNames, hashed_pod_iface, ordinal_pod_iface, uses_ordinal_scheme
 
 
 @pytest.mark.parametrize("network,expected", [

@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from vmnet.driver import netns
-from vmnet.errors import ConfigError
+from vmnet.core import netns
+from vmnet.core.errors import ConfigError
 
 
 def test_own_namespace_runs_in_place_without_a_thread():

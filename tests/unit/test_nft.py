@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from vmnet import nft
+from vmnet.plan import nat as nft
 
 GOLDEN = pathlib.Path(__file__).parent.parent / "golden" / "nft"
 V4 = dict(family="ip", pod_iface="eth0", bridge="k6t-eth0",

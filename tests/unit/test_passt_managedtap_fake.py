@@ -4,12 +4,13 @@ import pytest
 from lxml import etree
 
 from tests.unit.conftest import POD_MAC
-from vmnet import manifest, phase1, phase2
-from vmnet.bindings import stable_mac
-from vmnet.cache import Cache
-from vmnet.driver.fake import fake_drivers
-from vmnet.errors import DiscoveryError
-from vmnet.model import LinkState
+from vmnet import manifest
+from vmnet.phases import phase1, phase2
+from vmnet.plan.bindings import stable_mac
+from vmnet.store.cache import Cache
+from vmnet.apply.drivers.fake import fake_drivers
+from vmnet.core.errors import DiscoveryError
+from vmnet.plan.state import LinkState
 
 
 def vmi_with(iface):

@@ -6,14 +6,16 @@ import signal
 import pytest
 
 from tests.unit.conftest import POD_MAC, cni_pod_nic
-from vmnet import manifest, phase1
-from vmnet.addr import MacAddress
-from vmnet.bindings import MacSource, stable_mac
-from vmnet.cache import Cache, NetworkState
-from vmnet.dhcp.config import DhcpConfig, Route
-from vmnet.driver.fake import fake_drivers
-from vmnet.errors import DiscoveryError, DriverError
-from vmnet.model import LinkState
+from vmnet import manifest
+from vmnet.phases import phase1
+from vmnet.core.addr import MacAddress
+from vmnet.plan.bindings import MacSource, stable_mac
+from vmnet.plan.state import NetworkState
+from vmnet.store.cache import Cache
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.apply.drivers.fake import fake_drivers
+from vmnet.core.errors import DiscoveryError, DriverError
+from vmnet.plan.state import LinkState
 
 BRIDGE_VM = {
     "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
@@ -171,7 +173,7 @@ def test_driver_failure_is_critical_and_rerun_converges(drivers, vmi, tmp_path):
 
 
 def test_crash_hook_kills_the_process_at_the_nth_mutation(monkeypatch):
-    from vmnet import faults
+    from vmnet.core import faults
 
     killed = []
     monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append(sig))
@@ -211,7 +213,7 @@ def test_stable_mac_is_the_same_in_every_pod_and_differs_per_vm(vmi, tmp_path):
 
 
 def test_migration_target_needs_the_bridge_annotation(vmi, drivers, tmp_path):
-    from vmnet.errors import ConfigError
+    from vmnet.core.errors import ConfigError
 
     opts = phase1.PlugOptions(migration_target=True)
     with pytest.raises(ConfigError, match="allow-pod-bridge-network-live-migration"):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from lxml import etree
 
 from vmnet.domain.interface import DomainInterface, _children, _el, interface_element
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 
 _ORDER: tuple[str, ...] = ("address", "source", "target", "model", "mac", "mtu", "bandwidth")
 _ORDER += ("boot", "link", "filterref", "alias", "driver", "rom", "acpi", "backend", "portForward")

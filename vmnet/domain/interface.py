@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from vmnet.addr import MacAddress
-from vmnet.errors import ConfigError
+from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError
 from vmnet.manifest import PciAddress
 
 TYPES = ("ethernet", "user", "vhostuser")

@@ -19,7 +19,7 @@ from lxml import etree
 
 from vmnet.domain.decoration import decorate
 from vmnet.domain.interface import _ABSPATH_RE, DomainInterface, _el, _int_in, _matches
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 
 _DOMNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,63}$")
 

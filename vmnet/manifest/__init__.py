@@ -29,7 +29,7 @@ tracker), `document`, `networks` and `interfaces` (validation, top-down), `text`
 """
 
 from vmnet.manifest.document import parse
-from vmnet.manifest.model import (
+from vmnet.manifest.vmi import (
     KINDS,
     MASQUERADE_BRIDGE_MAC,
     MAX_CPUS,

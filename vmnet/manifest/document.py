@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 from vmnet.manifest.interfaces import _parse_interfaces
-from vmnet.manifest.model import KINDS, MAX_CPUS, Annotations, Binding, Interface, Network, Vmi
+from vmnet.manifest.vmi import KINDS, MAX_CPUS, Annotations, Binding, Interface, Network, Vmi
 from vmnet.manifest.networks import _parse_networks
 from vmnet.manifest.nodes import _SUBDOMAIN, _label, _Node, _type
 

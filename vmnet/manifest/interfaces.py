@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from ipaddress import IPv4Address
 
-from vmnet.addr import MacAddress
-from vmnet.manifest.model import (
+from vmnet.core.addr import MacAddress
+from vmnet.manifest.vmi import (
     MASQUERADE_BRIDGE_MAC,
     MODELS,
     STATES,

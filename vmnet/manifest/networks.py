@@ -14,7 +14,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 from typing import TypeVar
 
-from vmnet.manifest.model import Network
+from vmnet.manifest.vmi import Network
 from vmnet.manifest.nodes import _SUBDOMAIN, _label, _Node
 
 _Net = TypeVar("_Net", IPv4Network, IPv6Network)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -7,7 +7,7 @@ Rules:
 
 from __future__ import annotations
 
-from vmnet.manifest.model import Binding, DhcpOptions, Interface, Network, Vmi
+from vmnet.manifest.vmi import Binding, DhcpOptions, Interface, Network, Vmi
 
 
 def to_json(vmi: Vmi) -> dict[str, object]:

@@ -13,9 +13,9 @@ import json
 
 import yaml
 
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 from vmnet.manifest.document import parse
-from vmnet.manifest.model import KINDS, MAX_TEXT, Vmi
+from vmnet.manifest.vmi import KINDS, MAX_TEXT, Vmi
 from vmnet.manifest.nodes import _type
 
 

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vmnet.errors import ConfigError
+from vmnet.core.errors import ConfigError
 
 _NEWC_MAGIC = b"070701"
 _TRAILER = "TRAILER!!!"

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vmnet.addr import IPAddress, IPInterface, MacAddress
-from vmnet.driver.netns import netns_path
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.addr import IPAddress, IPInterface, MacAddress
+from vmnet.core.netns import netns_path
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing import netns as ns
 from vmnet.testing.cnidata import (
     CONFIGS,

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmnet.addr import IPAddress, IPInterface, IPNetwork, MacAddress
-from vmnet.driver.netns import netns_path
-from vmnet.errors import ConfigError
+from vmnet.core.addr import IPAddress, IPInterface, IPNetwork, MacAddress
+from vmnet.core.netns import netns_path
+from vmnet.core.errors import ConfigError
 
 UPLINK = "uplink0"
 

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Self
 
-from vmnet.addr import MacAddress
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.initramfs import BEGIN, END, READY, missing_inputs
 from vmnet.testing.lease import Lease, parse_ipconfig, parse_udhcpc
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
-from vmnet.dhcp.options import parse_classless_routes
-from vmnet.driver.netns import check_netns
-from vmnet.errors import ConfigError, VmnetError
+from vmnet.protocols.dhcp4.options import parse_classless_routes
+from vmnet.core.netns import check_netns
+from vmnet.core.errors import ConfigError, VmnetError
 
 CLIENTS = ("udhcpc", "dhclient", "dhcpcd")
 POLL = 0.05

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
-from vmnet.driver.netns import check_netns
-from vmnet.errors import ConfigError
+from vmnet.core.netns import check_netns
+from vmnet.core.errors import ConfigError
 from vmnet.testing.dhcpclients import (
     _DHCLIENT_SCRIPT,
     _DHCPCD_SCRIPT,

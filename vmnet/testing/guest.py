@@ -25,8 +25,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from vmnet.addr import MacAddress
-from vmnet.driver.netns import run_in
+from vmnet.core.addr import MacAddress
+from vmnet.core.netns import run_in
 from vmnet.testing import netns as ns
 from vmnet.testing.relay import TapRelay
 

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.binfmt import PT_INTERP, CpioEntry, elf_interpreter, encode_newc
 from vmnet.testing.lease import Lease, parse_ipconfig, parse_udhcpc
 

@@ -14,7 +14,7 @@ import ipaddress
 import shlex
 from dataclasses import dataclass
 
-from vmnet.errors import DriverError
+from vmnet.core.errors import DriverError
 
 
 @dataclass(frozen=True, slots=True)

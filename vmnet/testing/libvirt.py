@@ -2,7 +2,7 @@
 
 Rules:
 1. libvirtd runs inside the pod namespace (the child enters it between fork
-   and exec with `vmnet.driver.netns.preexec`, which only calls setns(2), hence
+   and exec with `vmnet.core.netns.preexec`, which only calls setns(2), hence
    the PLW1509 waiver) and in its own mount namespace; the test process never
    moves.
 2. Every wait has a deadline. `stop()` destroys every domain and `close()`
@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from vmnet.driver.netns import check_netns, preexec
-from vmnet.errors import DriverError
+from vmnet.core.netns import check_netns, preexec
+from vmnet.core.errors import DriverError
 from vmnet.testing.console import KERNEL_ARGS, QEMU, SerialGuest, _validate, available
 from vmnet.testing.initramfs import default_cache_dir, guest_image
 

@@ -7,7 +7,7 @@ Rules:
    `/etc/netns/<name>/resolv.conf`: `ip netns exec` bind-mounts that file over
    `/etc/resolv.conf`, so a DHCP client script run in the namespace cannot
    rewrite the machine's own resolver (machine-notes).
-2. The test process never enters a namespace (vmnet.driver.netns rule 1):
+2. The test process never enters a namespace (vmnet.core.netns rule 1):
    netlink goes through `IPRoute(netns=name, flags=0)`, commands through
    `ip netns exec` / `ip -n`, and /proc/sys writes through `run_in`.
 3. Removing what is already gone is success; any other failure raises.
@@ -31,9 +31,9 @@ from typing import Any
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pyroute2_netns
 
-from vmnet.addr import MacAddress
-from vmnet.driver.netns import check_netns, run_in
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.addr import MacAddress
+from vmnet.core.netns import check_netns, run_in
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.wait import wait_until
 
 PREFIX = "vmt-"

@@ -14,7 +14,7 @@ Rules:
    SPEC = `[address][%dev]/` + comma-joined `[~]start[-end][:to[-to_end]]`
    ranges, or `all` when it has no range (passt(1) "-t SPEC").
 2. passt runs in the pod namespace (the child enters it between fork and
-   exec through `vmnet.driver.netns.preexec`, hence the PLW1509 waivers), in
+   exec through `vmnet.core.netns.preexec`, hence the PLW1509 waivers), in
    the foreground, as `--runas 107:107` like KubeVirt's virt-launcher, so
    the sysctls vmnet's phase 1 sets (ping_group_range,
    ip_unprivileged_port_start) are what lets it ping and bind low ports.
@@ -47,8 +47,8 @@ from typing import Any, Self
 
 from lxml import etree
 
-from vmnet.driver.netns import check_netns, preexec
-from vmnet.errors import ConfigError, DriverError
+from vmnet.core.netns import check_netns, preexec
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.qemu import QemuGuest
 
 PASST = "passt"

@@ -19,11 +19,12 @@ from typing import Any
 
 import yaml
 
-from vmnet import manifest, phase1, phase2
-from vmnet.addr import IPAddress, IPInterface, MacAddress
-from vmnet.cache import Cache
-from vmnet.dhcp import resolvconf
-from vmnet.serve import Service
+from vmnet import manifest
+from vmnet.phases import phase1, phase2
+from vmnet.core.addr import IPAddress, IPInterface, MacAddress
+from vmnet.store.cache import Cache
+from vmnet.protocols import resolvconf
+from vmnet.serve.service import Service
 from vmnet.testing.cni import CniPod
 from vmnet.testing.snapshot import snapshot
 

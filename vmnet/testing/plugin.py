@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.errors import ConfigError
+from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError
 from vmnet.testing import cni, relay
 from vmnet.testing import netns as ns
 from vmnet.testing.guest import Guest

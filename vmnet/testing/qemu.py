@@ -2,7 +2,7 @@
 
 Rules:
 1. qemu runs inside the pod namespace (the child enters it between fork and
-   exec with `vmnet.driver.netns.preexec`, which only calls setns(2), hence
+   exec with `vmnet.core.netns.preexec`, which only calls setns(2), hence
    the PLW1509 waiver) and attaches to a tap that already exists there, as
    virt-launcher's qemu does; the test process never moves.
 2. The console protocol, its deadlines and its errors are `SerialGuest`'s
@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from vmnet.driver.netns import check_netns, preexec
-from vmnet.errors import DriverError
+from vmnet.core.netns import check_netns, preexec
+from vmnet.core.errors import DriverError
 from vmnet.testing.console import (
     IPCONFIG,
     KERNEL_ARGS,

@@ -32,8 +32,8 @@ import threading
 import weakref
 from typing import Self
 
-from vmnet.driver.netns import run_in
-from vmnet.errors import DriverError
+from vmnet.core.netns import run_in
+from vmnet.core.errors import DriverError
 from vmnet.testing.netns import link_index, open_ipr
 
 TUNSETIFF = 0x400454CA

@@ -7,9 +7,9 @@ import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.codec import BOOTREPLY, DhcpMessage, decode, encode, encode_option, frame_ipv4_udp
-from vmnet.errors import DhcpDecodeError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.codec import BOOTREPLY, DhcpMessage, decode, encode, encode_option, frame_ipv4_udp
+from vmnet.core.errors import DhcpDecodeError
 
 CAPTURES = Path(__file__).parent / "captures" / "test_dhcp_codec"
 MAC = bytes.fromhex("525400123456")

@@ -5,9 +5,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.config import DhcpConfig, Route
-from vmnet.errors import CacheError, ConfigError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.core.errors import CacheError, ConfigError
 
 FULL = DhcpConfig(
     client_mac=MacAddress.parse("12:34:56:78:90:ab"),

@@ -5,11 +5,11 @@ from ipaddress import IPv4Address, IPv4Interface
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.codec import MAGIC_COOKIE, DhcpMessage, decode, encode
-from vmnet.dhcp.config import DhcpConfig
-from vmnet.dhcp.responder import SingleLeaseResponder
-from vmnet.errors import DhcpDecodeError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.codec import MAGIC_COOKIE, DhcpMessage, decode, encode
+from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
+from vmnet.core.errors import DhcpDecodeError
 
 ip4 = st.builds(IPv4Address, st.integers(0, 2**32 - 1))
 options = st.dictionaries(

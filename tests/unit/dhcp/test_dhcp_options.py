@@ -4,9 +4,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from vmnet.dhcp import options
-from vmnet.dhcp.config import Route
-from vmnet.errors import ConfigError
+from vmnet.protocols.dhcp4 import options
+from vmnet.protocols.dhcp4.config import Route
+from vmnet.core.errors import ConfigError
 
 
 def r(dst: str, gw: str | None) -> Route:

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp.codec import decode, encode
-from vmnet.dhcp.config import DhcpConfig
-from vmnet.dhcp.responder import SingleLeaseResponder
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4.codec import decode, encode
+from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 
 CAPTURES = Path(__file__).parent / "captures" / "test_dhcp_real_clients"
 MAC = MacAddress.parse("52:54:00:aa:bb:01")

@@ -4,8 +4,8 @@ from ipaddress import ip_address
 
 import pytest
 
-from vmnet.dhcp import resolvconf
-from vmnet.errors import ConfigError
+from vmnet.protocols import resolvconf
+from vmnet.core.errors import ConfigError
 
 
 def test_nameservers_of_both_families_keep_order() -> None:

@@ -4,11 +4,11 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp import options
-from vmnet.dhcp.codec import BOOTREPLY, DhcpMessage, encode
-from vmnet.dhcp.config import DhcpConfig, Route
-from vmnet.dhcp.responder import BROADCAST_IP, BROADCAST_MAC, SingleLeaseResponder, effective_routes
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp4 import options
+from vmnet.protocols.dhcp4.codec import BOOTREPLY, DhcpMessage, encode
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.protocols.dhcp4.responder import BROADCAST_IP, BROADCAST_MAC, SingleLeaseResponder, effective_routes
 
 MAC = MacAddress.parse("12:34:56:78:90:ab")
 OTHER = MacAddress.parse("12:34:56:78:90:ac")

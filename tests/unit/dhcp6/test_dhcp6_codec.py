@@ -19,8 +19,8 @@ from scapy.layers.dhcp6 import (
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp6.codec import (
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp6.codec import (
     Dhcp6Message,
     Ia,
     IaAddress,
@@ -33,8 +33,8 @@ from vmnet.dhcp6.codec import (
     encode_options,
     ipv6_udp,
 )
-from vmnet.dhcp6.options import domain_list, duid_ll, duid_mac, ipv6_list
-from vmnet.errors import ConfigError, DhcpDecodeError
+from vmnet.protocols.dhcp6.options import domain_list, duid_ll, duid_mac, ipv6_list
+from vmnet.core.errors import ConfigError, DhcpDecodeError
 
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")
 LEASE = IPv6Address("fd10:0:2::2")

@@ -5,9 +5,9 @@ from ipaddress import IPv6Address, IPv6Interface
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp6.config import Dhcp6Config
-from vmnet.errors import CacheError, ConfigError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.core.errors import CacheError, ConfigError
 
 BRIDGE = MacAddress.parse("02:00:00:00:00:00")
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")

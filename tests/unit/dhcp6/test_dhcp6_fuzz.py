@@ -5,8 +5,8 @@ from ipaddress import IPv6Address, IPv6Interface
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp6.codec import (
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp6.codec import (
     Dhcp6Message,
     Ia,
     IaAddress,
@@ -16,10 +16,10 @@ from vmnet.dhcp6.codec import (
     encode,
     ipv6_udp,
 )
-from vmnet.dhcp6.config import Dhcp6Config
-from vmnet.dhcp6.ra import parse_rs
-from vmnet.dhcp6.responder import Responder6
-from vmnet.errors import DhcpDecodeError
+from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.protocols.dhcp6.ra import parse_rs
+from vmnet.protocols.dhcp6.responder import Responder6
+from vmnet.core.errors import DhcpDecodeError
 
 LAYOUT = {3, 4, 5, 6, 7, 8, 13, 14, 23, 25, 26}
 u32 = st.integers(0, 2**32 - 1)

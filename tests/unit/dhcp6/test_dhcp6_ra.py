@@ -13,10 +13,10 @@ from scapy.layers.inet6 import (
     in6_chksum,
 )
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp6.config import Dhcp6Config
-from vmnet.dhcp6.ra import RaSchedule, build_ra, parse_rs
-from vmnet.errors import DhcpDecodeError
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.protocols.dhcp6.ra import RaSchedule, build_ra, parse_rs
+from vmnet.core.errors import DhcpDecodeError
 
 BRIDGE = MacAddress.parse("02:00:00:00:00:00")
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")

@@ -4,8 +4,8 @@ from ipaddress import IPv6Address, IPv6Interface
 
 import pytest
 
-from vmnet.addr import MacAddress
-from vmnet.dhcp6.codec import (
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp6.codec import (
     Dhcp6Message,
     Ia,
     IaAddress,
@@ -16,9 +16,9 @@ from vmnet.dhcp6.codec import (
     decode,
     encode,
 )
-from vmnet.dhcp6.config import Dhcp6Config
-from vmnet.dhcp6.options import domain_list, duid_ll
-from vmnet.dhcp6.responder import Responder6
+from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.protocols.dhcp6.options import domain_list, duid_ll
+from vmnet.protocols.dhcp6.responder import Responder6
 
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")
 OTHER = MacAddress.parse("52:54:00:aa:bb:99")

@@ -1,0 +1,97 @@
+"""Drivers: one per kind of side effect, each a small Protocol.
+
+Rules:
+1. Only `vmnet/driver/*` and `vmnet/testing/*` import pyroute2 or subprocess.
+2. A real method adds error context and nothing else: failures become
+   `DriverError(op, target, errno)`.
+3. Every driver is bound to one network namespace at construction; nothing
+   moves the calling thread (see `vmnet.core.netns`).
+4. `vmnet.apply.drivers.fake` holds stateful fakes with the same contract, for unit
+   tests of plans and of the apply engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from vmnet.core.addr import IPAddress, IPInterface, MacAddress
+from vmnet.core.netns import Worker
+from vmnet.plan.state import LinkState, RouteState, TapSpec
+
+
+class Netlink(Protocol):
+    def links(self, addresses: bool = True) -> list[LinkState]: ...
+    def link(self, *, name: str | None = None, index: int | None = None,
+             addresses: bool = True) -> LinkState | None:
+        """One link; `addresses=False` skips reading its addresses (they stay empty)."""
+    def routes(self) -> list[RouteState]: ...
+    def link_add(self, name: str, kind: str, *, mac: MacAddress | None = None) -> None: ...
+    def link_del(self, index: int) -> None: ...
+    def link_set(
+        self,
+        index: int,
+        *,
+        name: str | None = None,
+        mac: MacAddress | None = None,
+        mtu: int | None = None,
+        master: int | None = None,
+        up: bool | None = None,
+    ) -> None: ...
+    def addr_add(self, index: int, interface: IPInterface, *,
+                 broadcast: IPAddress | None = None) -> None: ...
+    def addr_del(self, index: int, interface: IPInterface) -> None: ...
+    def route_add(self, route: RouteState) -> None: ...
+    def route_del(self, route: RouteState) -> None: ...
+    def learning(self, index: int) -> bool | None: ...
+    def set_learning(self, index: int, on: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+class Sysctl(Protocol):
+    def get(self, key: str) -> str | None: ...
+    def set(self, key: str, value: str) -> None: ...
+
+
+class Tap(Protocol):
+    def create(self, name: str, spec: TapSpec) -> None: ...
+
+
+class Nft(Protocol):
+    def apply(self, ruleset: str) -> None: ...
+    def delete_table(self, family: str, table: str) -> None: ...
+    def has_table(self, family: str, table: str) -> bool: ...
+    def table_comment(self, family: str, table: str) -> str | None: ...
+
+
+@dataclass
+class Drivers:
+    """The bundle of drivers a binding's plan is applied with."""
+
+    netlink: Netlink
+    sysctl: Sysctl
+    tap: Tap
+    nft: Nft
+    worker: Worker | None = None
+
+    def close(self) -> None:
+        self.netlink.close()
+        if self.worker is not None:
+            self.worker.close()
+
+
+def real(netns: str | None) -> Drivers:
+    """Drivers acting on `netns` (a name, a path, or None for our own)."""
+    from vmnet.apply.drivers.netlink import Pyroute2Netlink
+    from vmnet.apply.drivers.nft import NftCli
+    from vmnet.apply.drivers.sysctl import ProcSys
+    from vmnet.apply.drivers.tap import TunTap
+
+    worker = Worker(netns)
+    try:
+        netlink = Pyroute2Netlink(netns, worker)
+    except BaseException:
+        worker.close()
+        raise
+    return Drivers(netlink, ProcSys(netns, worker=worker), TunTap(netns, worker=worker),
+                   NftCli(netns), worker)

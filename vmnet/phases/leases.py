@@ -1,0 +1,109 @@
+"""The DHCP side of phase 2: the leases phase 1 cached, completed for serving.
+
+Rules:
+1. The DHCP configuration is the cached lease (address, gateway, routes, MTU,
+   client MAC, server id from phase 1) plus what only the launcher knows: DNS
+   servers and search list from its resolv.conf, the VM's host name, and the
+   manifest's `dhcpOptions`.
+2. A network phase 1 has not finished is an error, not a guess.
+3. This module imports nothing of the domain XML or the bindings, so that
+   `vmnet dhcp`, which runs for the VM's whole life, stays small (no lxml).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterator
+
+from vmnet.plan.state import NetworkRecord, NetworkState
+from vmnet.store.cache import Cache
+from vmnet.protocols import resolvconf
+from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.core.errors import CacheError
+from vmnet.manifest import Binding, Interface, Network, Vmi
+from vmnet.core.names import LinkNames
+
+
+def finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
+    for iface, net in vmi.pairs():
+        if iface.state == "absent" or iface.binding == Binding.SRIOV:
+            continue
+        record = cache.network(net.name)
+        if record is None or record.state != NetworkState.FINISHED:
+            state = "missing" if record is None else record.state.name.lower()
+            raise CacheError(
+                f"phase 2 {net.name}: phase 1 has not finished for this network "
+                f"(cache {state}); run `vmnet plug` first"
+            )
+        yield iface, net, record
+
+
+def hostname(vmi: Vmi) -> str:
+    """`spec.hostname`, else the VM name up to its first dot, at most 63 chars."""
+    return (vmi.hostname or vmi.name.split(".")[0])[:63]
+
+
+def lease(cache: Cache, network: str) -> DhcpConfig | None:
+    """The DHCPv4 lease phase 1 recorded for `network`, validated; None if it has none."""
+    body = cache.read("dhcp", network)
+    try:
+        return None if body is None else DhcpConfig.from_json(body)
+    except CacheError as err:
+        raise CacheError(f"read cache {cache.path('dhcp', network)}: {err}") from err
+
+
+def lease6(cache: Cache, network: str) -> Dhcp6Config | None:
+    """The DHCPv6 lease phase 1 recorded for `network`, validated; None if it has none."""
+    body = cache.read("dhcp6", network)
+    try:
+        return None if body is None else Dhcp6Config.from_json(body)
+    except CacheError as err:
+        raise CacheError(f"read cache {cache.path('dhcp6', network)}: {err}") from err
+
+
+def dhcp_configs(vmi: Vmi, cache: Cache,
+                 resolv: resolvconf.ResolvConf) -> list[tuple[str, DhcpConfig]]:
+    """(serving bridge, configuration) for every network that gets DHCP."""
+    out = []
+    for iface, net, record in finished(vmi, cache):
+        base = lease(cache, net.name)
+        if base is None:
+            continue
+        names = LinkNames.derive(record.pod_iface, primary=record.primary)
+        out.append((names.bridge, _complete(vmi, iface, base, resolv)))
+    return out
+
+
+def dhcp6_configs(vmi: Vmi, cache: Cache,
+                  resolv: resolvconf.ResolvConf) -> list[tuple[str, Dhcp6Config]]:
+    """(serving bridge, configuration) for every network that gets DHCPv6 and RAs."""
+    out = []
+    for _iface, net, record in finished(vmi, cache):
+        base = lease6(cache, net.name)
+        if base is None:
+            continue
+        names = LinkNames.derive(record.pod_iface, primary=record.primary)
+        dns = tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv6Address))
+        search = resolvconf.with_subdomain(resolv.search, vmi.subdomain)
+        out.append((names.bridge, dataclasses.replace(base, dns=dns, search=search)))
+    return out
+
+
+def _complete(vmi: Vmi, iface: Interface, base: DhcpConfig,
+              resolv: resolvconf.ResolvConf) -> DhcpConfig:
+    extra: dict[str, object] = {
+        "dns": tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv4Address)),
+        "search": resolvconf.with_subdomain(resolv.search, vmi.subdomain),
+        "hostname": hostname(vmi),
+    }
+    opts = iface.dhcp_options
+    if opts is not None:
+        extra.update(
+            ntp=opts.ntp_servers,
+            tftp_server=opts.tftp_server_name,
+            boot_file=opts.boot_file_name,
+            private_options=tuple((code, value.encode()) for code, value in opts.private_options),
+        )
+    return dataclasses.replace(base, **extra)  # type: ignore[arg-type]

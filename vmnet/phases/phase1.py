@@ -1,0 +1,289 @@
+"""Phase 1: the privileged part, run against a pod network namespace.
+
+Rules:
+1. Validate and discover everything first; the first mutation happens only
+   when every network of the VM is known to be plannable. Bad input exits 2
+   with the pod netns untouched.
+2. Per network: record (with the discovered pod NIC) as STARTED, apply the
+   plan, write the DHCP cache, mark FINISHED. A re-run plans from the record,
+   so it converges after a crash and changes nothing after a success.
+3. Unplug applies each binding's undo plan from the record, then restores the
+   sysctls vmnet changed to the values they had before the first plug.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmnet.core.addr import MacAddress
+from vmnet.apply.applier import Applier
+from vmnet.plan.bindings import BindContext, BindMechanism, MacSource, binding_for, choose_vm_mac
+from vmnet.plan.state import NetworkRecord, NetworkState
+from vmnet.store.cache import Cache
+from vmnet.apply.discovery import discover, link_names
+from vmnet.apply.drivers import Drivers, real
+from vmnet.core.netns import check_netns
+from vmnet.core.errors import CacheError, ConfigError, VmnetError
+from vmnet.manifest import Binding, Interface, Network, Vmi
+from vmnet.plan.state import RouteState, TapSpec
+from vmnet.core.names import (
+    PRIMARY_POD_IFACE,
+    LinkNames,
+    check_ifname,
+    hashed_pod_iface,
+    ordinal_pod_iface,
+    uses_ordinal_scheme,
+)
+
+log = logging.getLogger(__name__)
+SYSCTL_RECORD = "sysctl"
+_SYSCTL_KEY = re.compile(r"^net/[A-Za-z0-9_.\-/]+$")
+
+
+ALLOW_BRIDGE_MIGRATION = "kubevirt.io/allow-pod-bridge-network-live-migration"
+
+
+@dataclass(frozen=True)
+class PlugOptions:
+    tap_uid: int = 0
+    tap_gid: int = 0
+    iface_map: Mapping[str, str] = field(default_factory=dict)
+    mac_source: MacSource = MacSource.STABLE
+    migration_target: bool = False
+
+
+@dataclass
+class PlugResult:
+    networks: list[str] = field(default_factory=list)
+    unplugged: list[str] = field(default_factory=list)
+    mutations: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def pod_iface_names(vmi: Vmi, existing: list[str], iface_map: Mapping[str, str]) -> dict[str, str]:
+    """Network name -> pod interface name (reference §2.1), overrides first."""
+    unknown = set(iface_map) - {n.name for n in vmi.networks}
+    if unknown:
+        raise ConfigError("--iface", f"no network named {min(unknown)!r} in the manifest")
+    ordinal = uses_ordinal_scheme(existing)
+    out: dict[str, str] = {}
+    position = 0
+    primary = vmi.primary
+    for net in vmi.networks:
+        if net is primary:
+            name = PRIMARY_POD_IFACE
+        else:
+            position += 1
+            name = ordinal_pod_iface(position) if ordinal else hashed_pod_iface(net.name)
+        out[net.name] = check_ifname(iface_map.get(net.name, name), f"--iface {net.name}")
+    taken = [name for name in out.values() if list(out.values()).count(name) > 1]
+    if taken:
+        nets = sorted(n for n, name in out.items() if name == taken[0])
+        raise ConfigError("--iface", f"networks {nets} would share pod interface {taken[0]!r}")
+    return out
+
+
+def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
+            options: PlugOptions) -> list[BindContext]:
+    """Discover and plan every network; raise before any mutation."""
+    check_migration(vmi, options)
+    # only secondary networks can use the ordinal scheme: no need to list links otherwise
+    secondary = any(not net.is_primary for net in vmi.networks)
+    existing = link_names(drivers.netlink) if secondary else []
+    pod_names = pod_iface_names(vmi, existing, options.iface_map)
+    out = []
+    routes: list[RouteState] | None = None
+    for index, (iface, net) in enumerate(vmi.pairs()):
+        if iface.state == "absent" or iface.binding == Binding.SRIOV:
+            continue  # SR-IOV is a host device: nothing in the pod netns is vmnet's
+        binding = binding_for(iface.binding)
+        record = cache.network(net.name)
+        if record is not None and record.binding != binding.name:
+            raise ConfigError("--vmi", f"network {net.name!r} was plugged with the "
+                              f"{record.binding} binding, the manifest now says {binding.name}: "
+                              "unplug with the old manifest first")
+        if record is None:
+            primary = net is vmi.primary
+            LinkNames.derive(pod_names[net.name], primary=primary)
+            if routes is None:
+                routes = drivers.netlink.routes()
+            pod_nic = discover(drivers.netlink, pod_names[net.name], routes)
+            record = NetworkRecord(
+                network=net.name, binding=binding.name, state=NetworkState.PENDING,
+                pod_iface=pod_names[net.name], index=index, primary=primary,
+                pod_nic=pod_nic, nic_mac=MacAddress.random_local(),
+                tap=TapSpec(options.tap_uid, options.tap_gid, 1),
+                vm_mac=choose_vm_mac(iface.mac, _mac_source(iface, options), vmi.namespace,
+                                     vmi.name, net.name, pod_nic.link.mac),
+                vmi=f"{vmi.namespace}/{vmi.name}",
+            )
+        ctx = BindContext(vmi, iface, net, record)
+        binding.dhcp_config(ctx)
+        binding.plan(ctx)
+        out.append(ctx)
+    return out
+
+
+def _mac_source(iface: Interface, options: PlugOptions) -> MacSource:
+    # A CNI-made tap belongs to an SDN that addresses the VM by that tap's MAC.
+    return MacSource.POD if iface.binding == Binding.MANAGED_TAP else options.mac_source
+
+
+def check_migration(vmi: Vmi, options: PlugOptions) -> None:
+    """Refuse a migration target KubeVirt would refuse, or that would change the VM MAC."""
+    if not options.migration_target:
+        return
+    allowed = vmi.annotations.get(ALLOW_BRIDGE_MIGRATION) is not None
+    for iface, net in vmi.pairs():
+        if iface.binding == Binding.BRIDGE and net.is_primary and not allowed:
+            raise ConfigError("--migration-target", f"interface {iface.name!r} has the bridge "
+                              f"binding on the pod network; it migrates only with the "
+                              f"{ALLOW_BRIDGE_MIGRATION} annotation")
+        if iface.mac is None and options.mac_source == MacSource.POD:
+            raise ConfigError("--migration-target", f"interface {iface.name!r} would get the "
+                              "target pod's MAC: set macAddress or use --mac-source stable")
+
+
+def _saved_sysctls(cache: Cache) -> dict[str, str | None]:
+    """The sysctl record: `net/...` keys to the value before plug (None: absent)."""
+    saved = cache.read(SYSCTL_RECORD) or {}
+    for key, value in saved.items():
+        if not _SYSCTL_KEY.match(key) or ".." in key.split("/"):
+            raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key!r} is not a "
+                             "net/ sysctl")
+        if value is not None and not isinstance(value, str):
+            raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key} is not a string")
+    return saved
+
+
+def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
+    saved = _saved_sysctls(cache)
+    missing = [k for k in keys if k not in saved]
+    if missing:
+        saved.update({k: drivers.sysctl.get(k) for k in missing})
+        cache.write(SYSCTL_RECORD, None, saved)
+
+
+def _with_drivers(fn: Callable[..., PlugResult]) -> Callable[..., PlugResult]:
+    """Open real drivers for `netns` when none are given, and close them after."""
+
+    @functools.wraps(fn)
+    def run(vmi: Vmi, netns: str | None, cache: Cache, *args: Any,
+            drivers: Drivers | None = None, **kw: Any) -> PlugResult:
+        if drivers is not None:
+            return fn(vmi, netns, cache, *args, drivers=drivers, **kw)
+        check_netns(netns)
+        opened = real(netns)
+        try:
+            return fn(vmi, netns, cache, *args, drivers=opened, **kw)
+        finally:
+            opened.close()
+
+    return run
+
+
+@_with_drivers
+def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None = None,
+         drivers: Drivers | None = None,
+         on_mutation: Callable[[str], None] | None = None) -> PlugResult:
+    """Phase 1 for every interface of `vmi`; see the module rules."""
+    assert drivers is not None
+    options = options or PlugOptions()
+    result = PlugResult()
+    prepared = prepare(vmi, drivers, cache, options)
+    binding_keys = [k for ctx in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
+    _save_sysctls(cache, drivers, binding_keys)
+    applier = Applier(drivers, on_mutation)
+    for index, (iface, net) in enumerate(vmi.pairs()):
+        record = cache.network(net.name) if iface.state == "absent" else None
+        if record is not None:  # hot-unplug: the interface was plugged, now it is absent
+            _unplug_record(applier, cache, BindContext(vmi, iface, net, record))
+            result.unplugged.append(net.name)
+    for ctx in prepared:
+        record = ctx.record
+        binding = binding_for(ctx.iface.binding)
+        if record.state != NetworkState.STARTED:
+            cache.put_network(_with_state(record, NetworkState.STARTED))
+        applier.apply(binding.plan(ctx))
+        _write_leases(cache, ctx.network.name, binding.dhcp_config(ctx),
+                      binding.dhcp6_config(ctx))
+        cache.put_network(_with_state(record, NetworkState.FINISHED, applier.warnings))
+        result.networks.append(ctx.network.name)
+    result.mutations = applier.mutations
+    result.warnings = applier.warnings
+    return result
+
+
+def _write_leases(cache: Cache, network: str, v4: object, v6: object) -> None:
+    for kind, config in (("dhcp", v4), ("dhcp6", v6)):
+        if config is not None:
+            cache.write(kind, network, config.to_json())  # type: ignore[attr-defined]
+        else:
+            cache.remove(kind, network)
+
+
+def _with_state(record: NetworkRecord, state: NetworkState,
+                warnings: list[str] | None = None) -> NetworkRecord:
+    from dataclasses import replace
+
+    return replace(record, state=state,
+                   warnings=tuple(warnings) if warnings is not None else record.warnings)
+
+
+@_with_drivers
+def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = None,
+           on_mutation: Callable[[str], None] | None = None) -> PlugResult:
+    """Undo phase 1 for every network recorded in `cache`."""
+    assert drivers is not None
+    pairs = {net.name: (i, iface, net) for i, (iface, net) in enumerate(vmi.pairs())}
+    records = sorted(cache.networks(), key=lambda r: r.index, reverse=True)
+    for record in records:
+        if record.network not in pairs:
+            raise ConfigError("--vmi", f"cache has network {record.network!r} "
+                              "that the manifest does not have")
+    saved_sysctls = _saved_sysctls(cache)
+    applier = Applier(drivers, on_mutation)
+    result = PlugResult()
+    for record in records:
+        _, iface, net = pairs[record.network]
+        _unplug_record(applier, cache, BindContext(vmi, iface, net, record))
+        result.networks.append(record.network)
+    _restore_sysctls(cache, drivers, applier, saved_sysctls)
+    result.mutations = applier.mutations
+    return result
+
+
+def _unplug_record(applier: Applier, cache: Cache, ctx: BindContext) -> None:
+    """Undo one network, then forget it: the record goes last (it is the retry marker)."""
+    record = ctx.record
+    applier.apply(_recorded_binding(record).unplan(ctx))
+    cache.remove("dhcp", record.network)
+    cache.remove("dhcp6", record.network)
+    cache.remove("network", record.network)
+
+
+def _recorded_binding(record: NetworkRecord) -> BindMechanism:
+    """The binding that plugged `record` (the manifest may say otherwise now)."""
+    try:
+        return binding_for(Binding(record.binding))
+    except ValueError:
+        raise CacheError(f"read cache {record.network}: unknown binding "
+                         f"{record.binding!r}") from None
+
+
+def _restore_sysctls(cache: Cache, drivers: Drivers, applier: Applier,
+                     saved: dict[str, str | None]) -> None:
+    """Put back what plug changed; a per-link key whose link is gone is skipped."""
+    for key, value in saved.items():
+        current = drivers.sysctl.get(key)
+        if value is not None and current is not None and current != value:
+            applier.mutate(f"sysctl {key}={value}", drivers.sysctl.set, key, value)
+    cache.remove(SYSCTL_RECORD)
+
+
+__all__ = ["PlugOptions", "PlugResult", "VmnetError", "plug", "prepare", "unplug"]

@@ -1,0 +1,157 @@
+"""The I/O loop around `Responder6` and the RA timer: DHCPv6 and RAs on bridges.
+
+Rules:
+1. One `Endpoint6` per serving interface (`vmnet.serve.endpoint6`: what each
+   socket is for, and why DHCPv6 is read from a packet socket); one loop
+   serves them all.
+2. Each request goes ipv6_udp -> decode -> respond(src_mac=frame source) ->
+   encode -> send to the client's address and port.
+3. RAs follow each lane's `RaSchedule`; a solicitation (validated, and from
+   the VM when its source link-layer option names a MAC) brings one forward.
+   While the bridge has no usable link-local address an RA cannot be sent:
+   it is retried every RETRY_SECONDS and counted in `stats.ra_deferred`.
+4. `serve6` never dies on input: undecodable packets are counted
+   (`stats.dropped_malformed`) and logged at debug; send errors are logged.
+   It returns within about POLL_SECONDS after `stop` is set.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
+
+from vmnet.core.addr import MacAddress
+from vmnet.protocols.dhcp6.codec import decode, encode, ipv6_udp
+from vmnet.serve.endpoint6 import Endpoint6, open_endpoint6
+from vmnet.protocols.dhcp6.ra import RaSchedule, build_ra, parse_rs
+from vmnet.protocols.dhcp6.responder import Responder6
+from vmnet.core.errors import ConfigError, DhcpDecodeError
+
+__all__ = ["POLL_SECONDS", "RETRY_SECONDS", "Endpoint6", "open_endpoint6", "serve6"]
+
+POLL_SECONDS = 0.1
+RETRY_SECONDS = 0.25
+
+log = logging.getLogger("vmnet.protocols.dhcp6")
+
+
+@dataclass(slots=True)
+class _Lane:
+    endpoint: Endpoint6
+    responder: Responder6
+    schedule: RaSchedule
+    ra: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ra = build_ra(self.responder.config)
+
+
+def serve6(
+    pairs: Sequence[tuple[Endpoint6, Responder6]], stop: threading.Event, *,
+    ra_interval: float = 10.0, rand: Callable[[], float] = random.random,
+) -> None:
+    """Serve DHCPv6 and send RAs on every (endpoint, responder) pair until `stop` is set.
+
+    Args:
+        ra_interval: MaxRtrAdvInterval in seconds (RFC 4861 §6.2.1; `vmnet.protocols.dhcp6.ra`).
+
+    Raises:
+        ConfigError: `ra_interval` is not positive.
+    """
+    if not isinstance(ra_interval, (int, float)) or not ra_interval > 0:
+        raise ConfigError("ra_interval", f"must be a positive number, not {ra_interval!r}")
+    lanes = [_Lane(ep, resp, RaSchedule(float(ra_interval), rand)) for ep, resp in pairs]
+    with selectors.DefaultSelector() as sel:
+        for lane in lanes:
+            ep = lane.endpoint
+            for sock, handler in ((ep.rx, _on_dhcp), (ep.udp, _drain), (ep.icmp, _on_rs)):
+                sel.register(sock, selectors.EVENT_READ, (lane, handler))
+        while not stop.is_set():
+            now = time.monotonic()
+            for lane in lanes:
+                if lane.schedule.due <= now:
+                    _advertise(lane, now)
+            wait = min([POLL_SECONDS] + [lane.schedule.timeout(now) for lane in lanes])
+            for key, _ in sel.select(timeout=wait):
+                lane, handler = key.data
+                handler(lane)
+
+
+def _advertise(lane: _Lane, now: float) -> None:
+    try:
+        lane.endpoint.send_ra(lane.ra)
+    except OSError as err:
+        lane.responder.stats.ra_deferred += 1
+        lane.schedule.retry(now, RETRY_SECONDS)
+        if lane.responder.stats.ra_deferred == 1 or err.errno != errno.EADDRNOTAVAIL:
+            log.info("dhcp6: RA on %s deferred: %s", lane.endpoint.ifname, err)
+        return
+    lane.responder.stats.ra_sent += 1
+    lane.schedule.sent_at(now)
+
+
+def _on_dhcp(lane: _Lane) -> None:
+    endpoint, responder = lane.endpoint, lane.responder
+    try:
+        data, addr = endpoint.rx.recvfrom(65535)
+    except (BlockingIOError, InterruptedError):
+        return
+    if addr[2] == socket.PACKET_OUTGOING:
+        return
+    mac = MacAddress(addr[4][:6]) if len(addr[4]) >= 6 else None
+    try:
+        packet = ipv6_udp(data)
+        reply = responder.respond(decode(packet.payload), src_mac=mac)
+    except DhcpDecodeError as err:
+        responder.stats.dropped_malformed += 1
+        log.debug("dhcp6 on %s: dropped %d bytes: %s", endpoint.ifname, len(data), err)
+        return
+    except Exception:  # the server must outlive any single packet
+        responder.stats.dropped_malformed += 1
+        log.exception("dhcp6 on %s: responder failed", endpoint.ifname)
+        return
+    if reply is not None:
+        try:
+            endpoint.send_reply(encode(reply), packet.src, packet.src_port)
+        except OSError as err:
+            log.warning("dhcp6 send on %s to %s: %s", endpoint.ifname, packet.src, err)
+
+
+def _drain(lane: _Lane) -> None:
+    try:
+        lane.endpoint.udp.recv(65535)
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def _on_rs(lane: _Lane) -> None:
+    stats = lane.responder.stats
+    try:
+        data, ancillary, _, addr = lane.endpoint.icmp.recvmsg(1500, socket.CMSG_SPACE(4))
+    except (BlockingIOError, InterruptedError):
+        return
+    hops = None
+    for level, kind, value in ancillary:
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+            hops = struct.unpack("=i", value[:4])[0]
+    try:
+        rs = parse_rs(data, hops, IPv6Address(addr[0].split("%")[0]))
+    except DhcpDecodeError as err:
+        stats.rs_ignored += 1
+        log.debug("dhcp6 on %s: %s", lane.endpoint.ifname, err)
+        return
+    want = lane.responder.config.client_mac
+    if want is not None and rs.source_mac is not None and rs.source_mac != want:
+        stats.rs_ignored += 1
+        return
+    stats.rs_received += 1
+    lane.schedule.solicited(time.monotonic())

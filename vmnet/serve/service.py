@@ -1,0 +1,84 @@
+"""Phase 2's DHCP service: DHCPv4, DHCPv6 and router advertisements for a VM.
+
+Rules:
+1. One `Service` per VM: it opens every endpoint inside the pod namespace
+   first (a bind failure is reported before anything serves), then runs the
+   DHCPv4 loop and, when a network has IPv6, the DHCPv6 + RA loop, each on
+   its own thread.
+2. DHCPv4 receive sockets are watched by a `vmnet.serve.shield.Shield`: one
+   that overflows under a flood keeps only the VM's requests from then on.
+3. `stop()` ends both loops within a fraction of a second and closes every
+   socket; it may be called more than once. `vmnet dhcp`, `vmnet demo` and
+   the `plugged` test fixture all serve through this class.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from vmnet.serve import dhcp4 as server4
+from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
+from vmnet.serve.shield import Shield
+from vmnet.serve import dhcp6 as server6
+from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.protocols.dhcp6.responder import Responder6
+
+
+class Service:
+    """Serves the given configurations in `netns` until `stop()`."""
+
+    def __init__(self, netns: str | None, v4: Sequence[tuple[str, DhcpConfig]],
+                 v6: Sequence[tuple[str, Dhcp6Config]] = (), *, ra_interval: float = 10.0) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._endpoints: list[object] = []
+        self.responders: list[SingleLeaseResponder] = []
+        self.responders6: list[Responder6] = []
+        try:
+            pairs4 = [(self._open(server4.open_endpoint(netns, bridge)), SingleLeaseResponder(c))
+                      for bridge, c in v4]
+            pairs6 = [(self._open(server6.open_endpoint6(netns, bridge)), Responder6(c))
+                      for bridge, c in v6]
+        except BaseException:
+            self.stop()
+            raise
+        self.responders = [r for _, r in pairs4]
+        self.responders6 = [r for _, r in pairs6]
+        if pairs4:
+            self._start("dhcp4", server4.serve, pairs4, self._stop)
+            rx = [(e.rx, r.config.client_mac) for e, r in pairs4]  # type: ignore[attr-defined]
+            self.shield = Shield(rx)
+            self._start("dhcp4-shield", self.shield.run, self._stop)
+        if pairs6:
+            self._start("dhcp6", lambda p, s: server6.serve6(p, s, ra_interval=ra_interval),
+                        pairs6, self._stop)
+
+    def _open(self, endpoint: object) -> object:
+        self._endpoints.append(endpoint)
+        return endpoint
+
+    def _start(self, name: str, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"vmnet-{name}",  # type: ignore[arg-type]
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def wait(self, stop: threading.Event) -> None:
+        """Block until `stop` is set (signal handlers set it) or a loop ends."""
+        while not stop.wait(0.2):
+            if self._threads and not self.running:
+                break
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._threads.clear()
+        while self._endpoints:
+            self._endpoints.pop().close()  # type: ignore[attr-defined]
