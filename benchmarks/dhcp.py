@@ -69,8 +69,9 @@ def topology(node: Node) -> Iterator[Setup]:
         config = DhcpConfig.from_json(run.cache.read("dhcp", "default"))
         assert config.client_mac is not None
         vm_mac, lease = str(config.client_mac), str(config.address)
-        ns.create_veth(ns.VethEnd(client, "cli0", mac=config.client_mac),
-                       ns.VethEnd(pod.netns, "lgp0"))
+        ns.create_veth(
+            ns.VethEnd(client, "cli0", mac=config.client_mac), ns.VethEnd(pod.netns, "lgp0")
+        )
         ns.ip_batch(pod.netns, ["link set lgp0 master k6t-eth0"])
         yield Setup(pod, workdir, vmi_path, run.cache.root, client, vm_mac, lease)
     finally:
@@ -89,8 +90,20 @@ def vmnet_server(setup: Setup) -> Iterator[subprocess.Popen[bytes]]:
     resolv = os.path.join(setup.workdir, "resolv.conf")
     with open(resolv, "w") as f:
         f.write("nameserver 10.96.0.10\nsearch default.svc.cluster.local\n")
-    argv = [sys.executable, "-m", "vmnet", "dhcp", "--netns", setup.pod.netns,
-            "--vmi", setup.vmi_path, "--cache-dir", setup.cache_dir, "--resolv-conf", resolv]
+    argv = [
+        sys.executable,
+        "-m",
+        "vmnet",
+        "dhcp",
+        "--netns",
+        setup.pod.netns,
+        "--vmi",
+        setup.vmi_path,
+        "--cache-dir",
+        setup.cache_dir,
+        "--resolv-conf",
+        resolv,
+    ]
     with _running(argv, cwd=ROOT) as proc:
         yield proc
 
@@ -102,13 +115,30 @@ def dnsmasq_server(setup: Setup) -> Iterator[subprocess.Popen[bytes]]:
     net = ".".join(lease.split(".")[:3])
     extra = f"{net}.{DNSMASQ_ADDR}/{prefix}"
     gateway = setup.pod.cni.gateway
-    argv = ["ip", "netns", "exec", setup.pod.netns, "dnsmasq", "--keep-in-foreground",
-            "--conf-file=/dev/null", "--port=0", "--interface=k6t-eth0", "--bind-interfaces",
-            f"--dhcp-range={net}.0,static,255.255.255.0", f"--dhcp-host={setup.vm_mac},{lease}",
-            f"--dhcp-option=3,{gateway}", "--dhcp-option=6,10.96.0.10",
-            "--dhcp-option=119,default.svc.cluster.local", "--dhcp-option=26,1500",
-            "--dhcp-authoritative", "--leasefile-ro", "--quiet-dhcp", "--pid-file=",
-            "--log-facility=-", "--user=root"]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        setup.pod.netns,
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--interface=k6t-eth0",
+        "--bind-interfaces",
+        f"--dhcp-range={net}.0,static,255.255.255.0",
+        f"--dhcp-host={setup.vm_mac},{lease}",
+        f"--dhcp-option=3,{gateway}",
+        "--dhcp-option=6,10.96.0.10",
+        "--dhcp-option=119,default.svc.cluster.local",
+        "--dhcp-option=26,1500",
+        "--dhcp-authoritative",
+        "--leasefile-ro",
+        "--quiet-dhcp",
+        "--pid-file=",
+        "--log-facility=-",
+        "--user=root",
+    ]
     ns.ip_batch(setup.pod.netns, [f"addr add {extra} dev k6t-eth0"])
     try:
         with _running(argv) as proc:
@@ -124,8 +154,13 @@ def _die_with_parent() -> None:
 @contextmanager
 def _running(argv: list[str], **kw: object) -> Iterator[subprocess.Popen[bytes]]:
     """A server process; it gets SIGTERM if this process dies first (prctl(2))."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,  # type: ignore[call-overload]
-                            preexec_fn=_die_with_parent, **kw)  # noqa: PLW1509 (prctl only)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # type: ignore[call-overload]
+        preexec_fn=_die_with_parent,
+        **kw,
+    )
     try:
         yield proc
     finally:
@@ -189,8 +224,11 @@ def loadgen_pct(run: loadgen.Run, q: float) -> float:
 
 
 def _ready(gen: loadgen.Generator, proc: subprocess.Popen[bytes], what: str) -> None:
-    wait_until(lambda: gen.first_offer(0.5) or proc.poll() is not None, 15.0,
-               what=f"{what} to answer a DISCOVER")
+    wait_until(
+        lambda: gen.first_offer(0.5) or proc.poll() is not None,
+        15.0,
+        what=f"{what} to answer a DISCOVER",
+    )
     if proc.poll() is not None:
         err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
         raise RuntimeError(f"{what} exited {proc.returncode}: {err}")

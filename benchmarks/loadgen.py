@@ -43,14 +43,37 @@ def _checksum(data: bytes) -> int:
 
 def discover_frame(mac: bytes) -> bytes:
     """Ethernet broadcast frame carrying a DISCOVER from `mac` (RFC 2131 §4.4.1)."""
-    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, 0, 0, 0, bytes(4), bytes(4),
-                        bytes(4), bytes(4), mac, b"", b"")
-    opts = (b"\x63\x82\x53\x63" + bytes((53, 1, 1)) + bytes((61, 7, 1)) + mac
-            + bytes((55, 8, 1, 3, 6, 12, 15, 26, 28, 121)) + bytes((57, 2, 5, 220)) + b"\xff")
+    bootp = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s",
+        1,
+        1,
+        6,
+        0,
+        0,
+        0,
+        0,
+        bytes(4),
+        bytes(4),
+        bytes(4),
+        bytes(4),
+        mac,
+        b"",
+        b"",
+    )
+    opts = (
+        b"\x63\x82\x53\x63"
+        + bytes((53, 1, 1))
+        + bytes((61, 7, 1))
+        + mac
+        + bytes((55, 8, 1, 3, 6, 12, 15, 26, 28, 121))
+        + bytes((57, 2, 5, 220))
+        + b"\xff"
+    )
     payload = (bootp + opts).ljust(300, b"\0")
     udp = struct.pack("!HHHH", 68, 67, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, 20 + len(udp), 0, 0, 64, 17, 0,
-                     bytes(4), b"\xff" * 4)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0x10, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4
+    )
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     return b"\xff" * 6 + mac + b"\x08\x00" + ip + udp
 
@@ -66,12 +89,14 @@ def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
 
 def open_socket(netns: str, ifname: str) -> socket.socket:
     """A non-blocking AF_PACKET socket on `ifname` in `netns`."""
+
     def make() -> socket.socket:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((ifname, 0))
         return sock
+
     sock = run_in(netns, make)
     sock.setblocking(False)
     return sock

@@ -19,7 +19,9 @@ def plot_sweep(res: dict[str, Any], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(nics, vmnet, "o-", label="vmnet phase 1 + phase 2")
     ax.plot(nics, floor, "s--", label="floor: same mutations, raw pyroute2")
-    ax.plot(nics, [vmnet[0] * n for n in nics], ":", color="grey", label="16x line (linear in NICs)")
+    ax.plot(
+        nics, [vmnet[0] * n for n in nics], ":", color="grey", label="16x line (linear in NICs)"
+    )
     ax.set_xlabel("NICs in the pod")
     ax.set_ylabel("plug latency, p50 (ms)")
     ax.set_xticks(nics)

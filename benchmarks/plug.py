@@ -32,15 +32,15 @@ from pyroute2 import IPRoute
 from pyroute2.netlink import NETLINK_ROUTE
 
 from vmnet import manifest
-from vmnet.phases import phase1, phase2
-from vmnet.core.addr import MacAddress
-from vmnet.store.cache import Cache
-from vmnet.protocols import resolvconf
 from vmnet.apply.drivers import real
-from vmnet.core.netns import check_netns, run_in
 from vmnet.apply.drivers.tap import _create as create_tap
-from vmnet.plan.state import TapSpec
+from vmnet.core.addr import MacAddress
 from vmnet.core.names import LinkNames, hashed_pod_iface
+from vmnet.core.netns import check_netns, run_in
+from vmnet.phases import phase1, phase2
+from vmnet.plan.state import TapSpec
+from vmnet.protocols import resolvconf
+from vmnet.store.cache import Cache
 from vmnet.testing.cni import CniPod, Node, bridge_config, host_local
 from vmnet.testing.cnidata import CniIP
 
@@ -55,14 +55,23 @@ def vm_manifest(binding: str, nics: int) -> dict[str, Any]:
     for i in range(1, nics):
         ifaces.append({"name": f"net{i}", binding: {}})
         nets.append({"name": f"net{i}", "multus": {"networkName": f"default/net{i}"}})
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": {"name": "benchvm", "namespace": "default"},
-            "spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "benchvm", "namespace": "default"},
+        "spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets},
+    }
 
 
 def secondary_config(i: int) -> dict[str, Any]:
-    return {"name": f"bench-net{i}", "type": "bridge", "bridge": f"cbr{i}", "isGateway": True,
-            "ipMasq": False, "ipam": host_local(f"10.40.{i}.0/24", default_route=False)}
+    return {
+        "name": f"bench-net{i}",
+        "type": "bridge",
+        "bridge": f"cbr{i}",
+        "isGateway": True,
+        "ipMasq": False,
+        "ipam": host_local(f"10.40.{i}.0/24", default_route=False),
+    }
 
 
 @dataclass
@@ -139,9 +148,15 @@ def nic_steps(pod: Pod) -> list[NicSteps]:
     out = []
     for i, (ifname, primary) in enumerate(pod.nics):
         ips = tuple(pod.cni.result.ips_of(ifname)) if primary else _pod_ips(pod, ifname)
-        out.append(NicSteps(LinkNames.derive(ifname, primary=primary), ips,
-                            str(ipaddress.IPv4Address("169.254.75.10") + i),
-                            str(MacAddress.random_local()), str(MacAddress.random_local())))
+        out.append(
+            NicSteps(
+                LinkNames.derive(ifname, primary=primary),
+                ips,
+                str(ipaddress.IPv4Address("169.254.75.10") + i),
+                str(MacAddress.random_local()),
+                str(MacAddress.random_local()),
+            )
+        )
     return out
 
 
@@ -172,8 +187,12 @@ def floor_plug(netns: str, steps: list[NicSteps]) -> None:
             ipr.link("set", index=nic, address=s.nic_mac)
             ipr.link("set", index=nic, master=br)
             for ip in s.address:
-                ipr.addr("del", index=nic, address=str(ip.address.ip),
-                         prefixlen=ip.address.network.prefixlen)
+                ipr.addr(
+                    "del",
+                    index=nic,
+                    address=str(ip.address.ip),
+                    prefixlen=ip.address.network.prefixlen,
+                )
             ipr.link("set", index=nic, state="up")
             ipr.brport("set", index=nic, learning=0)
             run_in(netns, partial(create_tap, n.tap, TapSpec(0, 0, 1)))
@@ -220,8 +239,11 @@ def ip_cli_plug(netns: str, steps: list[NicSteps]) -> None:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def variants(node: Node, nics: int) -> dict[str, tuple[Callable[[], Any], Callable[[Any], Callable[[], Any]], Callable[[Any], None]]]:
+def variants(
+    node: Node, nics: int
+) -> dict[str, tuple[Callable[[], Any], Callable[[Any], Callable[[], Any]], Callable[[Any], None]]]:
     """setup/run/teardown triples for `stats.interleaved`."""
+
     def setup() -> Pod:
         return make_pod(node, nics)
 
@@ -235,6 +257,7 @@ def variants(node: Node, nics: int) -> dict[str, tuple[Callable[[], Any], Callab
         def build() -> tuple[Pod, VmnetPlug]:
             pod = setup()
             return pod, VmnetPlug(pod, binding)
+
         return build
 
     def steps_setup() -> tuple[Pod, list[NicSteps]]:

@@ -29,12 +29,30 @@ from benchmarks import dhcp, plug, scale, stats
 from vmnet.testing.cni import Node
 
 NIC_COUNTS = [1, 2, 4, 8, 16]
-FULL = {"rounds": 25, "sweep_rounds": 7, "pods": 100, "dhcp_seconds": 5.0, "rss": 100_000,
-        "import_runs": 20}
-QUICK = {"rounds": 5, "sweep_rounds": 2, "pods": 20, "dhcp_seconds": 2.0, "rss": 20_000,
-         "import_runs": 8}
-TINY = {"rounds": 1, "sweep_rounds": 1, "pods": 2, "dhcp_seconds": 0.3, "rss": 2_000,
-        "import_runs": 1}  # --tiny: every key, for the test suite; numbers meaningless
+FULL = {
+    "rounds": 25,
+    "sweep_rounds": 7,
+    "pods": 100,
+    "dhcp_seconds": 5.0,
+    "rss": 100_000,
+    "import_runs": 20,
+}
+QUICK = {
+    "rounds": 5,
+    "sweep_rounds": 2,
+    "pods": 20,
+    "dhcp_seconds": 2.0,
+    "rss": 20_000,
+    "import_runs": 8,
+}
+TINY = {
+    "rounds": 1,
+    "sweep_rounds": 1,
+    "pods": 2,
+    "dhcp_seconds": 0.3,
+    "rss": 2_000,
+    "import_runs": 1,
+}  # --tiny: every key, for the test suite; numbers meaningless
 TARGETS = [  # key, comparison, bound, text
     ("ratio_bridge_vs_floor", "<=", 2.0, "plug_bridge within 2x of the floor"),
     ("ratio_ip_cli_vs_bridge", ">=", 5.0, "plug_bridge >= 5x faster than ip CLI"),
@@ -53,16 +71,23 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "python": platform.python_version(), "loadavg_start": os.getloadavg()[0]}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_start": os.getloadavg()[0],
+    }
 
 
 def import_ms(runs: int) -> tuple[float, float]:
     """p50 wall ms of `python -c 'import vmnet.serve.dhcp4'`, and of `python -c pass`."""
+
     def wall(code: str) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, cwd=dhcp.ROOT)
         return (time.perf_counter() - start) * 1000
+
     pairs = [(wall("import vmnet.serve.dhcp4"), wall("pass")) for _ in range(runs)]
     return stats.p50([a for a, _ in pairs]), stats.p50([b for _, b in pairs])
 
@@ -73,8 +98,12 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     node = Node()
     try:
         samples = stats.interleaved(plug.variants(node, 1), cfg["rounds"])
-        for name, key in (("bridge", "plug_bridge"), ("masquerade", "plug_masquerade"),
-                          ("floor", "plug_floor"), ("ip_cli", "plug_ip_cli")):
+        for name, key in (
+            ("bridge", "plug_bridge"),
+            ("masquerade", "plug_masquerade"),
+            ("floor", "plug_floor"),
+            ("ip_cli", "plug_ip_cli"),
+        ):
             out[f"{key}_ms_p50"] = stats.p50(samples[name])
             out[f"{key}_ms_p90"] = stats.percentile(samples[name], 90)
         sweep = scale.nic_sweep(node, NIC_COUNTS, cfg["sweep_rounds"])
@@ -87,7 +116,9 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     finally:
         node.close()
     out["ratio_bridge_vs_floor"] = stats.ratio(out["plug_bridge_ms_p50"], out["plug_floor_ms_p50"])
-    out["ratio_ip_cli_vs_bridge"] = stats.ratio(out["plug_ip_cli_ms_p50"], out["plug_bridge_ms_p50"])
+    out["ratio_ip_cli_vs_bridge"] = stats.ratio(
+        out["plug_ip_cli_ms_p50"], out["plug_bridge_ms_p50"]
+    )
     out["ratio_16nic_vs_1nic"] = stats.ratio(sweep[16]["vmnet"], sweep[1]["vmnet"])
     out["ratio_dhcp_vmnet_vs_dnsmasq"] = stats.ratio(out["dhcp_vmnet_rps"], out["dhcp_dnsmasq_rps"])
     out["targets"] = {text: _meets(out[key], op, bound) for key, op, bound, text in TARGETS}
@@ -100,32 +131,50 @@ def _meets(value: float, op: str, bound: float) -> bool:
 
 def table(res: dict[str, Any]) -> str:
     m = res["machine"]
-    lines = [f"machine: {m['nproc']} x {m['cpu']}, kernel {m['kernel']}, Python {m['python']}, "
-             f"load {m['loadavg_start']:.2f}" + ("  [--quick]" if res["quick"] else ""), ""]
-    rows = [("plug bridge (phase 1+2), p50", res["plug_bridge_ms_p50"], "ms"),
-            ("plug masquerade, p50", res["plug_masquerade_ms_p50"], "ms"),
-            ("floor: raw pyroute2, p50", res["plug_floor_ms_p50"], "ms"),
-            ("ip CLI, one process per command, p50", res["plug_ip_cli_ms_p50"], "ms"),
-            ("plug 16 NICs, p50", res["plug_16nic_ms_p50"], "ms"),
-            (f"100 pods by 2 workers ({res['pods_measured']} measured)", res["pods_100_s"], "s"),
-            ("DHCP vmnet, DISCOVER->OFFER", res["dhcp_vmnet_rps"], "/s"),
-            ("DHCP dnsmasq, DISCOVER->OFFER", res["dhcp_dnsmasq_rps"], "/s"),
-            (f"DHCP vmnet p99 at {res['dhcp_vmnet_p99_rate']:.0f}/s", res["dhcp_vmnet_p99_ms"], "ms"),
-            (f"DHCP dnsmasq p99 at {res['dhcp_dnsmasq_p99_rate']:.0f}/s",
-             res["dhcp_dnsmasq_p99_ms"], "ms"),
-            (f"RSS after {res['dhcp_rss_transactions']} transactions", res["dhcp_rss_mb"], "MB"),
-            ("import vmnet.serve.dhcp4 (process wall)", res["import_ms"], "ms"),
-            ("  of which python startup", res["python_startup_ms"], "ms")]
+    lines = [
+        f"machine: {m['nproc']} x {m['cpu']}, kernel {m['kernel']}, Python {m['python']}, "
+        f"load {m['loadavg_start']:.2f}" + ("  [--quick]" if res["quick"] else ""),
+        "",
+    ]
+    rows = [
+        ("plug bridge (phase 1+2), p50", res["plug_bridge_ms_p50"], "ms"),
+        ("plug masquerade, p50", res["plug_masquerade_ms_p50"], "ms"),
+        ("floor: raw pyroute2, p50", res["plug_floor_ms_p50"], "ms"),
+        ("ip CLI, one process per command, p50", res["plug_ip_cli_ms_p50"], "ms"),
+        ("plug 16 NICs, p50", res["plug_16nic_ms_p50"], "ms"),
+        (f"100 pods by 2 workers ({res['pods_measured']} measured)", res["pods_100_s"], "s"),
+        ("DHCP vmnet, DISCOVER->OFFER", res["dhcp_vmnet_rps"], "/s"),
+        ("DHCP dnsmasq, DISCOVER->OFFER", res["dhcp_dnsmasq_rps"], "/s"),
+        (f"DHCP vmnet p99 at {res['dhcp_vmnet_p99_rate']:.0f}/s", res["dhcp_vmnet_p99_ms"], "ms"),
+        (
+            f"DHCP dnsmasq p99 at {res['dhcp_dnsmasq_p99_rate']:.0f}/s",
+            res["dhcp_dnsmasq_p99_ms"],
+            "ms",
+        ),
+        (f"RSS after {res['dhcp_rss_transactions']} transactions", res["dhcp_rss_mb"], "MB"),
+        ("import vmnet.serve.dhcp4 (process wall)", res["import_ms"], "ms"),
+        ("  of which python startup", res["python_startup_ms"], "ms"),
+    ]
     lines += [f"{name:<46} {value:>10.2f} {unit}" for name, value, unit in rows]
     lines += ["", "NICs   vmnet ms   floor ms"]
-    lines += [f"{n:>4} {v['vmnet']:>10.2f} {v['floor']:>10.2f}"
-              for n, v in res["nic_sweep_ms_p50"].items()]
-    lines += ["", "ratios: bridge/floor {:.2f}, ip CLI/bridge {:.2f}, 16 NICs/1 NIC {:.2f}, "
-              "vmnet/dnsmasq rps {:.2f}".format(
-                  res["ratio_bridge_vs_floor"], res["ratio_ip_cli_vs_bridge"],
-                  res["ratio_16nic_vs_1nic"], res["ratio_dhcp_vmnet_vs_dnsmasq"]),
-              "load generator busy: {:.0%} (vmnet), {:.0%} (dnsmasq)".format(
-                  res["dhcp_loadgen_busy_vmnet"], res["dhcp_loadgen_busy_dnsmasq"]), ""]
+    lines += [
+        f"{n:>4} {v['vmnet']:>10.2f} {v['floor']:>10.2f}"
+        for n, v in res["nic_sweep_ms_p50"].items()
+    ]
+    lines += [
+        "",
+        "ratios: bridge/floor {:.2f}, ip CLI/bridge {:.2f}, 16 NICs/1 NIC {:.2f}, "
+        "vmnet/dnsmasq rps {:.2f}".format(
+            res["ratio_bridge_vs_floor"],
+            res["ratio_ip_cli_vs_bridge"],
+            res["ratio_16nic_vs_1nic"],
+            res["ratio_dhcp_vmnet_vs_dnsmasq"],
+        ),
+        "load generator busy: {:.0%} (vmnet), {:.0%} (dnsmasq)".format(
+            res["dhcp_loadgen_busy_vmnet"], res["dhcp_loadgen_busy_dnsmasq"]
+        ),
+        "",
+    ]
     lines += [f"{'met ' if ok else 'MISS'} {text}" for text, ok in res["targets"].items()]
     return "\n".join(lines)
 

@@ -21,9 +21,9 @@ import yaml
 
 from benchmarks import plug, stats
 from vmnet import manifest
+from vmnet.apply.drivers import real
 from vmnet.phases import phase1, phase2
 from vmnet.store.cache import Cache
-from vmnet.apply.drivers import real
 from vmnet.testing.cni import Node
 
 
@@ -35,8 +35,10 @@ def nic_sweep(node: Node, counts: list[int], rounds: int) -> dict[int, dict[str,
         variants[f"vmnet/{n}"] = v["bridge"]
         variants[f"floor/{n}"] = v["floor"]
     samples = stats.interleaved(variants, rounds)
-    return {n: {"vmnet": stats.p50(samples[f"vmnet/{n}"]),
-                "floor": stats.p50(samples[f"floor/{n}"])} for n in counts}
+    return {
+        n: {"vmnet": stats.p50(samples[f"vmnet/{n}"]), "floor": stats.p50(samples[f"floor/{n}"])}
+        for n in counts
+    }
 
 
 def _warm() -> None:

@@ -32,9 +32,12 @@ def timed_ms(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def interleaved(variants: dict[str, tuple[Callable[[], Any], Callable[[Any], Callable[[], Any]],
-                                          Callable[[Any], None]]],
-                rounds: int) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[
+        str, tuple[Callable[[], Any], Callable[[Any], Callable[[], Any]], Callable[[Any], None]]
+    ],
+    rounds: int,
+) -> dict[str, list[float]]:
     """Time each variant `rounds` times, round-robin.
 
     A variant is (setup, run, teardown): `setup()` builds the object the

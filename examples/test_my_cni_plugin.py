@@ -23,8 +23,9 @@ from vmnet.testing.cni import CniPod, bridge_config, host_local
 from vmnet.testing.plugged import bridge_manifest
 
 MY_SUBNET = "10.244.1.0/24"
-MY_CONFIG = bridge_config(bridge="mybr0", mtu=1450, ipam=host_local(MY_SUBNET, gateway="10.244.1.1",
-                                                                   default_route=False))
+MY_CONFIG = bridge_config(
+    bridge="mybr0", mtu=1450, ipam=host_local(MY_SUBNET, gateway="10.244.1.1", default_route=False)
+)
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 
@@ -34,7 +35,9 @@ def test_pod_gets_an_address_mtu_and_default_route(pod: CniPod) -> None:
     assert pod.address in ipaddress.ip_network(MY_SUBNET)
     assert str(pod.gateway) == "10.244.1.1"
     assert pod.mtu == 1450
-    routes = json.loads(ns.exec_in(pod.netns, ["ip", "-j", "-4", "route", "show", "default"]).stdout)
+    routes = json.loads(
+        ns.exec_in(pod.netns, ["ip", "-j", "-4", "route", "show", "default"]).stdout
+    )
     assert routes == [{"dst": "default", "gateway": "10.244.1.1", "dev": "eth0", "flags": []}]
 
 
@@ -44,10 +47,15 @@ def test_two_pods_on_one_node_reach_each_other(pod_factory) -> None:
     ns.exec_in(first.netns, ["ping", "-c1", "-W5", str(second.address.ip)])
 
 
-@pytest.mark.parametrize("plugged", [
-    {"manifest": bridge_manifest("bridge"), "pod": MY_CONFIG},
-    {"manifest": bridge_manifest("masquerade"), "pod": MY_CONFIG},
-], indirect=True, ids=["bridge", "masquerade"])
+@pytest.mark.parametrize(
+    "plugged",
+    [
+        {"manifest": bridge_manifest("bridge"), "pod": MY_CONFIG},
+        {"manifest": bridge_manifest("masquerade"), "pod": MY_CONFIG},
+    ],
+    indirect=True,
+    ids=["bridge", "masquerade"],
+)
 def test_vm_behind_my_pod_gets_its_lease_and_reaches_my_gateway(plugged, guest_factory) -> None:
     """vmnet's bridge and masquerade bindings on a pod made with my config."""
     guest = guest_factory(plugged, plugged.tap, plugged.mac)

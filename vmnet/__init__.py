@@ -29,12 +29,18 @@ from vmnet.core.errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "vmnet.manifest", "parse": "vmnet.manifest", "parse_text": "vmnet.manifest",
+    "load": "vmnet.manifest",
+    "parse": "vmnet.manifest",
+    "parse_text": "vmnet.manifest",
     "Vmi": "vmnet.manifest",
-    "plug": "vmnet.phases.phase1", "unplug": "vmnet.phases.phase1", "PlugOptions": "vmnet.phases.phase1",
+    "plug": "vmnet.phases.phase1",
+    "unplug": "vmnet.phases.phase1",
+    "PlugOptions": "vmnet.phases.phase1",
     "MacSource": "vmnet.plan.bindings",
-    "decorate": "vmnet.phases.phase2", "domain_interfaces": "vmnet.phases.phase2",
-    "dhcp_configs": "vmnet.phases.leases", "dhcp6_configs": "vmnet.phases.leases",
+    "decorate": "vmnet.phases.phase2",
+    "domain_interfaces": "vmnet.phases.phase2",
+    "dhcp_configs": "vmnet.phases.leases",
+    "dhcp6_configs": "vmnet.phases.leases",
     "Service": "vmnet.serve.service",
     "Cache": "vmnet.store.cache",
 }

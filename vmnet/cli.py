@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from vmnet import __version__
-from vmnet.plan.state import NetworkRecord
-from vmnet.store.cache import Cache
 from vmnet.core.errors import ConfigError, VmnetError
 from vmnet.manifest import Vmi
+from vmnet.plan.state import NetworkRecord
+from vmnet.store.cache import Cache
 
 if TYPE_CHECKING:
     from vmnet.protocols.dhcp4.config import DhcpConfig
@@ -47,29 +47,53 @@ def _parser() -> argparse.ArgumentParser:
     _ns(plug)
     _vmi(plug)
     _cache(plug, required=False)
-    plug.add_argument("--tap-owner", default="0", metavar="UID[:GID]",
-                      help="owner of the taps (KubeVirt: 107 for non-root VMs, else 0)")
-    plug.add_argument("--iface", action="append", default=[], metavar="NETWORK=PODIFACE",
-                      help="pod interface name of a network, overriding KubeVirt's scheme")
-    plug.add_argument("--mac-source", choices=["stable", "pod"], default="stable",
-                      help="VM MAC when the manifest has none: 'stable' (derived from the VM "
-                           "identity, the same in every pod; default) or 'pod' (the pod NIC's "
-                           "original MAC, as KubeVirt)")
-    plug.add_argument("--migration-target", action="store_true",
-                      help="this pod is a live-migration target (checked as KubeVirt does)")
+    plug.add_argument(
+        "--tap-owner",
+        default="0",
+        metavar="UID[:GID]",
+        help="owner of the taps (KubeVirt: 107 for non-root VMs, else 0)",
+    )
+    plug.add_argument(
+        "--iface",
+        action="append",
+        default=[],
+        metavar="NETWORK=PODIFACE",
+        help="pod interface name of a network, overriding KubeVirt's scheme",
+    )
+    plug.add_argument(
+        "--mac-source",
+        choices=["stable", "pod"],
+        default="stable",
+        help="VM MAC when the manifest has none: 'stable' (derived from the VM "
+        "identity, the same in every pod; default) or 'pod' (the pod NIC's "
+        "original MAC, as KubeVirt)",
+    )
+    plug.add_argument(
+        "--migration-target",
+        action="store_true",
+        help="this pod is a live-migration target (checked as KubeVirt does)",
+    )
 
     domain = sub.add_parser("domain", help="phase 2: decorate the libvirt domain XML")
     _vmi(domain)
     _cache(domain)
-    domain.add_argument("--domain", metavar="IN.xml", help="domain to decorate (default: a skeleton)")
-    domain.add_argument("-o", "--output", metavar="OUT.xml", help="where to write (default: stdout)")
+    domain.add_argument(
+        "--domain", metavar="IN.xml", help="domain to decorate (default: a skeleton)"
+    )
+    domain.add_argument(
+        "-o", "--output", metavar="OUT.xml", help="where to write (default: stdout)"
+    )
 
     dhcp = sub.add_parser("dhcp", help="phase 2: serve DHCP for every interface until SIGTERM")
     _ns(dhcp)
     _vmi(dhcp)
     _cache(dhcp)
-    dhcp.add_argument("--resolv-conf", default="/etc/resolv.conf", metavar="PATH",
-                      help="where DNS servers and search domains come from")
+    dhcp.add_argument(
+        "--resolv-conf",
+        default="/etc/resolv.conf",
+        metavar="PATH",
+        help="where DNS servers and search domains come from",
+    )
 
     unplug = sub.add_parser("unplug", help="undo phase 1: give the pod netns back as CNI left it")
     _ns(unplug)
@@ -84,19 +108,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _ns(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--netns", required=True, metavar="NS",
-                   help="pod network namespace: a name in /run/netns or a path (/proc/PID/ns/net)")
+    p.add_argument(
+        "--netns",
+        required=True,
+        metavar="NS",
+        help="pod network namespace: a name in /run/netns or a path (/proc/PID/ns/net)",
+    )
 
 
 def _vmi(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vmi", required=True, metavar="FILE",
-                   help="KubeVirt VirtualMachine or VirtualMachineInstance manifest (YAML/JSON)")
+    p.add_argument(
+        "--vmi",
+        required=True,
+        metavar="FILE",
+        help="KubeVirt VirtualMachine or VirtualMachineInstance manifest (YAML/JSON)",
+    )
 
 
 def _cache(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--cache-dir", required=required, metavar="DIR",
-                   help="phase-1 cache directory" + ("" if required else
-                        f" (default: {DEFAULT_CACHE_ROOT}/<namespace>/<name>)"))
+    p.add_argument(
+        "--cache-dir",
+        required=required,
+        metavar="DIR",
+        help="phase-1 cache directory"
+        + ("" if required else f" (default: {DEFAULT_CACHE_ROOT}/<namespace>/<name>)"),
+    )
 
 
 def _load(args: argparse.Namespace) -> tuple[Vmi, Cache]:
@@ -136,15 +172,21 @@ def cmd_plug(args: argparse.Namespace) -> int:
     uid, gid = _owner(args.tap_owner)
     from vmnet.plan.bindings import MacSource
 
-    options = phase1.PlugOptions(tap_uid=uid, tap_gid=gid, iface_map=_iface_map(args.iface),
-                                 mac_source=MacSource(args.mac_source),
-                                 migration_target=args.migration_target)
+    options = phase1.PlugOptions(
+        tap_uid=uid,
+        tap_gid=gid,
+        iface_map=_iface_map(args.iface),
+        mac_source=MacSource(args.mac_source),
+        migration_target=args.migration_target,
+    )
     result = phase1.plug(vmi, args.netns, cache, options, on_mutation=faults.crash_hook())
     for warning in result.warnings:
         log.warning("%s", warning)
     unplugged = f"; unplugged {', '.join(result.unplugged)}" if result.unplugged else ""
-    print(f"plugged {', '.join(result.networks) or 'nothing'}{unplugged} "
-          f"({len(result.mutations)} changes; cache {cache.root})")
+    print(
+        f"plugged {', '.join(result.networks) or 'nothing'}{unplugged} "
+        f"({len(result.mutations)} changes; cache {cache.root})"
+    )
     return 0
 
 
@@ -192,9 +234,9 @@ def _write(path: str, data: bytes) -> None:
 
 
 def cmd_dhcp(args: argparse.Namespace) -> int:
+    from vmnet.core.netns import check_netns
     from vmnet.phases import leases
     from vmnet.protocols import resolvconf
-    from vmnet.core.netns import check_netns
     from vmnet.serve.service import Service
 
     vmi, cache = _load(args)
@@ -213,8 +255,10 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
         for bridge, config in v4:
             print(f"serving {config.address} to {config.client_mac} on {bridge}", flush=True)
         for bridge, config6 in v6:
-            print(f"serving {config6.address} (DHCPv6, RA) to {config6.client_mac} on {bridge}",
-                  flush=True)
+            print(
+                f"serving {config6.address} (DHCPv6, RA) to {config6.client_mac} on {bridge}",
+                flush=True,
+            )
         service.wait(stop)
     finally:
         service.stop()
@@ -234,9 +278,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in records:
         dhcp = leases.lease(cache, r.network)
         lease = f"lease {dhcp.address}" if dhcp else "no DHCP"
-        print(f"{r.vmi} {r.network}: {r.binding} on pod NIC {r.pod_iface} "
-              f"(mac {r.pod_nic.link.mac}), VM mac {r.vm_mac}, {lease}, "
-              f"{r.state.name.lower()}")
+        print(
+            f"{r.vmi} {r.network}: {r.binding} on pod NIC {r.pod_iface} "
+            f"(mac {r.pod_nic.link.mac}), VM mac {r.vm_mac}, {lease}, "
+            f"{r.state.name.lower()}"
+        )
     return 0
 
 
@@ -248,13 +294,16 @@ def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]
     if len(vmis) == 1:
         namespace, _, name = next(iter(vmis)).partition("/")
         out["vmi"] = {"namespace": namespace, "name": name}
-    out["networks"] = [{
-        **r.to_json(),
-        "mac": str(r.vm_mac),
-        "podNicMac": str(r.pod_nic.link.mac),
-        "dhcp": _json_or_none(leases.lease(cache, r.network)),
-        "dhcp6": _json_or_none(leases.lease6(cache, r.network)),
-    } for r in records]
+    out["networks"] = [
+        {
+            **r.to_json(),
+            "mac": str(r.vm_mac),
+            "podNicMac": str(r.pod_nic.link.mac),
+            "dhcp": _json_or_none(leases.lease(cache, r.network)),
+            "dhcp6": _json_or_none(leases.lease6(cache, r.network)),
+        }
+        for r in records
+    ]
     return out
 
 
@@ -262,8 +311,13 @@ def _json_or_none(config: DhcpConfig | Dhcp6Config | None) -> dict[str, object] 
     return None if config is None else config.to_json()
 
 
-COMMANDS = {"plug": cmd_plug, "unplug": cmd_unplug, "domain": cmd_domain, "dhcp": cmd_dhcp,
-            "status": cmd_status}
+COMMANDS = {
+    "plug": cmd_plug,
+    "unplug": cmd_unplug,
+    "domain": cmd_domain,
+    "dhcp": cmd_dhcp,
+    "status": cmd_status,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

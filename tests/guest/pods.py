@@ -20,8 +20,8 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
-from vmnet.core.netns import preexec
 from vmnet.apply.drivers.tap import TunTap
+from vmnet.core.netns import preexec
 from vmnet.plan.state import TapSpec
 from vmnet.testing.wait import wait_until
 
@@ -61,16 +61,34 @@ def make_pod(gateway: ipaddress.IPv4Interface = GATEWAY) -> Iterator[Pod]:
 def dnsmasq(pod: Pod, tmp: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
     """dnsmasq serving only VM_MAC -> VM_IP on the pod bridge; yields its process."""
     log = tmp / "dnsmasq.log"
-    argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-            "--no-hosts", "--port=0", "--user=root", f"--interface={pod.bridge}",
-            "--bind-interfaces", f"--dhcp-range={VM_IP.ip},{VM_IP.ip},{VM_IP.netmask}",
-            f"--dhcp-host={VM_MAC},{VM_IP.ip},guest1", "--dhcp-authoritative",
-            "--leasefile-ro", f"--pid-file={tmp / 'dnsmasq.pid'}", f"--log-facility={log}",
-            "--log-dhcp", *options]
-    proc = subprocess.Popen(argv, preexec_fn=preexec(pod.netns),  # noqa: PLW1509
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=0",
+        "--user=root",
+        f"--interface={pod.bridge}",
+        "--bind-interfaces",
+        f"--dhcp-range={VM_IP.ip},{VM_IP.ip},{VM_IP.netmask}",
+        f"--dhcp-host={VM_MAC},{VM_IP.ip},guest1",
+        "--dhcp-authoritative",
+        "--leasefile-ro",
+        f"--pid-file={tmp / 'dnsmasq.pid'}",
+        f"--log-facility={log}",
+        "--log-dhcp",
+        *options,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        preexec_fn=preexec(pod.netns),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def bound() -> bool:
             assert proc.poll() is None, f"dnsmasq exited {proc.returncode}"
             return log.exists() and "sockets bound" in log.read_text()

@@ -33,28 +33,38 @@ from vmnet.testing.initramfs import (
     parse_udhcpc,
 )
 
-pytestmark = pytest.mark.skipif(initramfs.missing_inputs() is not None,
-                                reason=str(initramfs.missing_inputs()))
+pytestmark = pytest.mark.skipif(
+    initramfs.missing_inputs() is not None, reason=str(initramfs.missing_inputs())
+)
 
 
 def cpio_listing(archive: bytes) -> list[str]:
-    out = subprocess.run([str(BUSYBOX), "cpio", "-t", "-v"], input=archive,
-                         capture_output=True, check=True).stdout.decode()
-    return [" ".join(line.split()[i] for i in (0, 2, -1)) if "->" not in line
-            else " ".join(line.split()[-3:]) for line in out.splitlines()]
+    out = subprocess.run(
+        [str(BUSYBOX), "cpio", "-t", "-v"], input=archive, capture_output=True, check=True
+    ).stdout.decode()
+    return [
+        " ".join(line.split()[i] for i in (0, 2, -1))
+        if "->" not in line
+        else " ".join(line.split()[-3:])
+        for line in out.splitlines()
+    ]
 
 
 def test_newc_archive_reads_back_with_busybox_cpio() -> None:
-    archive = encode_newc([
-        CpioEntry("bin", stat.S_IFDIR | 0o755),
-        CpioEntry("bin/hello", stat.S_IFREG | 0o755, b"#!/bin/sh\necho hi\n"),
-        CpioEntry("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
-        CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
-    ])
+    archive = encode_newc(
+        [
+            CpioEntry("bin", stat.S_IFDIR | 0o755),
+            CpioEntry("bin/hello", stat.S_IFREG | 0o755, b"#!/bin/sh\necho hi\n"),
+            CpioEntry("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
+            CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
+        ]
+    )
     assert archive.startswith(b"07070100000001000041ed")
     assert len(archive) % 512 == 0
     assert cpio_listing(archive) == [
-        "drwxr-xr-x 0 bin", "-rwxr-xr-x 18 bin/hello", "bin/sh -> busybox",
+        "drwxr-xr-x 0 bin",
+        "-rwxr-xr-x 18 bin/hello",
+        "bin/sh -> busybox",
         "crw------- 0 dev/console",
     ]
 
@@ -63,7 +73,7 @@ def test_elf_interpreter_of_klibc_ipconfig_and_static_busybox() -> None:
     interp = elf_interpreter(IPCONFIG.read_bytes())
     assert interp is not None and re.fullmatch(r"/lib/klibc-[\w-]+\.so", interp)
     assert elf_interpreter(BUSYBOX.read_bytes()) is None
-    with pytest.raises(ConfigError, match="^elf: not a 64-bit"):
+    with pytest.raises(ConfigError, match=r"^elf: not a 64-bit"):
         elf_interpreter(b"#!/bin/sh\n" + bytes(64))
 
 
@@ -92,7 +102,10 @@ def test_module_files_decompress_and_skip_builtin(tmp_path: Path) -> None:
     tree.mkdir()
     dep: list[str] = []
     packers: list[tuple[str, Callable[[bytes], bytes]]] = [
-        (".ko.xz", lzma.compress), (".ko.zst", _zstd), (".ko", bytes)]
+        (".ko.xz", lzma.compress),
+        (".ko.zst", _zstd),
+        (".ko", bytes),
+    ]
     for i, name in enumerate(MODULES[1:]):
         suffix, pack = packers[i % 3]
         (tree / f"{name}{suffix}").write_bytes(pack(real[name]))
@@ -103,14 +116,16 @@ def test_module_files_decompress_and_skip_builtin(tmp_path: Path) -> None:
     assert module_files(version, tmp_path) == [(n, real[n]) for n in MODULES[1:]]
 
     (tree / "modules.dep").write_text("\n".join(dep[:-1]) + "\n")
-    with pytest.raises(ConfigError, match=f"^guest image: kernel {version} has no module virtio_net$"):
+    with pytest.raises(
+        ConfigError, match=f"^guest image: kernel {version} has no module virtio_net$"
+    ):
         module_files(version, tmp_path)
 
 
 def test_find_kernel_rejects_a_file_that_is_not_vmlinuz(tmp_path: Path) -> None:
     path, version = find_kernel()
     assert path.name == f"vmlinuz-{version}" and (Path("/lib/modules") / version).is_dir()
-    with pytest.raises(ConfigError, match="^kernel: .* is not a readable vmlinuz-<version> file$"):
+    with pytest.raises(ConfigError, match=r"^kernel: .* is not a readable vmlinuz-<version> file$"):
         find_kernel(tmp_path / "bzImage")
 
 
@@ -119,14 +134,17 @@ def test_parse_udhcpc_lease_file() -> None:
         "ip=10.0.2.2\nmask=24\nrouter=10.0.2.1 10.0.2.9\ndns=10.96.0.10 10.96.0.11\n"
         "domain=ns.svc.cluster.local\nhostname=vm\nmtu=1450\nsearch=a.test b.test\n"
         "staticroutes=10.0.2.1/32 0.0.0.0 0.0.0.0/0 10.0.2.1\nlease=86313600\n"
-        "serverid=10.0.2.1\nbroadcast=10.0.2.255\n")
+        "serverid=10.0.2.1\nbroadcast=10.0.2.255\n"
+    )
     assert lease.address == IPv4Interface("10.0.2.2/24") and lease.router == IPv4Address("10.0.2.1")
     assert lease.dns == (IPv4Address("10.96.0.10"), IPv4Address("10.96.0.11"))
     assert (lease.mtu, lease.hostname, lease.lease_time) == (1450, "vm", 86313600)
     assert lease.search == ("a.test", "b.test") and lease.domain == "ns.svc.cluster.local"
-    assert lease.routes == ((IPv4Network("10.0.2.1/32"), IPv4Address("0.0.0.0")),
-                            (IPv4Network("0.0.0.0/0"), IPv4Address("10.0.2.1")))
-    with pytest.raises(DriverError, match="^parse lease udhcpc: 'mask'"):
+    assert lease.routes == (
+        (IPv4Network("10.0.2.1/32"), IPv4Address("0.0.0.0")),
+        (IPv4Network("0.0.0.0/0"), IPv4Address("10.0.2.1")),
+    )
+    with pytest.raises(DriverError, match=r"^parse lease udhcpc: 'mask'"):
         parse_udhcpc("ip=10.0.2.2\n")
 
 
@@ -135,12 +153,18 @@ def test_parse_ipconfig_net_conf() -> None:
         "DEVICE='eth0'\nPROTO='dhcp'\nIPV4ADDR='10.0.2.2'\nIPV4NETMASK='255.255.255.0'\n"
         "IPV4GATEWAY='10.0.2.1'\nIPV4DNS0='10.96.0.10'\nIPV4DNS1='0.0.0.0'\nHOSTNAME='vm'\n"
         "DNSDOMAIN='ns.svc'\nROOTSERVER='10.0.2.1'\nDHCPLEASETIME='3600'\n"
-        "DOMAINSEARCH='a.test. b.test.'\n")
+        "DOMAINSEARCH='a.test. b.test.'\n"
+    )
     assert lease.address == IPv4Interface("10.0.2.2/24") and lease.router == IPv4Address("10.0.2.1")
     assert lease.dns == (IPv4Address("10.96.0.10"),) and lease.routes == ()
-    assert (lease.hostname, lease.domain, lease.lease_time, lease.mtu) == ("vm", "ns.svc", 3600, None)
+    assert (lease.hostname, lease.domain, lease.lease_time, lease.mtu) == (
+        "vm",
+        "ns.svc",
+        3600,
+        None,
+    )
     assert lease.search == ("a.test", "b.test") and dict(lease.raw)["PROTO"] == "dhcp"
-    with pytest.raises(DriverError, match="^parse lease ipconfig: "):
+    with pytest.raises(DriverError, match=r"^parse lease ipconfig: "):
         parse_ipconfig("IPV4ADDR='10.0.2.2'\nIPV4NETMASK='255.0.0.300'\n")
 
 

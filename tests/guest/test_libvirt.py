@@ -13,18 +13,23 @@ from vmnet.testing.qemu import Libvirtd, LibvirtGuest, libvirt_available
 from .pods import GATEWAY, VM_IP, VM_MAC, Pod, dnsmasq, make_pod, pids_in
 
 pytestmark = [
-    pytest.mark.netns, pytest.mark.qemu, pytest.mark.libvirt,
+    pytest.mark.netns,
+    pytest.mark.qemu,
+    pytest.mark.libvirt,
     pytest.mark.skipif(libvirt_available() is not None, reason=str(libvirt_available())),
 ]
 
 
 def test_libvirt_guest_on_unmanaged_tap_leases_and_pings(pod: Pod, tmp_path: Path) -> None:
     tag = "<!-- decorated -->"
-    with tempfile.TemporaryDirectory(prefix="vmlv-") as root, \
-            dnsmasq(pod, tmp_path, "--dhcp-option=option:mtu,1400") as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="vmlv-") as root,
+        dnsmasq(pod, tmp_path, "--dhcp-option=option:mtu,1400") as server,
+    ):
         with Libvirtd(pod.netns, root) as libvirtd:
-            guest = LibvirtGuest(libvirtd, pod.tap, VM_MAC, mtu=1450,
-                                 decorate=lambda xml: xml + tag)
+            guest = LibvirtGuest(
+                libvirtd, pod.tap, VM_MAC, mtu=1450, decorate=lambda xml: xml + tag
+            )
             assert guest.domain_xml().endswith(tag)
             with guest:
                 assert guest.guest_mac == MacAddress.parse(VM_MAC)
@@ -44,8 +49,11 @@ def test_libvirt_guest_on_unmanaged_tap_leases_and_pings(pod: Pod, tmp_path: Pat
 
 
 def test_two_private_libvirtds_do_not_collide(pod: Pod) -> None:
-    with make_pod() as other, tempfile.TemporaryDirectory(prefix="vmlv-") as root_a, \
-            tempfile.TemporaryDirectory(prefix="vmlv-") as root_b:
+    with (
+        make_pod() as other,
+        tempfile.TemporaryDirectory(prefix="vmlv-") as root_a,
+        tempfile.TemporaryDirectory(prefix="vmlv-") as root_b,
+    ):
         with Libvirtd(pod.netns, root_a) as a, Libvirtd(other.netns, root_b) as b:
             assert a.uri != b.uri
             assert a.virsh("list", "--all", "--name").split() == []

@@ -23,9 +23,12 @@ from .pods import GATEWAY, VM_IP, VM_MAC, Pod, dnsmasq, pids_in
 pytestmark = [pytest.mark.netns, pytest.mark.qemu]
 
 ROUTES = "--dhcp-option=option:classless-static-route,10.100.0.0/16,10.99.0.1,0.0.0.0/0,10.99.0.1"
-OPTIONS = ("--dhcp-option=option:mtu,1400", "--dhcp-option=option:dns-server,10.99.0.1",
-           "--dhcp-option=option:domain-name,vmnet.test",
-           "--dhcp-option=option:domain-search,vmnet.test,svc.test")
+OPTIONS = (
+    "--dhcp-option=option:mtu,1400",
+    "--dhcp-option=option:dns-server,10.99.0.1",
+    "--dhcp-option=option:domain-name,vmnet.test",
+    "--dhcp-option=option:domain-search,vmnet.test,svc.test",
+)
 
 
 def test_udhcpc_lease_applies_address_routes_mtu(pod: Pod, tmp_path: Path) -> None:
@@ -65,8 +68,7 @@ def test_udhcpc_lease_applies_address_routes_mtu(pod: Pod, tmp_path: Path) -> No
 
 
 def test_ipconfig_lease_and_host_mtu(pod: Pod, tmp_path: Path) -> None:
-    with dnsmasq(pod, tmp_path, *OPTIONS), \
-            QemuGuest(pod.netns, pod.tap, VM_MAC, mtu=1450) as guest:
+    with dnsmasq(pod, tmp_path, *OPTIONS), QemuGuest(pod.netns, pod.tap, VM_MAC, mtu=1450) as guest:
         assert guest.mtu() == 1450
 
         lease = guest.dhcp("ipconfig")
@@ -88,12 +90,15 @@ def test_command_protocol_is_exact(pod: Pod) -> None:
     with QemuGuest(pod.netns, pod.tap, VM_MAC) as guest:
         assert guest.run("exit 3") == (3, "")
         assert guest.run("printf 'a\\nb\\n\\n'; echo -n err >&2") == (0, "a\nb\n\nerr")
-        assert guest.run("echo '$HOME @@VMNET-END 9 9' | tr a-z A-Z") == (0, "$HOME @@VMNET-END 9 9\n".upper())
+        assert guest.run("echo '$HOME @@VMNET-END 9 9' | tr a-z A-Z") == (
+            0,
+            "$HOME @@VMNET-END 9 9\n".upper(),
+        )
         start = time.monotonic()
         for _ in range(10):
             assert guest.run("true") == (0, "")
         assert (time.monotonic() - start) / 10 < 1.0
-        with pytest.raises(DriverError, match="timed out after 0.3s"):
+        with pytest.raises(DriverError, match=r"timed out after 0.3s"):
             guest.run("sleep 1", timeout=0.3)
         assert guest.run("echo after") == (0, "after\n")
         with pytest.raises(ConfigError, match="client"):
@@ -102,7 +107,7 @@ def test_command_protocol_is_exact(pod: Pod) -> None:
 
 def test_close_kills_a_guest_that_does_not_power_off(pod: Pod) -> None:
     guest = QemuGuest(pod.netns, pod.tap, VM_MAC)
-    with pytest.raises(DriverError, match="^boot qemu guest .*: guest is not running"):
+    with pytest.raises(DriverError, match=r"^boot qemu guest .*: guest is not running"):
         guest.run("true")
     guest.start()
     pid = guest.pid
@@ -118,20 +123,25 @@ def test_boot_failure_is_one_line_error(pod: Pod, tmp_path: Path) -> None:
     bogus = tmp_path / f"vmlinuz-{find_kernel()[1]}"
     bogus.write_bytes(b"not a kernel")
     guest = QemuGuest(pod.netns, pod.tap, VM_MAC, kernel=bogus, timeout=20)
-    with pytest.raises(DriverError, match=r"^boot qemu guest .*/tap0: guest is not running; console: '.+'$"):
+    with pytest.raises(
+        DriverError, match=r"^boot qemu guest .*/tap0: guest is not running; console: '.+'$"
+    ):
         guest.__enter__()
     assert pids_in(pod.netns) == set()
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"mac": "52:54:00:xx:00:01"}, "mac"),
-    ({"tap": "tap0,script=/bin/sh"}, "tap"),
-    ({"tap": "a-very-long-tap-name"}, "tap"),
-    ({"mtu": 67}, "mtu"),
-    ({"memory_mb": 16}, "memory_mb"),
-    ({"netns": "vmq-missing"}, "--netns"),
-    ({"kernel": "/etc/hostname"}, "kernel"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"mac": "52:54:00:xx:00:01"}, "mac"),
+        ({"tap": "tap0,script=/bin/sh"}, "tap"),
+        ({"tap": "a-very-long-tap-name"}, "tap"),
+        ({"mtu": 67}, "mtu"),
+        ({"memory_mb": 16}, "memory_mb"),
+        ({"netns": "vmq-missing"}, "--netns"),
+        ({"kernel": "/etc/hostname"}, "kernel"),
+    ],
+)
 def test_bad_arguments_raise_config_error(pod: Pod, kwargs: dict[str, object], field: str) -> None:
     args: dict[str, object] = {"netns": pod.netns, "tap": pod.tap, "mac": VM_MAC, **kwargs}
     with pytest.raises(ConfigError, match=f"^{field}: "):

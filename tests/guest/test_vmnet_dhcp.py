@@ -29,10 +29,16 @@ BRIDGE_IP = IPv4Interface("169.254.75.10/32")
 POD_IP = IPv4Interface("10.244.1.7/24")
 POD_GW = IPv4Address("10.244.1.1")
 CONFIG = DhcpConfig(
-    client_mac=MacAddress.parse(VM_MAC), address=POD_IP, server_id=BRIDGE_IP.ip,
-    router=POD_GW, routes=(Route(IPv4Network("10.100.0.0/16"), POD_GW),),
-    dns=(IPv4Address("10.96.0.10"),), search=("default.svc.cluster.local", "cluster.local"),
-    hostname="vmi-guest", mtu=1400, lease_time=7200,
+    client_mac=MacAddress.parse(VM_MAC),
+    address=POD_IP,
+    server_id=BRIDGE_IP.ip,
+    router=POD_GW,
+    routes=(Route(IPv4Network("10.100.0.0/16"), POD_GW),),
+    dns=(IPv4Address("10.96.0.10"),),
+    search=("default.svc.cluster.local", "cluster.local"),
+    hostname="vmi-guest",
+    mtu=1400,
+    lease_time=7200,
 )
 ROUTES = (
     (IPv4Network("169.254.75.10/32"), IPv4Address("0.0.0.0")),

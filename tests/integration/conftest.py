@@ -10,8 +10,10 @@ import pytest
 from vmnet.testing.cni import bridge_config
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
-needs_cni = pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"),
-                               reason="needs the CNI bridge plugin (containernetworking-plugins)")
+needs_cni = pytest.mark.skipif(
+    not os.path.exists("/usr/lib/cni/bridge"),
+    reason="needs the CNI bridge plugin (containernetworking-plugins)",
+)
 
 BRIDGE_VM = """\
 apiVersion: kubevirt.io/v1
@@ -57,9 +59,24 @@ def vmnet_dhcp(netns, vm, cache, resolv_text="nameserver 10.96.0.10\n", *, expec
     resolv = pathlib.Path(cache).with_name("resolv.conf")
     resolv.write_text(resolv_text)
     server = subprocess.Popen(
-        [sys.executable, "-m", "vmnet", "dhcp", "--netns", netns, "--vmi", str(vm),
-         "--cache-dir", str(cache), "--resolv-conf", str(resolv)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "vmnet",
+            "dhcp",
+            "--netns",
+            netns,
+            "--vmi",
+            str(vm),
+            "--cache-dir",
+            str(cache),
+            "--resolv-conf",
+            str(resolv),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(expect):
             assert "serving" in server.stdout.readline()
@@ -81,8 +98,13 @@ def unplug_restores(netns, vm, cache, before):
 
 def vmnet(*args, check=False, timeout=60):
     """Run the vmnet command as a user would."""
-    return subprocess.run([sys.executable, "-m", "vmnet", *args], capture_output=True,
-                          text=True, timeout=timeout, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "vmnet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
 
 
 @pytest.fixture

@@ -34,8 +34,12 @@ except OSError as e:
 
 
 def listen(netns, port, bind="0.0.0.0", count=1):
-    proc = ns.popen_in(netns, [sys.executable, "-c", SERVER, bind, str(port), str(count)],
-                       stdout=__import__("subprocess").PIPE, text=True)
+    proc = ns.popen_in(
+        netns,
+        [sys.executable, "-c", SERVER, bind, str(port), str(count)],
+        stdout=__import__("subprocess").PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "ready"
     return proc
 

@@ -54,8 +54,8 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
     assert status["vmi"] == {"namespace": "tenant1", "name": "testvm"}
 
     domain = vmnet("domain", "--vmi", str(vm_file), "--cache-dir", cache, check=True).stdout
-    assert "<target dev=\"tap0\" managed=\"no\"/>" in domain
-    assert f"<mac address=\"{vm_mac}\"/>" in domain
+    assert '<target dev="tap0" managed="no"/>' in domain
+    assert f'<mac address="{vm_mac}"/>' in domain
 
     resolv = "nameserver 10.96.0.10\nsearch tenant1.svc.cluster.local cluster.local\n"
     with vmnet_dhcp(cni_pod.netns, vm_file, cache, resolv):
@@ -67,8 +67,9 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
             assert [str(d) for d in lease.dns] == ["10.96.0.10"]
             assert lease.hostname == "testvm"
             assert lease.mtu == cni_pod.mtu
-            ping = ns.exec_in(guest_ns, ["ping", "-c", "1", "-W", "2", str(cni_pod.gateway)],
-                              check=False)
+            ping = ns.exec_in(
+                guest_ns, ["ping", "-c", "1", "-W", "2", str(cni_pod.gateway)], check=False
+            )
             assert ping.returncode == 0, ping.stdout + ping.stderr
 
     unplug_restores(cni_pod.netns, vm_file, cache, before)
@@ -76,12 +77,18 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
 
 BAD = {
     "unknown binding": ("bridge: {}", "sriovx: {}"),
-    "interface without a network": ("networks:\n      - name: default\n        pod: {}",
-                                    "networks: []"),
+    "interface without a network": (
+        "networks:\n      - name: default\n        pod: {}",
+        "networks: []",
+    ),
     "invalid MAC": ("bridge: {}", "bridge: {}\n            macAddress: 02:00:00:zz:00:01"),
-    "duplicate names": ("          - name: default\n            bridge: {}",
-                        ("          - name: default\n            bridge: {}\n"
-                         "          - name: default\n            bridge: {}")),
+    "duplicate names": (
+        "          - name: default\n            bridge: {}",
+        (
+            "          - name: default\n            bridge: {}\n"
+            "          - name: default\n            bridge: {}"
+        ),
+    ),
 }
 
 
@@ -94,8 +101,9 @@ def test_bad_manifest_exits_2_and_changes_nothing(case, cni_pod, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(BRIDGE_VM.replace(old, new, 1))
     before = snapshot(cni_pod.netns)
-    res = vmnet("plug", "--netns", cni_pod.netns, "--vmi", str(path),
-                "--cache-dir", str(tmp_path / "c"))
+    res = vmnet(
+        "plug", "--netns", cni_pod.netns, "--vmi", str(path), "--cache-dir", str(tmp_path / "c")
+    )
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert res.stderr.startswith("vmnet plug: ")
@@ -103,13 +111,21 @@ def test_bad_manifest_exits_2_and_changes_nothing(case, cni_pod, tmp_path):
 
 
 def test_missing_netns_and_missing_pod_nic_exit_2(cni_pod, vm_file, tmp_path, node):
-    res = vmnet("plug", "--netns", "vmt-does-not-exist", "--vmi", str(vm_file),
-                "--cache-dir", str(tmp_path / "c"))
+    res = vmnet(
+        "plug",
+        "--netns",
+        "vmt-does-not-exist",
+        "--vmi",
+        str(vm_file),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
     assert res.returncode == 2 and "vmt-does-not-exist" in res.stderr
     empty = node.veth_pod(ifname="other0")
     before = snapshot(empty.netns)
-    res = vmnet("plug", "--netns", empty.netns, "--vmi", str(vm_file),
-                "--cache-dir", str(tmp_path / "c2"))
+    res = vmnet(
+        "plug", "--netns", empty.netns, "--vmi", str(vm_file), "--cache-dir", str(tmp_path / "c2")
+    )
     assert res.returncode == 2 and "pod link (eth0) is missing" in res.stderr
     assert snapshot(empty.netns) == before
 

@@ -15,10 +15,15 @@ NODE_ADDRESS = "192.168.255.1"  # the node's uplink, routed back to the pod's /3
 
 
 @pytest.mark.parametrize("client", ["udhcpc", "dhclient", "dhcpcd"])
-@pytest.mark.parametrize("plugged", [{"manifest": bridge_manifest("bridge"), "pod": "calico"}],
-                         indirect=True, ids=["calico"])
-def test_bridge_guest_on_a_calico_pod_has_a_working_default_route(plugged, guest_factory,
-                                                                  client, tmp_path):
+@pytest.mark.parametrize(
+    "plugged",
+    [{"manifest": bridge_manifest("bridge"), "pod": "calico"}],
+    indirect=True,
+    ids=["calico"],
+)
+def test_bridge_guest_on_a_calico_pod_has_a_working_default_route(
+    plugged, guest_factory, client, tmp_path
+):
     assert plugged.address.network.prefixlen == 32
     guest = guest_factory(plugged, plugged.tap, plugged.mac)
     lease = guest.dhcp(client, workdir=str(tmp_path), timeout=20)

@@ -13,8 +13,13 @@ pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 
 def test_demo_leases_the_pod_ip_to_udhcpc_and_restores_the_pod():
     before = current()
-    run = subprocess.run([sys.executable, "-m", "vmnet.testing.demo"], capture_output=True,
-                         text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "vmnet.testing.demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "pod made by the real CNI bridge plugin" in run.stdout
     assert "udhcpc got its lease" in run.stdout

@@ -21,11 +21,11 @@ import pytest
 from pyroute2 import NetNS, netns
 
 from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError, DriverError
 from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.protocols.dhcp6.responder import Responder6
 from vmnet.serve.dhcp6 import Endpoint6, open_endpoint6, serve6
-from vmnet.core.errors import ConfigError, DriverError
-from vmnet.testing.dhcpclients import ClientError, _write
+from vmnet.testing.dhcpclients import ClientError, write_file
 from vmnet.testing.dhcpclients6 import CLIENTS6, run_client6
 
 pytestmark = pytest.mark.netns
@@ -50,8 +50,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 10.0) -> Non
 
 
 def ip(ns: str, *args: str) -> str:
-    return subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["ip", "-n", ns, *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def link_local_ready(ns: str, ifname: str) -> bool:
@@ -72,14 +73,15 @@ class Lab6:
         for name in (self.pod, self.guest):
             netns.create(name)
         os.makedirs(self.resolv_dir)
-        _write(os.path.join(self.resolv_dir, "resolv.conf"), "# vmnet dhcp6 test\n")
+        write_file(os.path.join(self.resolv_dir, "resolv.conf"), "# vmnet dhcp6 test\n")
         with NetNS(self.pod) as ns:
             ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
             ns.link("add", ifname="k6t-eth0", kind="bridge", address=str(BRIDGE_MAC))
             br = ns.link_lookup(ifname="k6t-eth0")[0]
             ns.addr("add", index=br, address="fd10:0:2::1", prefixlen=120)
-            ns.link("add", ifname="srv0", kind="veth",
-                    peer={"ifname": "eth0", "net_ns_fd": self.guest})
+            ns.link(
+                "add", ifname="srv0", kind="veth", peer={"ifname": "eth0", "net_ns_fd": self.guest}
+            )
             ns.link("set", index=ns.link_lookup(ifname="srv0")[0], master=br, state="up")
             ns.link("set", index=br, state="up")
         with NetNS(self.guest) as ns:
@@ -88,14 +90,18 @@ class Lab6:
             ns.link("set", index=eth0, address=str(GUEST_MAC), state="up")
         wait_for("the guest link-local", lambda: link_local_ready(self.guest, "eth0"))
 
-    def start(self, config: Dhcp6Config, ifname: str = "k6t-eth0",
-              wait_link_local: float = 10.0) -> Responder6:
+    def start(
+        self, config: Dhcp6Config, ifname: str = "k6t-eth0", wait_link_local: float = 10.0
+    ) -> Responder6:
         endpoint = open_endpoint6(self.pod, ifname, wait_link_local=wait_link_local)
         self.endpoints.append(endpoint)
         responder = Responder6(config)
         self.thread = threading.Thread(
-            target=serve6, args=([(endpoint, responder)], self.stop_event),
-            kwargs={"ra_interval": RA_INTERVAL}, daemon=True)
+            target=serve6,
+            args=([(endpoint, responder)], self.stop_event),
+            kwargs={"ra_interval": RA_INTERVAL},
+            daemon=True,
+        )
         self.thread.start()
         return responder
 
@@ -130,8 +136,12 @@ def lab() -> Iterator[Lab6]:
 
 def config(**over: object) -> Dhcp6Config:
     base: dict[str, object] = {
-        "client_mac": GUEST_MAC, "address": IPv6Interface("fd10:0:2::2/120"),
-        "server_mac": BRIDGE_MAC, "dns": (DNS,), "search": SEARCH, "mtu": 1400,
+        "client_mac": GUEST_MAC,
+        "address": IPv6Interface("fd10:0:2::2/120"),
+        "server_mac": BRIDGE_MAC,
+        "dns": (DNS,),
+        "search": SEARCH,
+        "mtu": 1400,
     }
     return Dhcp6Config(**(base | over))  # type: ignore[arg-type]
 
@@ -149,8 +159,10 @@ def test_client_gets_the_address_a_default_route_and_dns(lab: Lab6, client: str)
     assert (lease.preferred_lifetime, lease.valid_lifetime) == (86313600, 86313600)
     assert lease.server_id == bytes.fromhex("00030001") + BRIDGE_MAC.packed
     assert "inet6 fd10:0:2::2/" in ip(lab.guest, "-6", "addr", "show", "dev", "eth0")
-    wait_for("the RA default route", lambda: f"default via {BRIDGE_LL} dev eth0" in ip(
-        lab.guest, "-6", "route"))
+    wait_for(
+        "the RA default route",
+        lambda: f"default via {BRIDGE_LL} dev eth0" in ip(lab.guest, "-6", "route"),
+    )
     routes = ip(lab.guest, "-6", "route").splitlines()
     default = next(r for r in routes if r.startswith("default"))
     assert "proto ra" in default and "mtu 1400" in default
@@ -189,8 +201,7 @@ STALE_LEASE6 = """lease6 {
 
 def test_dhclient_with_a_stale_lease_is_told_not_on_link_and_takes_the_lease(lab: Lab6) -> None:
     responder = lab.start(config())
-    lease = run_client6("dhclient", lab.guest, "eth0", timeout=20,
-                        lease_file_text=STALE_LEASE6)
+    lease = run_client6("dhclient", lab.guest, "eth0", timeout=20, lease_file_text=STALE_LEASE6)
     assert responder.stats.not_on_link >= 1
     assert lease.address == IPv6Address("fd10:0:2::2")
     assert "fd10:0:2::77" not in ip(lab.guest, "-6", "addr")

@@ -22,11 +22,11 @@ import pytest
 from pyroute2 import NetNS, netns
 
 from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.netns import run_in
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 from vmnet.serve.dhcp4 import open_endpoint, serve
-from vmnet.core.netns import run_in
-from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.dhcpclients import CLIENTS, ClientError, ClientSession, run_client
 
 pytestmark = pytest.mark.netns
@@ -37,20 +37,28 @@ SEARCH = ("ns1.svc.cluster.local", "svc.cluster.local", "cluster.local")
 
 
 def pod_config(**overrides: object) -> DhcpConfig:
-    fields: dict[str, object] = dict(
-        client_mac=GUEST_MAC, address=IPv4Interface("10.11.0.5/24"), server_id=SERVER_ID,
-        router=IPv4Address("10.11.0.1"), dns=(IPv4Address("10.96.0.10"),), search=SEARCH,
-        hostname="vm-test", mtu=1400,
-        routes=(Route(IPv4Network("10.200.0.0/16"), IPv4Address("10.11.0.1")),),
-    )
+    fields: dict[str, object] = {
+        "client_mac": GUEST_MAC,
+        "address": IPv4Interface("10.11.0.5/24"),
+        "server_id": SERVER_ID,
+        "router": IPv4Address("10.11.0.1"),
+        "dns": (IPv4Address("10.96.0.10"),),
+        "search": SEARCH,
+        "hostname": "vm-test",
+        "mtu": 1400,
+        "routes": (Route(IPv4Network("10.200.0.0/16"), IPv4Address("10.11.0.1")),),
+    }
     return DhcpConfig(**(fields | overrides))  # type: ignore[arg-type]
 
 
-CALICO = dict(
-    address=IPv4Interface("10.244.1.7/32"), router=IPv4Address("169.254.1.1"),
-    routes=(Route(IPv4Network("0.0.0.0/0"), IPv4Address("169.254.1.1")),
-            Route(IPv4Network("169.254.1.1/32"), None)),
-)
+CALICO = {
+    "address": IPv4Interface("10.244.1.7/32"),
+    "router": IPv4Address("169.254.1.1"),
+    "routes": (
+        Route(IPv4Network("0.0.0.0/0"), IPv4Address("169.254.1.1")),
+        Route(IPv4Network("169.254.1.1/32"), None),
+    ),
+}
 
 
 class Lab:
@@ -70,8 +78,12 @@ class Lab:
             ns.link("add", ifname="k6t-eth0", kind="bridge")
             br = ns.link_lookup(ifname="k6t-eth0")[0]
             ns.addr("add", index=br, address=str(SERVER_ID), prefixlen=32)
-            ns.link("add", ifname="srv0", kind="veth",
-                    peer={"ifname": "eth0", "net_ns_fd": self.client_ns})
+            ns.link(
+                "add",
+                ifname="srv0",
+                kind="veth",
+                peer={"ifname": "eth0", "net_ns_fd": self.client_ns},
+            )
             port = ns.link_lookup(ifname="srv0")[0]
             ns.link("set", index=port, master=br, state="up")
             ns.link("set", index=br, state="up")
@@ -84,13 +96,15 @@ class Lab:
         self.endpoint = open_endpoint(self.server_ns, "k6t-eth0")
         self.responder = SingleLeaseResponder(config)
         self.thread = threading.Thread(
-            target=serve, args=([(self.endpoint, self.responder)], self.stop_event), daemon=True)
+            target=serve, args=([(self.endpoint, self.responder)], self.stop_event), daemon=True
+        )
         self.thread.start()
         return self.responder
 
     def client_ip(self, *args: str) -> str:
-        return subprocess.run(["ip", "-n", self.client_ns, "-4", *args], check=True,
-                              capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["ip", "-n", self.client_ns, "-4", *args], check=True, capture_output=True, text=True
+        ).stdout
 
     def close(self) -> None:
         self.stop_event.set()
@@ -253,7 +267,9 @@ def test_garbage_is_counted_and_the_server_keeps_serving(lab: Lab) -> None:
         send_from_client(lab, junk)
     wait_for(lambda: responder.stats.dropped_malformed == 3)
     subprocess.run(["ip", "-n", lab.client_ns, "addr", "flush", "dev", "eth0"], check=True)
-    assert run_client("udhcpc", lab.client_ns, "eth0", timeout=20).address == IPv4Interface("10.11.0.5/24")
+    assert run_client("udhcpc", lab.client_ns, "eth0", timeout=20).address == IPv4Interface(
+        "10.11.0.5/24"
+    )
 
 
 def test_one_serve_loop_serves_two_bridges_in_one_netns(lab: Lab) -> None:
@@ -265,17 +281,30 @@ def test_one_serve_loop_serves_two_bridges_in_one_netns(lab: Lab) -> None:
             ns.link("add", ifname="k6t-net1", kind="bridge")
             br = ns.link_lookup(ifname="k6t-net1")[0]
             ns.addr("add", index=br, address="169.254.75.11", prefixlen=32)
-            ns.link("add", ifname="srv1", kind="veth", peer={"ifname": "eth1", "net_ns_fd": second_ns})
+            ns.link(
+                "add", ifname="srv1", kind="veth", peer={"ifname": "eth1", "net_ns_fd": second_ns}
+            )
             ns.link("set", index=ns.link_lookup(ifname="srv1")[0], master=br, state="up")
             ns.link("set", index=br, state="up")
         with NetNS(second_ns) as ns:
             ns.link("set", index=ns.link_lookup(ifname="eth1")[0], address=str(mac2), state="up")
         first = SingleLeaseResponder(pod_config())
-        second = SingleLeaseResponder(pod_config(
-            client_mac=mac2, address=IPv4Interface("192.168.7.9/24"), router=IPv4Address("192.168.7.1"),
-            server_id=IPv4Address("169.254.75.11"), routes=()))
-        endpoints = [open_endpoint(lab.server_ns, "k6t-eth0"), open_endpoint(lab.server_ns, "k6t-net1")]
-        thread = threading.Thread(target=serve, args=(list(zip(endpoints, (first, second))), lab.stop_event))
+        second = SingleLeaseResponder(
+            pod_config(
+                client_mac=mac2,
+                address=IPv4Interface("192.168.7.9/24"),
+                router=IPv4Address("192.168.7.1"),
+                server_id=IPv4Address("169.254.75.11"),
+                routes=(),
+            )
+        )
+        endpoints = [
+            open_endpoint(lab.server_ns, "k6t-eth0"),
+            open_endpoint(lab.server_ns, "k6t-net1"),
+        ]
+        thread = threading.Thread(
+            target=serve, args=(list(zip(endpoints, (first, second), strict=False)), lab.stop_event)
+        )
         thread.start()
         try:
             lease2 = run_client("udhcpc", second_ns, "eth1", timeout=20)

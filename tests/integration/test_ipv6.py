@@ -10,19 +10,29 @@ from vmnet.testing.plugged import bridge_manifest
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 
 DUAL_STACK = {
-    "type": "bridge", "bridge": "cbr0", "isGateway": True, "isDefaultGateway": True,
+    "type": "bridge",
+    "bridge": "cbr0",
+    "isGateway": True,
+    "isDefaultGateway": True,
     "ipMasq": False,
-    "ipam": {"type": "host-local",
-             "ranges": [[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd00:22::/64"}]]},
+    "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd00:22::/64"}]],
+    },
 }
 BRIDGE_LL = ipaddress.ip_address("fe80::ff:fe00:0")  # from the bridge MAC 02:00:00:00:00:00
 
 
 @pytest.mark.parametrize("client", ["dhclient", "dhcpcd"])
-@pytest.mark.parametrize("plugged", [{"manifest": bridge_manifest("masquerade"),
-                                      "pod": DUAL_STACK}], indirect=True, ids=["dual-stack"])
-def test_guest_gets_fd10_0_2_2_a_default_route_and_reaches_outside(plugged, guest_factory,
-                                                                   client, tmp_path):
+@pytest.mark.parametrize(
+    "plugged",
+    [{"manifest": bridge_manifest("masquerade"), "pod": DUAL_STACK}],
+    indirect=True,
+    ids=["dual-stack"],
+)
+def test_guest_gets_fd10_0_2_2_a_default_route_and_reaches_outside(
+    plugged, guest_factory, client, tmp_path
+):
     pod_v6 = [ip for ip in plugged.pod.result.ips if ip.address.version == 6]
     assert pod_v6, plugged.pod.result
     gateway6 = pod_v6[0].gateway

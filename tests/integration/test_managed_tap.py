@@ -14,11 +14,15 @@ pytestmark = [pytest.mark.netns, pytest.mark.qemu]
 
 def test_managed_tap_changes_nothing_and_a_real_guest_uses_the_tap(netns, vm, tmp_path):
     # the "CNI": a tap as the pod interface, its SDN side at 10.50.0.1/24
-    ns.ip_batch(netns, ["tuntap add dev eth0 mode tap", "addr add 10.50.0.1/24 dev eth0",
-                        "link set eth0 up"])
+    ns.ip_batch(
+        netns,
+        ["tuntap add dev eth0 mode tap", "addr add 10.50.0.1/24 dev eth0", "link set eth0 up"],
+    )
     doc = bridge_manifest("bridge")
-    doc["spec"]["domain"]["devices"]["interfaces"][0] = {"name": "default",
-                                                        "binding": {"name": "managed-tap"}}
+    doc["spec"]["domain"]["devices"]["interfaces"][0] = {
+        "name": "default",
+        "binding": {"name": "managed-tap"},
+    }
     from vmnet import manifest
     from vmnet.protocols import resolvconf
 

@@ -77,8 +77,12 @@ def test_masquerade_nat_and_port_forwarding(node, cni_pod, remote, guest_ns, tmp
             assert str(lease.address) == "10.0.2.2/24"
             assert str(lease.router) == "10.0.2.1"
             # egress: the CNI gateway and a remote host see the pod IP, not 10.0.2.2
-            assert ns.exec_in(guest_ns, ["ping", "-c", "1", "-W", "2", str(cni_pod.gateway)],
-                              check=False).returncode == 0
+            assert (
+                ns.exec_in(
+                    guest_ns, ["ping", "-c", "1", "-W", "2", str(cni_pod.gateway)], check=False
+                ).returncode
+                == 0
+            )
             listeners.append(tcp.listen(remote, 7000))
             assert tcp.connect(guest_ns, "192.0.2.2", 7000) == str(cni_pod.address.ip)
             # ingress: port 80 is forwarded to the guest, 8080 is not in `ports`

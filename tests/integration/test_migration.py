@@ -34,10 +34,12 @@ def vm_manifest(binding, name="movingvm", ports=()):
 
 
 def lease_file(address, server="169.254.75.10", mask="255.255.255.0"):
-    return (f'lease {{\n  interface "eth0";\n  fixed-address {address};\n'
-            f"  option subnet-mask {mask};\n  option dhcp-server-identifier {server};\n"
-            "  renew 4 2037/01/01 00:00:01;\n  rebind 4 2037/01/01 00:00:01;\n"
-            "  expire 4 2037/01/01 00:00:01;\n}\n")
+    return (
+        f'lease {{\n  interface "eth0";\n  fixed-address {address};\n'
+        f"  option subnet-mask {mask};\n  option dhcp-server-identifier {server};\n"
+        "  renew 4 2037/01/01 00:00:01;\n  rebind 4 2037/01/01 00:00:01;\n"
+        "  expire 4 2037/01/01 00:00:01;\n}\n"
+    )
 
 
 @pytest.fixture
@@ -75,17 +77,26 @@ def test_bridge_guest_init_reboots_into_the_target_pod(two_pods, tmp_path):
         first = guest.dhcp("dhclient", workdir=wd(tmp_path, "a"), timeout=20)
         assert first.address == pod_a.address
         target = Plugged(pod_b, vm_manifest("bridge"), options=TARGET)  # A still serves
-        assert domain_mac(source) == domain_mac(target) == str(
-            stable_mac("default", "movingvm", "default"))
+        assert (
+            domain_mac(source)
+            == domain_mac(target)
+            == str(stable_mac("default", "movingvm", "default"))
+        )
         assert target.configs[0][1].server_id == source.configs[0][1].server_id
         source.close()
         guest.reattach(pod_b.netns, target.tap)
         guest.run(["ip", "addr", "flush", "dev", "eth0"])  # the guest reboots
-        lease = guest.dhcp("dhclient", workdir=wd(tmp_path, "b"), timeout=20,
-                           lease_file_text=lease_file(pod_a.address.ip))
+        lease = guest.dhcp(
+            "dhclient",
+            workdir=wd(tmp_path, "b"),
+            timeout=20,
+            lease_file_text=lease_file(pod_a.address.ip),
+        )
         stats = target.responders[0].stats
         assert lease.address == pod_a.address
-        assert stats.offered == 0 and stats.nak == 0 and stats.acked >= 1  # INIT-REBOOT: no DISCOVER
+        assert (
+            stats.offered == 0 and stats.nak == 0 and stats.acked >= 1
+        )  # INIT-REBOOT: no DISCOVER
         assert guest.ping("10.22.0.1")
     finally:
         guest.close()
@@ -128,15 +139,19 @@ def test_masquerade_guest_keeps_10_0_2_2_and_ports_follow_the_new_pod(node, node
     guest = Guest(pod_a.netns, source.tap, source.mac)
     listener = None
     try:
-        assert guest.dhcp("dhclient", workdir=wd(tmp_path, "a")).address == \
-            ipaddress.ip_interface("10.0.2.2/24")
+        assert guest.dhcp("dhclient", workdir=wd(tmp_path, "a")).address == ipaddress.ip_interface(
+            "10.0.2.2/24"
+        )
         target = Plugged(pod_b, doc, options=TARGET)
         assert domain_mac(source) == domain_mac(target)
         source.close()
         guest.reattach(pod_b.netns, target.tap)
         guest.run(["ip", "addr", "flush", "dev", "eth0"])
-        lease = guest.dhcp("dhclient", workdir=wd(tmp_path, "b"),
-                           lease_file_text=lease_file("10.0.2.2", server="10.0.2.1"))
+        lease = guest.dhcp(
+            "dhclient",
+            workdir=wd(tmp_path, "b"),
+            lease_file_text=lease_file("10.0.2.2", server="10.0.2.1"),
+        )
         assert lease.address == ipaddress.ip_interface("10.0.2.2/24")
         assert target.responders[0].stats.offered == 0
         listener = tcp.listen(guest.netns, 80)
@@ -156,7 +171,7 @@ def test_another_vm_identity_gets_another_mac_and_no_lease(pod, tmp_path):
     assert other != source.mac
     guest = Guest(pod.netns, source.tap, other)
     try:
-        with pytest.raises(Exception, match="(?i)no lease|timed out|timeout"):
+        with pytest.raises(Exception, match=r"(?i)no lease|timed out|timeout"):
             guest.dhcp("udhcpc", workdir=str(tmp_path), timeout=4)
         assert source.responders[0].stats.ignored_foreign >= 1
         assert source.responders[0].stats.offered == 0

@@ -29,17 +29,25 @@ def manifest(secondaries):
     interfaces = [{"name": "default", "bridge": {}}]
     networks = [{"name": "default", "pod": {}}]
     for i, name in enumerate(secondaries):
-        interfaces.append({"name": name, "bridge": {},
-                           "macAddress": f"02:aa:00:00:00:{i + 1:02x}"})
+        interfaces.append({"name": name, "bridge": {}, "macAddress": f"02:aa:00:00:00:{i + 1:02x}"})
         networks.append({"name": name, "multus": {"networkName": f"tenant1/{name}"}})
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": {"name": "multi", "namespace": "tenant1"},
-            "spec": {"domain": {"devices": {"interfaces": interfaces}}, "networks": networks}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "multi", "namespace": "tenant1"},
+        "spec": {"domain": {"devices": {"interfaces": interfaces}}, "networks": networks},
+    }
 
 
 def secondary_bridge(bridge, subnet, mtu=None):
-    conf = {"name": f"vmt-{bridge}", "type": "bridge", "bridge": bridge, "isGateway": True,
-            "ipMasq": False, "ipam": host_local(subnet, default_route=False)}
+    conf = {
+        "name": f"vmt-{bridge}",
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": True,
+        "ipMasq": False,
+        "ipam": host_local(subnet, default_route=False),
+    }
     if mtu:
         conf["mtu"] = mtu
     return conf
@@ -47,10 +55,19 @@ def secondary_bridge(bridge, subnet, mtu=None):
 
 SECONDARY = {
     "blue": lambda: secondary_bridge("cbr1", "10.30.0.0/24", mtu=1400),
-    "green": lambda: {"name": "vmt-ptp", "type": "ptp", "ipMasq": False,
-                      "ipam": host_local("10.31.0.0/24", default_route=False)},
-    "red": lambda: {"name": "vmt-macvlan", "type": "macvlan", "master": "uplink0",
-                    "mode": "bridge", "ipam": host_local("10.32.0.0/24", default_route=False)},
+    "green": lambda: {
+        "name": "vmt-ptp",
+        "type": "ptp",
+        "ipMasq": False,
+        "ipam": host_local("10.31.0.0/24", default_route=False),
+    },
+    "red": lambda: {
+        "name": "vmt-macvlan",
+        "type": "macvlan",
+        "master": "uplink0",
+        "mode": "bridge",
+        "ipam": host_local("10.32.0.0/24", default_route=False),
+    },
 }
 
 
@@ -58,8 +75,7 @@ def plug_pod(node, tmp_path, names):
     pod = node.add_pod()
     pods = {"default": pod}
     for name in names:
-        pods[name] = node.add_pod(SECONDARY[name](), ifname=hashed_pod_iface(name),
-                                  netns=pod.netns)
+        pods[name] = node.add_pod(SECONDARY[name](), ifname=hashed_pod_iface(name), netns=pod.netns)
     vm = tmp_path / "vm.yaml"
     vm.write_text(yaml.safe_dump(manifest(names)))
     return pod, pods, vm
@@ -73,7 +89,8 @@ def test_every_nic_leases_its_own_pod_ip_through_its_own_tap(node, tmp_path, nam
     res = vmnet("plug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
     assert res.returncode == 0, res.stderr
     domain = etree.fromstring(
-        vmnet("domain", "--vmi", str(vm), "--cache-dir", cache, check=True).stdout.encode())
+        vmnet("domain", "--vmi", str(vm), "--cache-dir", cache, check=True).stdout.encode()
+    )
     taps = {"default": "tap0", **{n: "tap" + hashed_pod_iface(n)[3:] for n in names}}
     for net, tap in taps.items():
         iface = domain.find(f".//interface/alias[@name='ua-{net}']/..")
@@ -96,8 +113,12 @@ def test_every_nic_leases_its_own_pod_ip_through_its_own_tap(node, tmp_path, nam
             assert lease.mtu == pods[net].mtu, net
             if net != "red":  # macvlan: the VM MAC is not the macvlan's, see docs/bridge.md
                 gw = pods[net].gateway
-                assert ns.exec_in(guest, ["ping", "-c", "1", "-W", "2", str(gw)],
-                                  check=False).returncode == 0, net
+                assert (
+                    ns.exec_in(
+                        guest, ["ping", "-c", "1", "-W", "2", str(gw)], check=False
+                    ).returncode
+                    == 0
+                ), net
     unplug_restores(pod.netns, vm, cache, before)
 
 
@@ -105,11 +126,12 @@ def test_sixteen_nics_plug_and_unplug_cleanly(node, tmp_path):
     pod = node.add_pod()
     names = [f"net-{i:02d}" for i in range(15)]
     for name in names:
-        node.add_pod(secondary_bridge("cbr1", "10.30.0.0/24"), ifname=hashed_pod_iface(name),
-                     netns=pod.netns)
+        node.add_pod(
+            secondary_bridge("cbr1", "10.30.0.0/24"), ifname=hashed_pod_iface(name), netns=pod.netns
+        )
     vm = tmp_path / "vm.yaml"
     doc = manifest([])
-    for i, name in enumerate(names):
+    for _i, name in enumerate(names):
         doc["spec"]["domain"]["devices"]["interfaces"].append({"name": name, "bridge": {}})
         doc["spec"]["networks"].append({"name": name, "multus": {"networkName": name}})
     vm.write_text(yaml.safe_dump(doc))

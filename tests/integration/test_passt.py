@@ -36,9 +36,15 @@ def manifest(ports=(), annotations=None):
     meta = {"name": "pasty", "namespace": "tenant1"}
     if annotations:
         meta["annotations"] = dict(annotations)
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": meta,
-            "spec": {"domain": {"devices": {"interfaces": [iface]}},
-                     "networks": [{"name": "default", "pod": {}}]}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": meta,
+        "spec": {
+            "domain": {"devices": {"interfaces": [iface]}},
+            "networks": [{"name": "default", "pod": {}}],
+        },
+    }
 
 
 class PasstPod:
@@ -53,13 +59,17 @@ class PasstPod:
         self.sysctls = {k: ns.read_sysctl(self.netns, k) for k in SYSCTLS}
         res = vmnet("plug", "--netns", self.netns, "--vmi", str(self.vm), "--cache-dir", self.cache)
         assert res.returncode == 0, res.stderr
-        self.domain_xml = vmnet("domain", "--vmi", str(self.vm), "--cache-dir", self.cache,
-                                check=True).stdout
+        self.domain_xml = vmnet(
+            "domain", "--vmi", str(self.vm), "--cache-dir", self.cache, check=True
+        ).stdout
         self.interface = etree.fromstring(self.domain_xml.encode()).find(
-            "devices/interface/alias[@name='ua-default']/..")
+            "devices/interface/alias[@name='ua-default']/.."
+        )
 
     def unplug_restores(self):
-        res = vmnet("unplug", "--netns", self.netns, "--vmi", str(self.vm), "--cache-dir", self.cache)
+        res = vmnet(
+            "unplug", "--netns", self.netns, "--vmi", str(self.vm), "--cache-dir", self.cache
+        )
         assert res.returncode == 0, res.stderr
         after = snapshot(self.netns)
         assert after == self.before, after.diff(self.before)
@@ -93,7 +103,9 @@ def accepts(netns, addr, port):
 def test_guest_behind_passt_gets_the_pod_ip_routes_and_egress(passt_pod, node):
     pod = passt_pod.pod
     assert {k: ns.read_sysctl(pod.netns, k) for k in SYSCTLS} == {
-        "net.ipv4.ping_group_range": "107\t107", "net.ipv4.ip_unprivileged_port_start": "0"}
+        "net.ipv4.ping_group_range": "107\t107",
+        "net.ipv4.ip_unprivileged_port_start": "0",
+    }
     with passt.passt_guest(pod.netns, passt_pod.interface) as (guest, daemon):
         lease = guest.dhcp("udhcpc")
         assert lease.address == pod.address
@@ -120,18 +132,29 @@ def test_guest_behind_passt_gets_the_pod_ip_routes_and_egress(passt_pod, node):
 
 
 @pytest.mark.qemu
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=(
-    "Debian 12's passt 0.0~git20230309 accepts an inbound connection on a forwarded port "
-    "but never sends the SYN to the guest (its AVX2 build dies of SIGSEGV instead); "
-    "see docs/passt.md. Strict: this starts failing the day passt is fixed."))
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason=(
+        "Debian 12's passt 0.0~git20230309 accepts an inbound connection on a forwarded port "
+        "but never sends the SYN to the guest (its AVX2 build dies of SIGSEGV instead); "
+        "see docs/passt.md. Strict: this starts failing the day passt is fixed."
+    ),
+)
 @pytest.mark.parametrize("passt_pod", [manifest([{"name": "http", "port": 80}])], indirect=True)
 def test_forwarded_port_reaches_a_listener_in_the_guest(passt_pod, node):
     pod = passt_pod.pod
     with passt.passt_guest(pod.netns, passt_pod.interface) as (guest, _):
         guest.dhcp("udhcpc")
         guest.check("(echo hello-from-guest | nc -l -p 80) >/dev/null 2>&1 &")
-        assert tcp.wait_until(lambda: tcp.connect(node.netns, pod.address.ip, 80), 10,
-                              what="port 80 forwarded to the guest") == "hello-from-guest"
+        assert (
+            tcp.wait_until(
+                lambda: tcp.connect(node.netns, pod.address.ip, 80),
+                10,
+                what="port 80 forwarded to the guest",
+            )
+            == "hello-from-guest"
+        )
 
 
 SHAPES = {
@@ -151,11 +174,19 @@ EXPECTED_ARGS = {
     "tcp": ["--tcp-ports", "80,8080"],
     "udp": ["--udp-ports", "5353"],
     "tcp_udp": ["--tcp-ports", "22", "--udp-ports", "53"],
-    "istio": ["--tcp-ports", ",".join(f"~{p}" for p in (15000, 15001, 15004, 15006, 15008, 15009,
-                                                          15020, 15021, 15053, 15090))],
-    "istio_ports": ["--tcp-ports", ",".join(f"~{p}" for p in (15000, 15001, 15004, 15006, 15008,
-                                                               15009, 15020, 15021, 15053, 15090))
-                    + ",22,80"],
+    "istio": [
+        "--tcp-ports",
+        ",".join(
+            f"~{p}" for p in (15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090)
+        ),
+    ],
+    "istio_ports": [
+        "--tcp-ports",
+        ",".join(
+            f"~{p}" for p in (15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090)
+        )
+        + ",22,80",
+    ],
 }
 
 
@@ -166,15 +197,21 @@ def test_every_port_shape_validates_and_passt_accepts_it(passt_pod, tmp_path, re
         pytest.skip("virt-xml-validate is not installed (libvirt-clients)")
     out = tmp_path / "domain.xml"
     out.write_text(passt_pod.domain_xml)
-    result = subprocess.run(["virt-xml-validate", str(out), "domain"], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["virt-xml-validate", str(out), "domain"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     argv = passt.passt_argv(passt_pod.interface, "/run/x.socket")
     assert argv[:6] == ["passt", "--one-off", "--socket", "/run/x.socket", "--interface", "eth0"]
     assert argv[6:] == EXPECTED_ARGS[shape]
     if shape in FORWARD_ALL and hard_nofile() < ALL_PORTS_FDS:
-        with pytest.raises(DriverError, match="Can't open enough sockets for port specifier: "
-                           + re.escape(argv[7])):
+        with pytest.raises(
+            DriverError, match="Can't open enough sockets for port specifier: " + re.escape(argv[7])
+        ):
             passt.Passt(passt_pod.netns, passt_pod.interface).start()
     else:
         with passt.Passt(passt_pod.netns, passt_pod.interface) as daemon:
@@ -189,33 +226,62 @@ def hard_nofile():
 def passt_interface(*forwards, extra=""):
     return etree.fromstring(
         "<interface type='user'><mac address='02:00:00:00:00:01'/><source dev='eth0'/>"
-        f"<backend type='passt' logFile='/var/log/p.log'/>{extra}{''.join(forwards)}</interface>")
+        f"<backend type='passt' logFile='/var/log/p.log'/>{extra}{''.join(forwards)}</interface>"
+    )
 
 
 def test_passt_argv_follows_libvirt_for_addresses_devices_ranges_and_remaps():
     iface = passt_interface(
         "<portForward proto='tcp' address='10.0.0.1' dev='eth0'>"
         "<range start='22'/><range start='8000' end='8080' to='9000'/>"
-        "<range start='8010' end='8020' exclude='yes'/><range start='443' to='8443'/></portForward>",
+        "<range start='8010' end='8020' exclude='yes'/><range start='443' to='8443'/>"
+        "</portForward>",
         "<portForward proto='udp' dev='eth0'/>",
-        extra="<mtu size='1400'/><ip address='10.0.0.5' prefix='24'/>")
+        extra="<mtu size='1400'/><ip address='10.0.0.5' prefix='24'/>",
+    )
     assert passt.passt_argv(iface, "/s") == [
-        "passt", "--one-off", "--socket", "/s", "--mtu", "1400", "--interface", "eth0",
-        "--log-file", "/var/log/p.log", "--address", "10.0.0.5", "--netmask", "24",
-        "--tcp-ports", "10.0.0.1%eth0/22,8000-8080:9000-9080,~8010-8020,443:8443",
-        "--udp-ports", "%eth0/all"]
+        "passt",
+        "--one-off",
+        "--socket",
+        "/s",
+        "--mtu",
+        "1400",
+        "--interface",
+        "eth0",
+        "--log-file",
+        "/var/log/p.log",
+        "--address",
+        "10.0.0.5",
+        "--netmask",
+        "24",
+        "--tcp-ports",
+        "10.0.0.1%eth0/22,8000-8080:9000-9080,~8010-8020,443:8443",
+        "--udp-ports",
+        "%eth0/all",
+    ]
 
 
-@pytest.mark.parametrize("xml, message", [
-    ("<interface type='ethernet'><backend type='passt'/></interface>", "type='user'"),
-    ("<interface type='user'/>", "backend type='passt'"),
-    ("<interface type='user'><backend type='passt'/><portForward proto='sctp'/></interface>",
-     "neither tcp nor udp"),
-    ("<interface type='user'><backend type='passt'/><portForward proto='tcp'>"
-     + "<range start='0'/></portForward></interface>", "not a port"),
-    ("<interface type='user'><backend type='passt'/><portForward proto='tcp'>"
-     + "<range end='5'/></portForward></interface>", "without start"),
-])
+@pytest.mark.parametrize(
+    "xml, message",
+    [
+        ("<interface type='ethernet'><backend type='passt'/></interface>", "type='user'"),
+        ("<interface type='user'/>", "backend type='passt'"),
+        (
+            "<interface type='user'><backend type='passt'/><portForward proto='sctp'/></interface>",
+            "neither tcp nor udp",
+        ),
+        (
+            "<interface type='user'><backend type='passt'/><portForward proto='tcp'>"
+            + "<range start='0'/></portForward></interface>",
+            "not a port",
+        ),
+        (
+            "<interface type='user'><backend type='passt'/><portForward proto='tcp'>"
+            + "<range end='5'/></portForward></interface>",
+            "without start",
+        ),
+    ],
+)
 def test_passt_argv_rejects_what_libvirt_would_not_run(xml, message):
     with pytest.raises(ConfigError, match=message):
         passt.passt_argv(etree.fromstring(xml), "/s")
@@ -230,5 +296,8 @@ def test_passt_guest_needs_a_mac(netns):
 def test_passt_that_cannot_start_names_its_error(netns):
     iface = passt_interface()
     iface.find("source").set("dev", "nosuch0")
-    with pytest.raises(DriverError, match=r"^start passt vmt-\S+: "), passt.Passt(netns, iface, timeout=5):
+    with (
+        pytest.raises(DriverError, match=r"^start passt vmt-\S+: "),
+        passt.Passt(netns, iface, timeout=5),
+    ):
         pass

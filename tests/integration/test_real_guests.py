@@ -14,8 +14,9 @@ POD_MTU = 1450
 POD = bridge_config(mtu=POD_MTU)
 
 
-@pytest.mark.parametrize("plugged", [{"manifest": bridge_manifest("bridge"), "pod": POD}],
-                         indirect=True, ids=["bridge"])
+@pytest.mark.parametrize(
+    "plugged", [{"manifest": bridge_manifest("bridge"), "pod": POD}], indirect=True, ids=["bridge"]
+)
 def test_bridge_guest_gets_the_pod_ip_with_udhcpc_and_ipconfig(plugged, vm):
     guest = vm(plugged)
     lease = guest.dhcp("udhcpc")
@@ -31,8 +32,12 @@ def test_bridge_guest_gets_the_pod_ip_with_udhcpc_and_ipconfig(plugged, vm):
     assert guest.ping(str(plugged.gateway))
 
 
-@pytest.mark.parametrize("plugged", [{"manifest": bridge_manifest("masquerade"), "pod": POD}],
-                         indirect=True, ids=["masquerade"])
+@pytest.mark.parametrize(
+    "plugged",
+    [{"manifest": bridge_manifest("masquerade"), "pod": POD}],
+    indirect=True,
+    ids=["masquerade"],
+)
 def test_masquerade_guest_gets_10_0_2_2_and_reaches_the_cni_gateway(plugged, vm):
     guest = vm(plugged)
     lease = guest.dhcp("udhcpc")
@@ -45,8 +50,9 @@ def test_masquerade_guest_gets_10_0_2_2_and_reaches_the_cni_gateway(plugged, vm)
 
 
 @pytest.mark.libvirt
-@pytest.mark.parametrize("plugged", [{"manifest": bridge_manifest("bridge"), "pod": POD}],
-                         indirect=True, ids=["bridge"])
+@pytest.mark.parametrize(
+    "plugged", [{"manifest": bridge_manifest("bridge"), "pod": POD}], indirect=True, ids=["bridge"]
+)
 def test_libvirt_starts_the_phase2_domain_in_the_pod(plugged, tmp_path):
     """libvirtd inside the pod namespace starts the domain vmnet decorated."""
     from vmnet.testing import qemu
@@ -58,8 +64,10 @@ def test_libvirt_starts_the_phase2_domain_in_the_pod(plugged, tmp_path):
     def decorate(xml):
         return phase2.decorate(plugged.vmi, plugged.cache, xml.encode()).decode()
 
-    with (qemu.Libvirtd(plugged.netns, tmp_path / "libvirt") as daemon,
-          qemu.LibvirtGuest(daemon, plugged.tap, str(plugged.mac), decorate=decorate) as guest):
+    with (
+        qemu.Libvirtd(plugged.netns, tmp_path / "libvirt") as daemon,
+        qemu.LibvirtGuest(daemon, plugged.tap, str(plugged.mac), decorate=decorate) as guest,
+    ):
         lease = guest.dhcp("udhcpc")
         assert lease.address == plugged.address
         assert guest.mtu() == POD_MTU

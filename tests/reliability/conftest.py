@@ -66,13 +66,20 @@ MANIFESTS = {"bridge": BRIDGE_VM, "masquerade": MASQUERADE_VM}
 CHANGES = re.compile(r"\((\d+) changes")
 
 
-def vmnet(*args: str, env: dict[str, str] | None = None,
-          timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def vmnet(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m vmnet ARGS` (rule 1); `env` adds to the environment."""
     full_env = {k: v for k, v in os.environ.items() if k != "VMNET_CRASH_AT"}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "vmnet", *args], check=False,
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "vmnet", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 def changes(done: subprocess.CompletedProcess[str]) -> int:
@@ -115,7 +122,7 @@ def _read_sysctls() -> tuple[tuple[str, str], ...]:
     for top, _, files in os.walk("/proc/sys/net"):
         for name in files:
             path = os.path.join(top, name)
-            key = path[len("/proc/sys/"):]
+            key = path[len("/proc/sys/") :]
             if VOLATILE_SYSCTLS.match(key):
                 continue
             try:

@@ -16,31 +16,44 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from vmnet.core.addr import MacAddress
+from vmnet.core.errors import DhcpDecodeError
 from vmnet.protocols.dhcp4.codec import IP_UDP_HEADERS, decode, encode, frame_ipv4_udp
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 from vmnet.protocols.dhcp4.responder import BROADCAST_MAC, SERVER_PORT, SingleLeaseResponder
-from vmnet.core.errors import DhcpDecodeError
 
 VM_MAC = MacAddress.parse("52:54:00:12:34:56")
 CONFIGS = {
     "bridge": DhcpConfig(
-        VM_MAC, IPv4Interface("10.22.0.2/24"), IPv4Address("169.254.75.10"),
+        VM_MAC,
+        IPv4Interface("10.22.0.2/24"),
+        IPv4Address("169.254.75.10"),
         router=IPv4Address("10.22.0.1"),
         routes=(Route(IPv4Network("0.0.0.0/0"), IPv4Address("10.22.0.1")),),
-        dns=(IPv4Address("10.96.0.10"),), search=("tenant1.svc.cluster.local", "cluster.local"),
-        hostname="testvm", mtu=1450, ntp=(IPv4Address("192.0.2.123"),),
-        tftp_server="tftp.example", boot_file="pxelinux.0",
+        dns=(IPv4Address("10.96.0.10"),),
+        search=("tenant1.svc.cluster.local", "cluster.local"),
+        hostname="testvm",
+        mtu=1450,
+        ntp=(IPv4Address("192.0.2.123"),),
+        tftp_server="tftp.example",
+        boot_file="pxelinux.0",
         private_options=((240, b"private"), (254, b"x" * 200)),
     ),
     "calico": DhcpConfig(
-        VM_MAC, IPv4Interface("10.27.0.5/32"), IPv4Address("169.254.75.10"),
+        VM_MAC,
+        IPv4Interface("10.27.0.5/32"),
+        IPv4Address("169.254.75.10"),
         router=IPv4Address("169.254.1.1"),
-        routes=(Route(IPv4Network("169.254.1.1/32"), None),
-                Route(IPv4Network("0.0.0.0/0"), IPv4Address("169.254.1.1"))),
+        routes=(
+            Route(IPv4Network("169.254.1.1/32"), None),
+            Route(IPv4Network("0.0.0.0/0"), IPv4Address("169.254.1.1")),
+        ),
     ),
     "masquerade": DhcpConfig(
-        VM_MAC, IPv4Interface("10.0.2.2/24"), IPv4Address("10.0.2.1"),
-        router=IPv4Address("10.0.2.1"), lease_time=0xFFFFFFFF,
+        VM_MAC,
+        IPv4Interface("10.0.2.2/24"),
+        IPv4Address("10.0.2.1"),
+        router=IPv4Address("10.0.2.1"),
+        lease_time=0xFFFFFFFF,
     ),
 }
 _ZERO = IPv4Address(0)
@@ -61,7 +74,7 @@ def handle(data: bytes, responder: SingleLeaseResponder) -> bytes | None:
         return None
     config = responder.config
     if config.client_mac is not None and msg.client_mac != config.client_mac:
-        raise Violation(f"replied to foreign client {msg.chaddr[:msg.hlen].hex(':')}")
+        raise Violation(f"replied to foreign client {msg.chaddr[: msg.hlen].hex(':')}")
     if reply.dest_mac not in (BROADCAST_MAC, msg.client_mac):
         raise Violation(f"reply sent to {reply.dest_mac}, not the client or broadcast")
     out = reply.message

@@ -28,10 +28,23 @@ def frames(dest: MacAddress, count: int = 256) -> list[bytes]:
     out = []
     for i in range(count):
         mac = bytes([0x02, 0xBA, 0xD0, 0x00, i >> 8, i & 0xFF])
-        msg = DhcpMessage(op=1, htype=1, hlen=6, hops=0, xid=0x1000 + i, secs=0, flags=0x8000,
-                          ciaddr=IPv4Address(0), yiaddr=IPv4Address(0), siaddr=IPv4Address(0),
-                          giaddr=IPv4Address(0), chaddr=mac + bytes(10), sname=bytes(64),
-                          file=bytes(128), options=((53, b"\x01"), (55, bytes([1, 3, 6, 15]))))
+        msg = DhcpMessage(
+            op=1,
+            htype=1,
+            hlen=6,
+            hops=0,
+            xid=0x1000 + i,
+            secs=0,
+            flags=0x8000,
+            ciaddr=IPv4Address(0),
+            yiaddr=IPv4Address(0),
+            siaddr=IPv4Address(0),
+            giaddr=IPv4Address(0),
+            chaddr=mac + bytes(10),
+            sname=bytes(64),
+            file=bytes(128),
+            options=((53, b"\x01"), (55, bytes([1, 3, 6, 15]))),
+        )
         ip = frame_ipv4_udp(IPv4Address(0), IPv4Address("255.255.255.255"), (68, 67), encode(msg))
         out.append(dest.packed + mac + ETH_P_IP.to_bytes(2, "big") + ip)
     return out

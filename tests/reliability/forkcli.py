@@ -20,7 +20,8 @@ from typing import Self
 
 HELPER = r"""
 import json, os, runpy, sys, tempfile
-import vmnet.cli, vmnet.phases.phase1, vmnet.phases.phase2, vmnet.manifest, vmnet.apply.drivers.netlink  # warm
+import vmnet.cli, vmnet.phases.phase1, vmnet.phases.phase2  # warm
+import vmnet.manifest, vmnet.apply.drivers.netlink  # warm
 for line in sys.stdin:
     req = json.loads(line)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -55,11 +56,15 @@ class ForkCli:
     """Run vmnet command lines through one warm helper (rule 1)."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HELPER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
 
-    def run(self, *argv: str, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *argv: str,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Like `subprocess.run([python, -m, vmnet, *argv])`, output captured."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps({"argv": list(argv), "env": env or {}}) + "\n")
@@ -68,8 +73,9 @@ class ForkCli:
         if not line:
             raise RuntimeError(f"forkcli helper died (exit {self.proc.wait()})")
         reply = json.loads(line)
-        return subprocess.CompletedProcess(["vmnet", *argv], reply["rc"], reply["stdout"],
-                                           reply["stderr"])
+        return subprocess.CompletedProcess(
+            ["vmnet", *argv], reply["rc"], reply["stdout"], reply["stderr"]
+        )
 
     def close(self) -> None:
         if self.proc.stdin is not None:

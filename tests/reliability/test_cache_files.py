@@ -23,15 +23,18 @@ from hypothesis import strategies as st
 
 from tests.reliability.conftest import BRIDGE_VM, assert_same, changes, picture, vmnet
 from tests.reliability.forkcli import ForkCli
+from vmnet.core.errors import CacheError, DriverError
 from vmnet.plan.state import NetworkRecord
 from vmnet.store.cache import SCHEMA, Cache, safe_name
-from vmnet.core.errors import CacheError, DriverError
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import bridge_config
 
 GOOD = {"answer": 42}
-FUZZ = settings(max_examples=int(os.environ.get("VMNET_FUZZ_EXAMPLES", "300")), deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("VMNET_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _files(root: Path) -> list[str]:
@@ -92,8 +95,13 @@ cache.write("dhcp", "default", {"answer": 0})
 
 
 def test_sigkill_between_write_and_replace_leaves_the_old_file(tmp_path):
-    done = subprocess.run([sys.executable, "-c", KILL_MID_WRITE, str(tmp_path)], check=False,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_MID_WRITE, str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == -9, done.stderr
     cache = Cache(str(tmp_path))
     assert cache.read("dhcp", "default") == GOOD
@@ -137,8 +145,9 @@ def test_damaged_network_record_is_one_cache_error(case, tmp_path):
     assert caught.value.exit_code == 2
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "A", "x\0", "-a", "a" * 254,
-                                  "a..b", "/etc/passwd"])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../x", "a/b", "A", "x\0", "-a", "a" * 254, "a..b", "/etc/passwd"]
+)
 def test_unsafe_names_never_reach_the_file_system(name, tmp_path):
     with pytest.raises(CacheError, match="not a safe file name"):
         Cache(str(tmp_path)).path("network", name)
@@ -146,12 +155,25 @@ def test_unsafe_names_never_reach_the_file_system(name, tmp_path):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                 max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=20,
 )
-RECORD_KEYS = ["network", "binding", "state", "podIface", "index", "primary", "podNic", "nicMac",
-               "vmMac", "vmi", "tap", "warnings"]
+RECORD_KEYS = [
+    "network",
+    "binding",
+    "state",
+    "podIface",
+    "index",
+    "primary",
+    "podNic",
+    "nicMac",
+    "vmMac",
+    "vmi",
+    "tap",
+    "warnings",
+]
 
 
 @FUZZ
@@ -166,11 +188,12 @@ def test_arbitrary_bytes_read_as_record_or_cache_error(tmp_path_factory, data):
 
 
 @FUZZ
-@given(st.fixed_dictionaries({}, optional={k: json_values for k in RECORD_KEYS}))
+@given(st.fixed_dictionaries({}, optional=dict.fromkeys(RECORD_KEYS, json_values)))
 def test_arbitrary_record_bodies_read_as_record_or_cache_error(tmp_path_factory, body):
     root = tmp_path_factory.mktemp("c")
     (root / "network-default.json").write_text(
-        json.dumps({"schema": SCHEMA, "kind": "network", "data": body}))
+        json.dumps({"schema": SCHEMA, "kind": "network", "data": body})
+    )
     try:
         record = Cache(str(root)).network("default")
     except CacheError as err:
@@ -192,10 +215,16 @@ DAMAGE = {
     "garbage": lambda text: "\x00\x01 not json at all",
     "foreign json": lambda text: json.dumps({"apiVersion": "v1", "kind": "ConfigMap"}),
     "other schema": lambda text: text.replace(f'"schema": {SCHEMA}', '"schema": 999'),
-    "missing keys": lambda text: json.dumps({"schema": SCHEMA, "kind": json.loads(text)["kind"],
-                                             "data": {"network": "default"}}),
-    "wrong types": lambda text: json.dumps({"schema": SCHEMA, "kind": json.loads(text)["kind"],
-                                            "data": {k: [] for k in json.loads(text)["data"]}}),
+    "missing keys": lambda text: json.dumps(
+        {"schema": SCHEMA, "kind": json.loads(text)["kind"], "data": {"network": "default"}}
+    ),
+    "wrong types": lambda text: json.dumps(
+        {
+            "schema": SCHEMA,
+            "kind": json.loads(text)["kind"],
+            "data": {k: [] for k in json.loads(text)["data"]},
+        }
+    ),
 }
 READERS = {
     "network-default.json": ("status", "status --json", "domain", "dhcp", "unplug", "plug"),
@@ -214,14 +243,23 @@ def test_damaged_cache_through_every_command(node, tmp_path):
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 10.96.0.10\n")
     before = picture(pod.netns)
-    common = {"netns": ["--netns", pod.netns], "vmi": ["--vmi", str(vm)],
-              "cache": ["--cache-dir", str(cache)]}
+    common = {
+        "netns": ["--netns", pod.netns],
+        "vmi": ["--vmi", str(vm)],
+        "cache": ["--cache-dir", str(cache)],
+    }
     argv = {
         "status": ["status", *common["cache"]],
         "status --json": ["status", "--json", *common["cache"]],
         "domain": ["domain", *common["vmi"], *common["cache"]],
-        "dhcp": ["dhcp", *common["netns"], *common["vmi"], *common["cache"],
-                 "--resolv-conf", str(resolv)],
+        "dhcp": [
+            "dhcp",
+            *common["netns"],
+            *common["vmi"],
+            *common["cache"],
+            "--resolv-conf",
+            str(resolv),
+        ],
         "unplug": ["unplug", *common["netns"], *common["vmi"], *common["cache"]],
         "plug": ["plug", *common["netns"], *common["vmi"], *common["cache"]],
     }
@@ -239,11 +277,17 @@ def test_damaged_cache_through_every_command(node, tmp_path):
                     done = cli.run(*argv[command])
                     verb = command.split()[0]
                     lines = done.stderr.splitlines()
-                    if (done.returncode != 2 or len(lines) != 1
-                            or not lines[0].startswith(f"vmnet {verb}: ")
-                            or "internal error" in lines[0] or "cache" not in lines[0]):
-                        failures.append(f"{file} {damage} `{command}`: exit {done.returncode} "
-                                        f"{done.stderr.strip()!r}")
+                    if (
+                        done.returncode != 2
+                        or len(lines) != 1
+                        or not lines[0].startswith(f"vmnet {verb}: ")
+                        or "internal error" in lines[0]
+                        or "cache" not in lines[0]
+                    ):
+                        failures.append(
+                            f"{file} {damage} `{command}`: exit {done.returncode} "
+                            f"{done.stderr.strip()!r}"
+                        )
                 if diff := plugged.diff(picture(pod.netns)):
                     pytest.fail(f"{file} {damage}: the pod changed: {diff[:3]}")
             (cache / file).write_text(good)

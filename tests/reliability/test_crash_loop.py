@@ -28,10 +28,10 @@ import pytest
 from tests.reliability.conftest import assert_same, changes, picture, vmnet
 from vmnet import manifest
 from vmnet.phases import phase2
-from vmnet.store.cache import Cache
 from vmnet.protocols import resolvconf
-from vmnet.serve import dhcp4 as server
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
+from vmnet.serve import dhcp4 as server
+from vmnet.store.cache import Cache
 from vmnet.testing.cni import bridge_config
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
@@ -48,8 +48,10 @@ class Responder:
         self.endpoint = server.open_endpoint(netns, bridge)
         self.stop = threading.Event()
         self.thread = threading.Thread(
-            target=server.serve, args=([(self.endpoint, SingleLeaseResponder(self.config))],
-                                       self.stop), daemon=True)
+            target=server.serve,
+            args=([(self.endpoint, SingleLeaseResponder(self.config))], self.stop),
+            daemon=True,
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -74,8 +76,7 @@ def lease_through_tap(guest_factory, netns: str, vmi: str, cache: str, tmp: str)
 
 
 @pytest.mark.parametrize("binding", ["bridge", "masquerade"])
-def test_crash_after_every_mutation_converges(binding, node, vm_files, tmp_path,
-                                              guest_factory):
+def test_crash_after_every_mutation_converges(binding, node, vm_files, tmp_path, guest_factory):
     pod = node.add_pod(bridge_config())
     vmi = vm_files[binding]
 

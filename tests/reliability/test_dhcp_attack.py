@@ -31,10 +31,10 @@ import pytest
 
 from tests.reliability.conftest import BRIDGE_VM, assert_same, picture, vmnet
 from vmnet import manifest
-from vmnet.phases import phase2
-from vmnet.store.cache import Cache
-from vmnet.protocols import resolvconf
 from vmnet.core.netns import run_in
+from vmnet.phases import phase2
+from vmnet.protocols import resolvconf
+from vmnet.store.cache import Cache
 from vmnet.testing import netns as ns
 from vmnet.testing.cni import bridge_config
 from vmnet.testing.wait import wait_until
@@ -59,17 +59,35 @@ class Served:
         self.resolv = tmp_path / "resolv.conf"
         self.resolv.write_text("nameserver 10.96.0.10\n")
         self.before = picture(self.netns)
-        done = vmnet("plug", "--netns", self.netns, "--vmi", str(self.vm), "--cache-dir", self.cache)
+        done = vmnet(
+            "plug", "--netns", self.netns, "--vmi", str(self.vm), "--cache-dir", self.cache
+        )
         assert done.returncode == 0, done.stderr
         ((self.bridge, self.config),) = phase2.dhcp_configs(
-            manifest.load(str(self.vm)), Cache(self.cache), resolvconf.parse(""))
+            manifest.load(str(self.vm)), Cache(self.cache), resolvconf.parse("")
+        )
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> subprocess.Popen[str]:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vmnet", "dhcp", "--netns", self.netns, "--vmi", str(self.vm),
-             "--cache-dir", self.cache, "--resolv-conf", str(self.resolv)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "vmnet",
+                "dhcp",
+                "--netns",
+                self.netns,
+                "--vmi",
+                str(self.vm),
+                "--cache-dir",
+                self.cache,
+                "--resolv-conf",
+                str(self.resolv),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         assert line.startswith("serving"), (line, self.proc.stderr.read())
         return self.proc
@@ -88,15 +106,17 @@ class Served:
     def rss_kib(self) -> int:
         assert self.proc is not None
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines()
-                        if line.startswith("VmRSS:")))
+        return int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+        )
 
     def close(self) -> None:
         if self.proc is not None:
             self.proc.kill()
             self.stop()
-        done = vmnet("unplug", "--netns", self.netns, "--vmi", str(self.vm),
-                     "--cache-dir", self.cache)
+        done = vmnet(
+            "unplug", "--netns", self.netns, "--vmi", str(self.vm), "--cache-dir", self.cache
+        )
         assert done.returncode == 0, done.stderr
         assert_same(self.before, picture(self.netns), "unplug after the attack")
 
@@ -138,8 +158,11 @@ def bridge_mac(netns: str, bridge: str) -> str:
 def udp_drops(netns: str) -> int:
     """Datagrams the kernel dropped at full :67 sockets (/proc/net/udp, last column)."""
     table = run_in(netns, lambda: Path("/proc/thread-self/net/udp").read_text())
-    return sum(int(line.split()[-1]) for line in table.splitlines()[1:]
-               if line.split()[1].endswith(":0043"))
+    return sum(
+        int(line.split()[-1])
+        for line in table.splitlines()[1:]
+        if line.split()[1].endswith(":0043")
+    )
 
 
 def softnet_drops() -> int:
@@ -151,8 +174,11 @@ def softnet_drops() -> int:
 def udp_queued(netns: str) -> int:
     """Bytes waiting in the :67 sockets' receive queues (/proc/net/udp rx_queue)."""
     table = run_in(netns, lambda: Path("/proc/thread-self/net/udp").read_text())
-    return sum(int(line.split()[4].split(":")[1], 16) for line in table.splitlines()[1:]
-               if line.split()[1].endswith(":0043"))
+    return sum(
+        int(line.split()[4].split(":")[1], 16)
+        for line in table.splitlines()[1:]
+        if line.split()[1].endswith(":0043")
+    )
 
 
 def test_flood_of_foreign_discovers(served, attacker, guest_factory, tmp_path):
@@ -163,14 +189,26 @@ def test_flood_of_foreign_discovers(served, attacker, guest_factory, tmp_path):
     rss_before = served.rss_kib()
     drops_before = udp_drops(served.netns)
     backlog_before = softnet_drops()
-    flood = ns.popen_in(attacker, [sys.executable, str(Path(__file__).with_name("flood.py")),
-                                   "eth0", bridge_mac(served.netns, served.bridge),
-                                   str(FLOOD_SECONDS)],
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                        cwd=str(Path(__file__).parents[2]))
+    flood = ns.popen_in(
+        attacker,
+        [
+            sys.executable,
+            str(Path(__file__).with_name("flood.py")),
+            "eth0",
+            bridge_mac(served.netns, served.bridge),
+            str(FLOOD_SECONDS),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).parents[2]),
+    )
     try:
-        wait_until(lambda: udp_drops(served.netns) - drops_before > FLOOD_ENGAGED, 5,
-                   what="the flood to overrun the server's socket")
+        wait_until(
+            lambda: udp_drops(served.netns) - drops_before > FLOOD_ENGAGED,
+            5,
+            what="the flood to overrun the server's socket",
+        )
         under_flood, address = timed_lease(guest, tmp_path, "flood")
         still_flooding = flood.poll() is None
     finally:
@@ -180,11 +218,13 @@ def test_flood_of_foreign_discovers(served, attacker, guest_factory, tmp_path):
     rss_after = served.rss_kib()
     drops = udp_drops(served.netns) - drops_before
     backlog = softnet_drops() - backlog_before
-    print(f"\nflood: {report['sent']} DISCOVERs in {report['seconds']:.2f}s "
-          f"({report['sent'] / report['seconds']:.0f}/s), {drops} dropped at the socket "
-          f"(queue full or shield), {backlog} at full input backlogs; "
-          f"lease {quiet * 1000:.0f} ms quiet, {under_flood * 1000:.0f} ms under flood; "
-          f"VmRSS {rss_before} -> {rss_after} KiB")
+    print(
+        f"\nflood: {report['sent']} DISCOVERs in {report['seconds']:.2f}s "
+        f"({report['sent'] / report['seconds']:.0f}/s), {drops} dropped at the socket "
+        f"(queue full or shield), {backlog} at full input backlogs; "
+        f"lease {quiet * 1000:.0f} ms quiet, {under_flood * 1000:.0f} ms under flood; "
+        f"VmRSS {rss_before} -> {rss_after} KiB"
+    )
     assert still_flooding, "the flood ended before the lease: measure again with a longer one"
     assert address == str(served.config.address)
     assert under_flood < LEASE_BUDGET, f"lease took {under_flood:.2f}s under flood"
@@ -212,6 +252,7 @@ def garbage(count: int, seed: int = 7) -> list[bytes]:
 
 def send_datagrams(netns: str, payloads: list[bytes], vm_mac: bytes) -> None:
     """Broadcast each payload to :67 from `netns`; every third carries the VM MAC."""
+
     def send() -> None:
         import socket
 
@@ -231,7 +272,7 @@ def test_garbage_never_kills_the_server(served, attacker, guest_factory, tmp_pat
     junk = garbage(3000)
     drops = udp_drops(served.netns)
     for start in range(0, len(junk), 100):
-        send_datagrams(attacker, junk[start:start + 100], served.config.client_mac.packed)
+        send_datagrams(attacker, junk[start : start + 100], served.config.client_mac.packed)
         wait_until(lambda: udp_queued(served.netns) == 0, 10, what="the server to read its queue")
     assert udp_drops(served.netns) == drops, "garbage was dropped, not read by the server"
     guest = guest_factory(served.netns, "tap0", served.config.client_mac)

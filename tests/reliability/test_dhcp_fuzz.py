@@ -23,14 +23,25 @@ from vmnet.protocols.dhcp4.codec import MAGIC_COOKIE, DhcpMessage, encode
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 
 EXAMPLES = int(os.environ.get("VMNET_FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 CAPTURES = sorted(Path(__file__).parents[1].glob("unit/dhcp/captures/*/*_discover.bin"))
 
 ip4 = st.one_of(
-    st.sampled_from([IPv4Address(0), IPv4Address("10.22.0.2"), IPv4Address("10.0.2.2"),
-                     IPv4Address("10.27.0.5"), IPv4Address("169.254.75.10"),
-                     IPv4Address("10.0.2.1"), IPv4Address("255.255.255.255")]),
+    st.sampled_from(
+        [
+            IPv4Address(0),
+            IPv4Address("10.22.0.2"),
+            IPv4Address("10.0.2.2"),
+            IPv4Address("10.27.0.5"),
+            IPv4Address("169.254.75.10"),
+            IPv4Address("10.0.2.1"),
+            IPv4Address("255.255.255.255"),
+        ]
+    ),
     st.builds(IPv4Address, st.integers(0, 2**32 - 1)),
 )
 packed_ip = ip4.map(lambda a: a.packed)
@@ -39,30 +50,44 @@ chaddr = st.one_of(
     st.binary(min_size=10, max_size=10).map(lambda tail: VM_MAC.packed + tail),
     st.binary(min_size=16, max_size=16),
 )
-known_options = st.fixed_dictionaries({}, optional={
-    53: st.one_of(st.integers(0, 255).map(lambda k: bytes([k])), st.binary(max_size=3)),
-    50: st.one_of(packed_ip, st.binary(max_size=6)),
-    54: st.one_of(packed_ip, st.binary(max_size=6)),
-    57: st.one_of(st.integers(0, 65535).map(lambda n: n.to_bytes(2, "big")),
-                  st.binary(max_size=3)),
-    55: st.binary(max_size=60),
-    61: st.binary(max_size=40),
-    12: st.binary(max_size=80),
-    81: st.binary(max_size=40),
-    60: st.binary(max_size=40),
-})
-other_options = st.dictionaries(st.integers(1, 254).filter(lambda c: c != 52),
-                                st.binary(max_size=255), max_size=6)
+known_options = st.fixed_dictionaries(
+    {},
+    optional={
+        53: st.one_of(st.integers(0, 255).map(lambda k: bytes([k])), st.binary(max_size=3)),
+        50: st.one_of(packed_ip, st.binary(max_size=6)),
+        54: st.one_of(packed_ip, st.binary(max_size=6)),
+        57: st.one_of(
+            st.integers(0, 65535).map(lambda n: n.to_bytes(2, "big")), st.binary(max_size=3)
+        ),
+        55: st.binary(max_size=60),
+        61: st.binary(max_size=40),
+        12: st.binary(max_size=80),
+        81: st.binary(max_size=40),
+        60: st.binary(max_size=40),
+    },
+)
+other_options = st.dictionaries(
+    st.integers(1, 254).filter(lambda c: c != 52), st.binary(max_size=255), max_size=6
+)
 requests = st.builds(
     DhcpMessage,
-    op=st.sampled_from([1, 1, 1, 2]), htype=st.sampled_from([1, 1, 1, 6, 0]),
-    hlen=st.sampled_from([6, 6, 6, 0, 16]), hops=st.integers(0, 255),
-    xid=st.integers(0, 2**32 - 1), secs=st.integers(0, 65535),
+    op=st.sampled_from([1, 1, 1, 2]),
+    htype=st.sampled_from([1, 1, 1, 6, 0]),
+    hlen=st.sampled_from([6, 6, 6, 0, 16]),
+    hops=st.integers(0, 255),
+    xid=st.integers(0, 2**32 - 1),
+    secs=st.integers(0, 65535),
     flags=st.sampled_from([0, 0x8000, 0xFFFF]),
-    ciaddr=ip4, yiaddr=ip4, siaddr=ip4, giaddr=ip4, chaddr=chaddr,
-    sname=st.just(bytes(64)), file=st.just(bytes(128)),
+    ciaddr=ip4,
+    yiaddr=ip4,
+    siaddr=ip4,
+    giaddr=ip4,
+    chaddr=chaddr,
+    sname=st.just(bytes(64)),
+    file=st.just(bytes(128)),
     options=st.tuples(known_options, other_options).map(
-        lambda pair: tuple({**pair[1], **pair[0]}.items())),
+        lambda pair: tuple({**pair[1], **pair[0]}.items())
+    ),
 )
 
 
@@ -77,9 +102,11 @@ def test_structured_requests_keep_the_invariants(config: str, msg: DhcpMessage) 
 
 
 @FUZZ
-@given(st.sampled_from(CAPTURES), st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)),
-                                           max_size=12),
-       st.integers(200, 700))
+@given(
+    st.sampled_from(CAPTURES),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=12),
+    st.integers(200, 700),
+)
 def test_mutated_client_captures_keep_the_invariants(capture: Path, flips, cut: int) -> None:
     data = bytearray(capture.read_bytes())
     data[28:34] = VM_MAC.packed
@@ -91,8 +118,9 @@ def test_mutated_client_captures_keep_the_invariants(capture: Path, flips, cut: 
 
 @FUZZ
 @given(st.binary(min_size=236, max_size=236), st.binary(max_size=600))
-def test_random_option_areas_from_the_vm_mac_keep_the_invariants(header: bytes,
-                                                                   area: bytes) -> None:
+def test_random_option_areas_from_the_vm_mac_keep_the_invariants(
+    header: bytes, area: bytes
+) -> None:
     head = bytearray(header)
     head[0:3] = b"\x01\x01\x06"
     head[28:34] = VM_MAC.packed
@@ -103,10 +131,19 @@ def test_random_option_areas_from_the_vm_mac_keep_the_invariants(header: bytes,
 @given(requests, st.binary(min_size=6, max_size=6).filter(lambda m: m != VM_MAC.packed))
 def test_a_foreign_mac_is_never_answered(msg: DhcpMessage, mac: bytes) -> None:
     fields = {k: getattr(msg, k) for k in DhcpMessage.__slots__}  # type: ignore[attr-defined]
-    foreign = DhcpMessage(**{**fields, "op": 1, "htype": 1, "hlen": 6,
-                             "chaddr": mac + msg.chaddr[6:],
-                             "options": ((53, b"\x01"),) + tuple(
-                                 (code, value) for code, value in msg.options if code != 53)})
+    foreign = DhcpMessage(
+        **{
+            **fields,
+            "op": 1,
+            "htype": 1,
+            "hlen": 6,
+            "chaddr": mac + msg.chaddr[6:],
+            "options": (
+                (53, b"\x01"),
+                *tuple((code, value) for code, value in msg.options if code != 53),
+            ),
+        }
+    )
     for config in CONFIGS.values():
         responder = SingleLeaseResponder(config)
         assert handle(encode(foreign), responder) is None

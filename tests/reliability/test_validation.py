@@ -58,7 +58,9 @@ def _record(schema: int, body: object, kind: str = "network") -> Callable[[Path]
     def write(root: Path) -> None:
         root.mkdir(parents=True)
         (root / "network-default.json").write_text(
-            json.dumps({"schema": schema, "kind": kind, "data": body}))
+            json.dumps({"schema": schema, "kind": kind, "data": body})
+        )
+
     return write
 
 
@@ -66,16 +68,26 @@ def _raw_cache(text: str) -> Callable[[Path], None]:
     def write(root: Path) -> None:
         root.mkdir(parents=True)
         (root / "network-default.json").write_text(text)
+
     return write
 
 
 LONG = "a" * 64
 RECORD = {
-    "network": "default", "binding": "bridge", "state": "started", "podIface": "eth0",
-    "index": 0, "primary": True, "nicMac": "02:00:00:00:00:01", "vmMac": "02:00:00:00:00:02",
-    "vmi": "tenant1/testvm", "tap": {"uid": 0, "gid": 0, "queues": 1}, "warnings": [],
-    "podNic": PodNic(LinkState(2, "eth0", "veth", MacAddress.parse("02:00:00:00:00:03"),
-                               1500, True)).to_json(),
+    "network": "default",
+    "binding": "bridge",
+    "state": "started",
+    "podIface": "eth0",
+    "index": 0,
+    "primary": True,
+    "nicMac": "02:00:00:00:00:01",
+    "vmMac": "02:00:00:00:00:02",
+    "vmi": "tenant1/testvm",
+    "tap": {"uid": 0, "gid": 0, "queues": 1},
+    "warnings": [],
+    "podNic": PodNic(
+        LinkState(2, "eth0", "veth", MacAddress.parse("02:00:00:00:00:03"), 1500, True)
+    ).to_json(),
 }
 VMI = "<the --vmi path>"
 CASES: dict[str, Case] = {
@@ -92,35 +104,57 @@ CASES: dict[str, Case] = {
     "name missing": Case("metadata.name", edit=("  name: testvm\n", "")),
     "name uppercase": Case("metadata.name", edit=("name: testvm", "name: TestVM")),
     # types
-    "interfaces not a list": Case("interfaces", edit=(
-        "      interfaces:\n      - name: default\n        bridge: {}\n",
-        "      interfaces: default\n")),
-    "interface is a string": Case("interfaces[0]", edit=(
-        "      - name: default\n        bridge: {}\n", "      - default\n")),
-    "networks not a list": Case("networks", edit=(
-        "  networks:\n  - name: default\n    pod: {}\n", "  networks: {default: {}}\n")),
+    "interfaces not a list": Case(
+        "interfaces",
+        edit=(
+            "      interfaces:\n      - name: default\n        bridge: {}\n",
+            "      interfaces: default\n",
+        ),
+    ),
+    "interface is a string": Case(
+        "interfaces[0]", edit=("      - name: default\n        bridge: {}\n", "      - default\n")
+    ),
+    "networks not a list": Case(
+        "networks",
+        edit=("  networks:\n  - name: default\n    pod: {}\n", "  networks: {default: {}}\n"),
+    ),
     "binding not a mapping": Case("bridge", edit=("bridge: {}", "bridge: yes")),
     # unknown fields where KubeVirt's OpenAPI schema rejects them
     "unknown interface field": Case("interfaces[0].brigde", edit=("bridge: {}", "brigde: {}")),
     "unknown network field": Case("networks[0].podd", edit=("    pod: {}", "    podd: {}")),
-    "unknown pod field": Case("vmNetworkCIDRs", edit=_pod("      vmNetworkCIDRs: 10.0.2.0/24\n"),
-                              base=MASQUERADE_VM),
-    "unknown port field": Case("ports[0].prot", base=MASQUERADE_VM, edit=(
-        "port: 80\n", "port: 80\n          prot: TCP\n")),
+    "unknown pod field": Case(
+        "vmNetworkCIDRs", edit=_pod("      vmNetworkCIDRs: 10.0.2.0/24\n"), base=MASQUERADE_VM
+    ),
+    "unknown port field": Case(
+        "ports[0].prot", base=MASQUERADE_VM, edit=("port: 80\n", "port: 80\n          prot: TCP\n")
+    ),
     # bindings
     "unknown binding": Case("sriovx", edit=("bridge: {}", "sriovx: {}")),
     "two bindings": Case("interfaces[0]", edit=_iface("        masquerade: {}\n")),
-    "interface without network": Case("interfaces[0].name", edit=(
-        "  networks:\n  - name: default\n    pod: {}\n", "  networks: []\n")),
-    "network without interface": Case("networks[1]", edit=(
-        "    pod: {}\n", "    pod: {}\n  - name: other\n    multus:\n      networkName: x\n")),
-    "duplicate interface": Case("interfaces[1].name", edit=(
-        "      - name: default\n        bridge: {}\n",
-        "      - name: default\n        bridge: {}\n      - name: default\n        bridge: {}\n")),
-    "masquerade on multus": Case("masquerade", base=MASQUERADE_VM, edit=(
-        "    pod: {}\n", "    multus:\n      networkName: x\n")),
-    "pod and multus": Case("networks[0]", edit=(
-        "    pod: {}\n", "    pod: {}\n    multus:\n      networkName: x\n")),
+    "interface without network": Case(
+        "interfaces[0].name",
+        edit=("  networks:\n  - name: default\n    pod: {}\n", "  networks: []\n"),
+    ),
+    "network without interface": Case(
+        "networks[1]",
+        edit=("    pod: {}\n", "    pod: {}\n  - name: other\n    multus:\n      networkName: x\n"),
+    ),
+    "duplicate interface": Case(
+        "interfaces[1].name",
+        edit=(
+            "      - name: default\n        bridge: {}\n",
+            "      - name: default\n        bridge: {}\n"
+            "      - name: default\n        bridge: {}\n",
+        ),
+    ),
+    "masquerade on multus": Case(
+        "masquerade",
+        base=MASQUERADE_VM,
+        edit=("    pod: {}\n", "    multus:\n      networkName: x\n"),
+    ),
+    "pod and multus": Case(
+        "networks[0]", edit=("    pod: {}\n", "    pod: {}\n    multus:\n      networkName: x\n")
+    ),
     "ports on bridge": Case("ports", edit=_iface("        ports:\n        - port: 80\n")),
     # MACs
     "mac not hex": Case("macAddress", edit=_iface("        macAddress: 02:00:00:zz:00:01\n")),
@@ -131,35 +165,48 @@ CASES: dict[str, Case] = {
     "port zero": Case("port", base=MASQUERADE_VM, edit=("port: 80", "port: 0")),
     "port too big": Case("port", base=MASQUERADE_VM, edit=("port: 80", "port: 70000")),
     "port a string": Case("port", base=MASQUERADE_VM, edit=("port: 80", "port: http")),
-    "port protocol": Case("protocol", base=MASQUERADE_VM, edit=(
-        "port: 80\n", "port: 80\n          protocol: SCTP\n")),
-    "duplicate port": Case("port", base=MASQUERADE_VM, edit=(
-        "port: 80\n", "port: 80\n        - port: 80\n")),
+    "port protocol": Case(
+        "protocol", base=MASQUERADE_VM, edit=("port: 80\n", "port: 80\n          protocol: SCTP\n")
+    ),
+    "duplicate port": Case(
+        "port", base=MASQUERADE_VM, edit=("port: 80\n", "port: 80\n        - port: 80\n")
+    ),
     # CIDRs
-    "cidr not a cidr": Case("vmNetworkCIDR", base=MASQUERADE_VM,
-                            edit=_pod("      vmNetworkCIDR: 10.0.2.0\n")),
-    "cidr /31": Case("vmNetworkCIDR", base=MASQUERADE_VM,
-                     edit=_pod("      vmNetworkCIDR: 10.0.2.0/31\n")),
-    "cidr host bits": Case("vmNetworkCIDR", base=MASQUERADE_VM,
-                           edit=_pod("      vmNetworkCIDR: 10.0.2.1/24\n")),
-    "cidr v6 /127": Case("vmIPv6NetworkCIDR", base=MASQUERADE_VM,
-                         edit=_pod("      vmIPv6NetworkCIDR: fd10::/127\n")),
+    "cidr not a cidr": Case(
+        "vmNetworkCIDR", base=MASQUERADE_VM, edit=_pod("      vmNetworkCIDR: 10.0.2.0\n")
+    ),
+    "cidr /31": Case(
+        "vmNetworkCIDR", base=MASQUERADE_VM, edit=_pod("      vmNetworkCIDR: 10.0.2.0/31\n")
+    ),
+    "cidr host bits": Case(
+        "vmNetworkCIDR", base=MASQUERADE_VM, edit=_pod("      vmNetworkCIDR: 10.0.2.1/24\n")
+    ),
+    "cidr v6 /127": Case(
+        "vmIPv6NetworkCIDR", base=MASQUERADE_VM, edit=_pod("      vmIPv6NetworkCIDR: fd10::/127\n")
+    ),
     "cidr on bridge": Case("vmNetworkCIDR", edit=_pod("      vmNetworkCIDR: 10.0.2.0/24\n")),
     # names: length, and names that become cache file and link names
-    "interface name too long": Case("name", edit=(
-        "name: default", f"name: {LONG}"), replace_args={"default": LONG}),
+    "interface name too long": Case(
+        "name", edit=("name: default", f"name: {LONG}"), replace_args={"default": LONG}
+    ),
     "path traversal in name": Case("name", edit=("- name: default", "- name: ../../etc/x")),
     "slash in network name": Case("name", edit=("  - name: default", "  - name: a/b")),
     "dot-dot vm name": Case("metadata.name", edit=("name: testvm", "name: ..")),
     # other fields
     "bad pciAddress": Case("pciAddress", edit=_iface("        pciAddress: 0000:81:zz.0\n")),
-    "dhcp private option code": Case("option", edit=_iface(
-        "        dhcpOptions:\n          privateOptions:\n          - option: 100\n"
-        "            value: x\n")),
-    "dhcp ntp not ipv4": Case("ntpServers", edit=_iface(
-        "        dhcpOptions:\n          ntpServers: [fd00::1]\n")),
-    "dhcp bootfile too long": Case("bootFileName", edit=_iface(
-        f"        dhcpOptions:\n          bootFileName: {'b' * 300}\n")),
+    "dhcp private option code": Case(
+        "option",
+        edit=_iface(
+            "        dhcpOptions:\n          privateOptions:\n          - option: 100\n"
+            "            value: x\n"
+        ),
+    ),
+    "dhcp ntp not ipv4": Case(
+        "ntpServers", edit=_iface("        dhcpOptions:\n          ntpServers: [fd00::1]\n")
+    ),
+    "dhcp bootfile too long": Case(
+        "bootFileName", edit=_iface(f"        dhcpOptions:\n          bootFileName: {'b' * 300}\n")
+    ),
     # arguments
     "netns missing": Case("--netns", replace_args={"NETNS": "vmt-does-not-exist"}),
     "netns not a netns": Case("--netns", replace_args={"NETNS": "/etc/hostname"}),
@@ -178,29 +225,47 @@ CASES: dict[str, Case] = {
     "cache dir is a file": Case("cache", replace_args={"CACHE": "/etc/hostname"}),
     # the pod
     "pod nic missing": Case("nosuch0", args=("--iface", "default=nosuch0")),
-    "pod nic without address (masquerade)": Case(BARE_NIC, base=MASQUERADE_VM,
-                                                args=("--iface", f"default={BARE_NIC}")),
-    "secondary pod nic missing": Case("pod", edit=(
-        "    pod: {}\n", "    pod: {}\n  - name: second\n    multus:\n      networkName: x\n"),
-        base=BRIDGE_VM.replace("        bridge: {}\n",
-                               "        bridge: {}\n      - name: second\n        bridge: {}\n")),
+    "pod nic without address (masquerade)": Case(
+        BARE_NIC, base=MASQUERADE_VM, args=("--iface", f"default={BARE_NIC}")
+    ),
+    "secondary pod nic missing": Case(
+        "pod",
+        edit=(
+            "    pod: {}\n",
+            "    pod: {}\n  - name: second\n    multus:\n      networkName: x\n",
+        ),
+        base=BRIDGE_VM.replace(
+            "        bridge: {}\n", "        bridge: {}\n      - name: second\n        bridge: {}\n"
+        ),
+    ),
     # the cache
     "cache of another schema": Case("schema", cache=_record(99, {})),
     "cache truncated": Case("corrupted", cache=_raw_cache('{"schema": 1, "kind": "netw')),
     "cache empty": Case("corrupted", cache=_raw_cache("")),
     "cache foreign json": Case("not a vmnet network record", cache=_raw_cache("[1, 2, 3]")),
     "cache record missing keys": Case("missing key", cache=_record(1, {"network": "default"})),
-    "cache record of another network": Case("record is for network", cache=_record(1, {
-        **RECORD, "network": "other"})),
-    "cache of another binding": Case("was plugged with the masquerade binding",
-                                     cache=_record(1, {**RECORD, "binding": "masquerade"})),
+    "cache record of another network": Case(
+        "record is for network", cache=_record(1, {**RECORD, "network": "other"})
+    ),
+    "cache of another binding": Case(
+        "was plugged with the masquerade binding",
+        cache=_record(1, {**RECORD, "binding": "masquerade"}),
+    ),
 }
 
 
 def _argv(case: Case, netns: str, vmi: str, cache: str) -> list[str]:
     values = {"NETNS": netns, "VMI": vmi, "CACHE": cache, **case.replace_args}
-    argv = ["plug", "--netns", values["NETNS"], "--vmi", values["VMI"],
-            "--cache-dir", values["CACHE"], *case.args]
+    argv = [
+        "plug",
+        "--netns",
+        values["NETNS"],
+        "--vmi",
+        values["VMI"],
+        "--cache-dir",
+        values["CACHE"],
+        *case.args,
+    ]
     if "default" in case.replace_args:
         argv = [a.replace("default=", f"{case.replace_args['default']}=") for a in argv]
     return argv
@@ -276,8 +341,13 @@ def _check(done, names: str) -> str | None:
 def test_catalogue_runner_matches_python_m_vmnet(pod_with_bare_nic, tmp_path):
     """The forked runner and a plain `python -m vmnet` give the same answers."""
     pod = pod_with_bare_nic
-    samples = ["yaml syntax", "mac not hex", "netns missing", "pod nic missing",
-               "cache of another schema"]
+    samples = [
+        "yaml syntax",
+        "mac not hex",
+        "netns missing",
+        "pod nic missing",
+        "cache of another schema",
+    ]
     with ForkCli() as cli:
         for i, title in enumerate(samples):
             case = CASES[title]
@@ -287,6 +357,9 @@ def test_catalogue_runner_matches_python_m_vmnet(pod_with_bare_nic, tmp_path):
                 case.cache(cache)
             argv = _argv(case, pod.netns, vmi, str(cache))
             forked, plain = cli.run(*argv), vmnet(*argv)
-            assert (forked.returncode, forked.stdout, forked.stderr) == \
-                (plain.returncode, plain.stdout, plain.stderr), title
+            assert (forked.returncode, forked.stdout, forked.stderr) == (
+                plain.returncode,
+                plain.stdout,
+                plain.stderr,
+            ), title
             assert plain.returncode == 2, (title, plain.stderr)

@@ -114,11 +114,16 @@ def test_bad_configs_are_config_errors(node: cni.Node, pod_factory) -> None:
 
 
 def test_result_parsing_of_older_versions() -> None:
-    raw = {"cniVersion": "0.4.0",
-           "interfaces": [{"name": "cbr0", "mac": "02:00:00:00:00:01"},
-                          {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": "/run/netns/p"}],
-           "ips": [{"version": "4", "address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 1}],
-           "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.96.0.10"]}}
+    raw = {
+        "cniVersion": "0.4.0",
+        "interfaces": [
+            {"name": "cbr0", "mac": "02:00:00:00:00:01"},
+            {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": "/run/netns/p"},
+        ],
+        "ips": [{"version": "4", "address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 1}],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dns": {"nameservers": ["10.96.0.10"]},
+    }
     result = CniResult.from_json(raw)
     assert result.ips_of("eth0")[0].address == ipaddress.ip_interface("10.1.0.5/24")
     assert result.ips_of("cbr0") == ()

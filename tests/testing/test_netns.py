@@ -80,8 +80,14 @@ def test_exec_in_rejects_bad_input() -> None:
 
 def test_snapshot_is_stable(netns: str) -> None:
     ns.create_veth(ns.VethEnd(netns, "s0"), ns.VethEnd(netns, "s1"))
-    ns.ip_batch(netns, ["addr add 10.78.0.1/24 dev s0", "route add 10.79.0.0/16 via 10.78.0.9 table 7",
-                        "rule add from 10.78.0.0/24 table 7 priority 100"])
+    ns.ip_batch(
+        netns,
+        [
+            "addr add 10.78.0.1/24 dev s0",
+            "route add 10.79.0.0/16 via 10.78.0.9 table 7",
+            "rule add from 10.78.0.0/24 table 7 priority 100",
+        ],
+    )
     first = snapshot(netns)
     assert first == snapshot(netns)
     assert any(r.table == 7 and r.gateway == "10.78.0.9" for r in first.routes)
@@ -89,16 +95,28 @@ def test_snapshot_is_stable(netns: str) -> None:
     assert {link.name for link in first.links} == {"lo", "s0", "s1"}
 
 
-@pytest.mark.parametrize(("change", "undo", "expect"), [
-    ("addr add 10.78.0.5/24 dev s0", "addr del 10.78.0.5/24 dev s0", "10.78.0.5/24"),
-    ("link set s0 down; link set s0 name s9; link set s9 up",
-     "link set s9 down; link set s9 name s0; link set s0 up", "name='s9'"),
-    ("link set s0 address 02:00:00:00:00:99", "link set s0 address 02:00:00:00:00:01",
-     "02:00:00:00:00:99"),
-    ("link set s0 mtu 1400", "link set s0 mtu 1500", "mtu=1400"),
-    ("route add default via 10.78.0.254", "route del default via 10.78.0.254", "10.78.0.254"),
-], ids=["address", "rename", "mac", "mtu", "route"])
-def test_snapshot_sees_a_change_and_its_undo(netns: str, change: str, undo: str, expect: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "undo", "expect"),
+    [
+        ("addr add 10.78.0.5/24 dev s0", "addr del 10.78.0.5/24 dev s0", "10.78.0.5/24"),
+        (
+            "link set s0 down; link set s0 name s9; link set s9 up",
+            "link set s9 down; link set s9 name s0; link set s0 up",
+            "name='s9'",
+        ),
+        (
+            "link set s0 address 02:00:00:00:00:99",
+            "link set s0 address 02:00:00:00:00:01",
+            "02:00:00:00:00:99",
+        ),
+        ("link set s0 mtu 1400", "link set s0 mtu 1500", "mtu=1400"),
+        ("route add default via 10.78.0.254", "route del default via 10.78.0.254", "10.78.0.254"),
+    ],
+    ids=["address", "rename", "mac", "mtu", "route"],
+)
+def test_snapshot_sees_a_change_and_its_undo(
+    netns: str, change: str, undo: str, expect: str
+) -> None:
     mac = MacAddress.parse("02:00:00:00:00:01")
     ns.create_veth(ns.VethEnd(netns, "s0", mac), ns.VethEnd(netns, "s1"))
     ns.ip_batch(netns, ["addr add 10.78.0.1/24 dev s0"])

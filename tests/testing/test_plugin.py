@@ -13,7 +13,7 @@ from vmnet.testing.plugin import missing
 
 REPO = Path(vmnet.__file__).resolve().parents[1]
 
-INNER = '''
+INNER = """
 import os
 import pytest
 
@@ -46,7 +46,7 @@ def test_leaks_only_on_request():
     if os.environ.get("VMT_LEAK"):
         with open("record", "a") as f:
             f.write(ns.create_netns() + "\\n")
-'''
+"""
 
 
 @pytest.fixture
@@ -73,8 +73,9 @@ def test_loads_with_p_and_cleans_up(project: pytest.Pytester) -> None:
 
 
 @pytest.mark.netns
-def test_session_fails_listing_a_leaked_namespace(project: pytest.Pytester,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_session_fails_listing_a_leaked_namespace(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VMT_LEAK", "1")
     run = project.runpytest_subprocess("-p", "vmnet.testing")
     leaked = _recorded(project)[-1]
@@ -86,8 +87,9 @@ def test_session_fails_listing_a_leaked_namespace(project: pytest.Pytester,
 
 
 @pytest.mark.netns
-def test_leak_check_can_be_turned_off(project: pytest.Pytester,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_leak_check_can_be_turned_off(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VMT_LEAK", "1")
     run = project.runpytest_subprocess("-p", "vmnet.testing", "--vmnet-no-leak-check")
     try:
@@ -98,8 +100,9 @@ def test_leak_check_can_be_turned_off(project: pytest.Pytester,
 
 @pytest.mark.netns
 @pytest.mark.cni
-def test_fixtures_clean_up_when_the_test_fails(project: pytest.Pytester,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fixtures_clean_up_when_the_test_fails(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VMT_FAIL", "1")
     run = project.runpytest_subprocess("-p", "vmnet.testing")
     run.assert_outcomes(passed=2, skipped=1, failed=1)
@@ -111,5 +114,8 @@ def test_fixtures_clean_up_when_the_test_fails(project: pytest.Pytester,
 
 @pytest.mark.netns
 def test_missing_names_the_missing_piece() -> None:
-    assert missing("cni", "nosuch") == "needs CNI plugin /usr/lib/cni/nosuch (containernetworking-plugins)"
+    assert (
+        missing("cni", "nosuch")
+        == "needs CNI plugin /usr/lib/cni/nosuch (containernetworking-plugins)"
+    )
     assert missing("unrelated-marker") is None

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from vmnet.core.addr import MacAddress
 from vmnet.apply.drivers.tap import TunTap
+from vmnet.core.addr import MacAddress
 from vmnet.core.errors import DriverError
 from vmnet.plan.state import TapSpec
 from vmnet.testing import netns as ns
@@ -26,8 +26,11 @@ def _tap_pod(netns: str, *taps: tuple[str, int]) -> None:
     """A pod shaped like vmnet's bridge binding: bridge with an address, taps enslaved."""
     for name, queues in taps:
         TunTap(netns).create(name, TapSpec(uid=107, gid=107, queues=queues))
-    lines = ["link add k6t-eth0 type bridge", "link set k6t-eth0 up",
-             "addr add 10.30.0.1/24 dev k6t-eth0"]
+    lines = [
+        "link add k6t-eth0 type bridge",
+        "link set k6t-eth0 up",
+        "addr add 10.30.0.1/24 dev k6t-eth0",
+    ]
     for name, _ in taps:
         lines += [f"link set {name} master k6t-eth0", f"link set {name} up"]
     ns.ip_batch(netns, lines)
@@ -38,8 +41,10 @@ def test_guest_pings_across_the_tap(netns: str, guest_factory) -> None:
     guest = guest_factory(netns, "tap0", VM_MAC)
     assert str(guest.mac) == VM_MAC and guest.ifname == "eth0"
     links = json.loads(guest.run(["ip", "-j", "link"]).stdout)
-    assert [(l["ifname"], l.get("address")) for l in links] == [
-        ("lo", "00:00:00:00:00:00"), ("eth0", VM_MAC)]
+    assert [(link["ifname"], link.get("address")) for link in links] == [
+        ("lo", "00:00:00:00:00:00"),
+        ("eth0", VM_MAC),
+    ]
     guest.run(["ip", "addr", "add", "10.30.0.2/24", "dev", "eth0"])
     assert guest.ping("10.30.0.1", count=2)
     fdb = ns.exec_in(netns, ["bridge", "fdb", "show", "br", "k6t-eth0"]).stdout
@@ -60,13 +65,17 @@ def test_tcp_through_the_relay(netns: str, guest_factory) -> None:
     _tap_pod(netns, ("tap0", 1))
     guest = guest_factory(netns)
     guest.run(["ip", "addr", "add", "10.30.0.2/24", "dev", "eth0"])
-    script = ("import socket;s=socket.create_server(('10.30.0.1',5555));print('up',flush=True);"
-              "c,_=s.accept();n=0\nwhile (d:=c.recv(65536)):n+=len(d)\nprint(n)")
+    script = (
+        "import socket;s=socket.create_server(('10.30.0.1',5555));print('up',flush=True);"
+        "c,_=s.accept();n=0\nwhile (d:=c.recv(65536)):n+=len(d)\nprint(n)"
+    )
     server = ns.popen_in(netns, ["python3", "-c", script], stdout=-1, text=True)
     try:
         assert server.stdout.readline() == "up\n"
-        client = ("import socket;s=socket.create_connection(('10.30.0.1',5555));"
-                  "s.sendall(b'x'*3000000);s.close()")
+        client = (
+            "import socket;s=socket.create_connection(('10.30.0.1',5555));"
+            "s.sendall(b'x'*3000000);s.close()"
+        )
         guest.run(["python3", "-c", client])
         assert server.communicate(timeout=30)[0].strip() == "3000000"
     finally:
@@ -91,7 +100,7 @@ def test_attach_errors(netns: str, guest_factory) -> None:
     with pytest.raises(DriverError, match=r"^tap_attach tap0 in vmt-\w+: EBUSY"):
         Guest(netns, "tap0")
     links = json.loads(ns.exec_in(netns, ["ip", "-j", "link"]).stdout)
-    assert sorted(l["ifname"] for l in links) == ["k6t-eth0", "lo", "tap0"]
+    assert sorted(link["ifname"] for link in links) == ["k6t-eth0", "lo", "tap0"]
 
 
 def test_close_stops_thread_and_removes_namespaces(netns: str) -> None:
@@ -106,7 +115,10 @@ def test_close_stops_thread_and_removes_namespaces(netns: str) -> None:
     assert not any(t.name == "vmt-relay:tap0" for t in threading.enumerate())
     assert not set(names) & ns.created_netns()
     assert live_relays() == []
-    carrier = lambda: "NO-CARRIER" in ns.exec_in(netns, ["ip", "link", "show", "tap0"]).stdout
+
+    def carrier():
+        return "NO-CARRIER" in ns.exec_in(netns, ["ip", "link", "show", "tap0"]).stdout
+
     wait_until(carrier, 5, what="tap0 to lose carrier once the relay let go")
 
 
@@ -127,11 +139,25 @@ def test_relay_ends_by_itself_when_the_tap_goes(netns: str) -> None:
 @pytest.mark.parametrize("client", ["udhcpc", "dhclient"])
 def test_guest_dhcp_through_the_relay(netns: str, guest_factory, client: str) -> None:
     _tap_pod(netns, ("tap0", 1))
-    dnsmasq = ns.popen_in(netns, [
-        "dnsmasq", "--no-daemon", "--port=0", "--interface=k6t-eth0", "--bind-interfaces",
-        "--dhcp-range=10.30.0.50,10.30.0.50,255.255.255.0,1h", f"--dhcp-host={VM_MAC},10.30.0.50",
-        "--dhcp-authoritative", "--leasefile-ro", "--no-resolv", "--no-hosts", "--pid-file="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dnsmasq = ns.popen_in(
+        netns,
+        [
+            "dnsmasq",
+            "--no-daemon",
+            "--port=0",
+            "--interface=k6t-eth0",
+            "--bind-interfaces",
+            "--dhcp-range=10.30.0.50,10.30.0.50,255.255.255.0,1h",
+            f"--dhcp-host={VM_MAC},10.30.0.50",
+            "--dhcp-authoritative",
+            "--leasefile-ro",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         guest = guest_factory(netns, "tap0", VM_MAC)
         lease = guest.dhcp(client, timeout=20)

@@ -17,8 +17,13 @@ def test_returns_first_truthy_value() -> None:
 def test_timeout_names_what_was_awaited() -> None:
     ticks = iter(range(100))
     with pytest.raises(TimeoutError, match=r"timed out after 3s waiting for tap0 carrier"):
-        wait_until(lambda: False, timeout=3, interval=0, what="tap0 carrier",
-                   clock=lambda: float(next(ticks)))
+        wait_until(
+            lambda: False,
+            timeout=3,
+            interval=0,
+            what="tap0 carrier",
+            clock=lambda: float(next(ticks)),
+        )
 
 
 def test_predicate_runs_at_least_once_with_zero_timeout() -> None:

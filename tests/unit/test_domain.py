@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError
 from vmnet.domain import (
     DomainInterface,
     PortForward,
@@ -28,7 +29,6 @@ from vmnet.domain import (
     skeleton,
     to_bytes,
 )
-from vmnet.core.errors import ConfigError
 from vmnet.manifest import PciAddress
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "domain"

@@ -6,15 +6,27 @@ from tests.unit.test_phase1_fake import view
 from vmnet import manifest
 from vmnet.phases import phase1
 from vmnet.plan.bindings import stable_mac
-from vmnet.store.cache import Cache
 from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.store.cache import Cache
 
 MASQ_VM = {
-    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
     "metadata": {"name": "vm1", "namespace": "ns1"},
-    "spec": {"domain": {"devices": {"interfaces": [
-        {"name": "default", "masquerade": {}, "ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]},
-    ]}}, "networks": [{"name": "default", "pod": {"vmNetworkCIDR": "10.11.12.0/28"}}]},
+    "spec": {
+        "domain": {
+            "devices": {
+                "interfaces": [
+                    {
+                        "name": "default",
+                        "masquerade": {},
+                        "ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}],
+                    },
+                ]
+            }
+        },
+        "networks": [{"name": "default", "pod": {"vmNetworkCIDR": "10.11.12.0/28"}}],
+    },
 }
 
 
@@ -27,7 +39,10 @@ def test_masquerade_plug_leaves_the_pod_nic_alone(drivers, tmp_path):
     assert nl.link(name="eth0") == nic_before
     bridge = nl.link(name="k6t-eth0")
     assert str(bridge.mac) == "02:00:00:00:00:00"
-    assert sorted(str(a.interface) for a in bridge.addresses) == ["10.11.12.1/28", "fd10:0:2::1/120"]
+    assert sorted(str(a.interface) for a in bridge.addresses) == [
+        "10.11.12.1/28",
+        "fd10:0:2::1/120",
+    ]
     assert nl.link(name="tap0").master == bridge.index
     assert drivers.sysctl.values["net/ipv4/ip_forward"] == "1"
     assert drivers.sysctl.values["net/ipv6/conf/all/forwarding"] == "1"
@@ -52,19 +67,28 @@ def test_masquerade_twice_then_unplug(drivers, tmp_path):
     phase1.unplug(vmi, None, cache, drivers=drivers)
     after = view(drivers)
     assert after[0] == before[0] and after[1] == before[1]
-    assert {k: drivers.sysctl.get(k) for k in after[2]} == \
-        {k: before[2].get(k) for k in after[2]}
+    assert {k: drivers.sysctl.get(k) for k in after[2]} == {k: before[2].get(k) for k in after[2]}
     assert drivers.nft.tables == {}
 
 
 def test_sriov_interfaces_are_left_to_kubevirt(drivers, tmp_path):
-    doc = {**MASQ_VM, "spec": {
-        "domain": {"devices": {"interfaces": [
-            {"name": "default", "masquerade": {}},
-            {"name": "fast", "sriov": {}},
-        ]}},
-        "networks": [{"name": "default", "pod": {}},
-                     {"name": "fast", "multus": {"networkName": "sriov-net"}}]}}
+    doc = {
+        **MASQ_VM,
+        "spec": {
+            "domain": {
+                "devices": {
+                    "interfaces": [
+                        {"name": "default", "masquerade": {}},
+                        {"name": "fast", "sriov": {}},
+                    ]
+                }
+            },
+            "networks": [
+                {"name": "default", "pod": {}},
+                {"name": "fast", "multus": {"networkName": "sriov-net"}},
+            ],
+        },
+    }
     vmi = manifest.parse(doc)
     cache = Cache(str(tmp_path))
     result = phase1.plug(vmi, None, cache, drivers=drivers)

@@ -4,26 +4,35 @@ from vmnet.core.errors import ConfigError
 from vmnet.core.names import LinkNames, hashed_pod_iface, ordinal_pod_iface, uses_ordinal_scheme
 
 
-@pytest.mark.parametrize("network,expected", [
-    ("secondnetwork", "pod914f438d88d"),
-    ("network1", "poda7662f44d65"),
-    ("network2", "pod27f4a77f94e"),
-    ("red", "podb1f51a511f1"),
-    ("green", "podba4788b226a"),
-    ("testnet1", "pod7087ef4cd1f"),
-    ("testnet2", "podbc6cc93fa1e"),
-])
+@pytest.mark.parametrize(
+    "network,expected",
+    [
+        ("secondnetwork", "pod914f438d88d"),
+        ("network1", "poda7662f44d65"),
+        ("network2", "pod27f4a77f94e"),
+        ("red", "podb1f51a511f1"),
+        ("green", "podba4788b226a"),
+        ("testnet1", "pod7087ef4cd1f"),
+        ("testnet2", "podbc6cc93fa1e"),
+    ],
+)
 def test_hashed_names_match_kubevirt(network, expected):
     assert hashed_pod_iface(network) == expected
 
 
-@pytest.mark.parametrize("pod_iface,primary,expected", [
-    ("eth0", True, ("k6t-eth0", "eth0-nic", "tap0", "eth0")),
-    ("pod914f438d88d", False, ("k6t-914f438d88d", "914f438d88d-nic", "tap914f438d88d",
-                               "pod914f438d88d")),
-    ("net1", False, ("k6t-net1", "net1-nic", "tap1", "net1")),
-    ("cust-iface", True, ("k6t-cust-iface", "cust-iface-nic", "tap0", "cust-iface")),
-])
+@pytest.mark.parametrize(
+    "pod_iface,primary,expected",
+    [
+        ("eth0", True, ("k6t-eth0", "eth0-nic", "tap0", "eth0")),
+        (
+            "pod914f438d88d",
+            False,
+            ("k6t-914f438d88d", "914f438d88d-nic", "tap914f438d88d", "pod914f438d88d"),
+        ),
+        ("net1", False, ("k6t-net1", "net1-nic", "tap1", "net1")),
+        ("cust-iface", True, ("k6t-cust-iface", "cust-iface-nic", "tap0", "cust-iface")),
+    ],
+)
 def test_derived_link_names(pod_iface, primary, expected):
     names = LinkNames.derive(pod_iface, primary=primary)
     assert (names.bridge, names.nic, names.tap, names.dummy) == expected

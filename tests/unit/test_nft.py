@@ -10,24 +10,37 @@ import pytest
 from vmnet.plan import nat as nft
 
 GOLDEN = pathlib.Path(__file__).parent.parent / "golden" / "nft"
-V4 = dict(family="ip", pod_iface="eth0", bridge="k6t-eth0",
-          vm_ip=ipaddress.ip_address("10.0.2.2"), gateway=ipaddress.ip_address("10.0.2.1"),
-          marker="vmnet:test")
-V6 = dict(family="ip6", pod_iface="eth0", bridge="k6t-eth0",
-          vm_ip=ipaddress.ip_address("fd10:0:2::2"), gateway=ipaddress.ip_address("fd10:0:2::1"),
-          marker="vmnet:test")
+V4 = {
+    "family": "ip",
+    "pod_iface": "eth0",
+    "bridge": "k6t-eth0",
+    "vm_ip": ipaddress.ip_address("10.0.2.2"),
+    "gateway": ipaddress.ip_address("10.0.2.1"),
+    "marker": "vmnet:test",
+}
+V6 = {
+    "family": "ip6",
+    "pod_iface": "eth0",
+    "bridge": "k6t-eth0",
+    "vm_ip": ipaddress.ip_address("fd10:0:2::2"),
+    "gateway": ipaddress.ip_address("fd10:0:2::1"),
+    "marker": "vmnet:test",
+}
 POD = ipaddress.ip_address("10.222.222.1")
 
 CASES = {
     "ipv4_all_ports": [nft.NatSpec(**V4)],
     "ipv6_all_ports": [nft.NatSpec(**V6)],
-    "dual_stack_pod_ip": [nft.NatSpec(**V4, pod_ip=POD),
-                          nft.NatSpec(**V6, pod_ip=ipaddress.ip_address("2001::1"))],
+    "dual_stack_pod_ip": [
+        nft.NatSpec(**V4, pod_ip=POD),
+        nft.NatSpec(**V6, pod_ip=ipaddress.ip_address("2001::1")),
+    ],
     "ports_tcp_80_8080": [nft.NatSpec(**V4, ports=(("tcp", 80), ("tcp", 8080)))],
     "ports_udp": [nft.NatSpec(**V4, ports=(("udp", 53),))],
     "istio_no_ports": [nft.NatSpec(**V4, pod_ip=POD, istio=True)],
-    "istio_port_22_and_80": [nft.NatSpec(**V4, pod_ip=POD, istio=True,
-                                         ports=(("tcp", 22), ("tcp", 80)))],
+    "istio_port_22_and_80": [
+        nft.NatSpec(**V4, pod_ip=POD, istio=True, ports=(("tcp", 22), ("tcp", 80)))
+    ],
 }
 
 
@@ -56,8 +69,11 @@ def test_kubevirt_rule_strings_are_present():
 
 def test_every_rule_carries_the_marker():
     text = nft.render(CASES["dual_stack_pod_ip"])
-    rules = [line for line in text.splitlines()
-             if line.startswith("    ") and "type nat hook" not in line]
+    rules = [
+        line
+        for line in text.splitlines()
+        if line.startswith("    ") and "type nat hook" not in line
+    ]
     assert rules and all(line.endswith('comment "vmnet:test"') for line in rules)
 
 
@@ -68,8 +84,9 @@ def test_marker_is_stable_and_safe():
 
 
 @pytest.mark.netns
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None,
-                    reason="needs root and nft (nftables)")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nft (nftables)"
+)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_nft_accepts_the_golden_ruleset(case):
     from vmnet.testing import netns as ns

@@ -5,21 +5,26 @@ from lxml import etree
 
 from tests.unit.conftest import POD_MAC
 from vmnet import manifest
-from vmnet.phases import phase1, phase2
-from vmnet.plan.bindings import stable_mac
-from vmnet.store.cache import Cache
 from vmnet.apply.drivers.fake import fake_drivers
 from vmnet.core.errors import DiscoveryError
+from vmnet.phases import phase1, phase2
+from vmnet.plan.bindings import stable_mac
 from vmnet.plan.state import LinkState
+from vmnet.store.cache import Cache
 
 
 def vmi_with(iface):
-    return manifest.parse({
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-        "metadata": {"name": "vm1", "namespace": "ns1"},
-        "spec": {"domain": {"devices": {"interfaces": [dict(name="default", **iface)]}},
-                 "networks": [{"name": "default", "pod": {}}]},
-    })
+    return manifest.parse(
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstance",
+            "metadata": {"name": "vm1", "namespace": "ns1"},
+            "spec": {
+                "domain": {"devices": {"interfaces": [dict(name="default", **iface)]}},
+                "networks": [{"name": "default", "pod": {}}],
+            },
+        }
+    )
 
 
 def test_passt_sets_only_sysctls_and_writes_a_user_interface(drivers, tmp_path):
@@ -37,7 +42,9 @@ def test_passt_sets_only_sysctls_and_writes_a_user_interface(drivers, tmp_path):
     assert iface.find("backend").get("type") == "passt"
     assert iface.find("source").get("dev") == "eth0"
     assert iface.find("mac").get("address") == str(stable_mac("ns1", "vm1", "default"))
-    forwards = {pf.get("proto"): [r.get("start") for r in pf] for pf in iface.findall("portForward")}
+    forwards = {
+        pf.get("proto"): [r.get("start") for r in pf] for pf in iface.findall("portForward")
+    }
     assert forwards == {"tcp": ["22"], "udp": ["53"]}
     assert iface.find("target") is None
     phase1.unplug(vmi, None, cache, drivers=drivers)
@@ -67,8 +74,9 @@ def test_managed_tap_on_a_veth_is_refused_before_any_change(drivers, tmp_path):
     assert drivers.netlink.journal == []
 
 
-@pytest.mark.parametrize("plugin,binding", [("passt", "passt"), ("macvtap", "managedTap"),
-                                            ("Managed-Tap", "managedTap")])
+@pytest.mark.parametrize(
+    "plugin,binding", [("passt", "passt"), ("macvtap", "managedTap"), ("Managed-Tap", "managedTap")]
+)
 def test_kubevirt_binding_plugins_map_to_vmnet_bindings(plugin, binding):
     assert vmi_with({"binding": {"name": plugin}}).interfaces[0].binding.value == binding
 

@@ -7,29 +7,37 @@ import pytest
 
 from tests.unit.conftest import POD_MAC, cni_pod_nic
 from vmnet import manifest
-from vmnet.phases import phase1
-from vmnet.core.addr import MacAddress
-from vmnet.plan.bindings import MacSource, stable_mac
-from vmnet.plan.state import NetworkState
-from vmnet.store.cache import Cache
-from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 from vmnet.apply.drivers.fake import fake_drivers
+from vmnet.core.addr import MacAddress
 from vmnet.core.errors import DiscoveryError, DriverError
-from vmnet.plan.state import LinkState
+from vmnet.phases import phase1
+from vmnet.plan.bindings import MacSource, stable_mac
+from vmnet.plan.state import LinkState, NetworkState
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.store.cache import Cache
 
 BRIDGE_VM = {
-    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
     "metadata": {"name": "vm1", "namespace": "ns1"},
-    "spec": {"domain": {"devices": {"interfaces": [{"name": "default", "bridge": {}}]}},
-             "networks": [{"name": "default", "pod": {}}]},
+    "spec": {
+        "domain": {"devices": {"interfaces": [{"name": "default", "bridge": {}}]}},
+        "networks": [{"name": "default", "pod": {}}],
+    },
 }
 
 
 def view(d):
     """What a user would compare: links by name and their state, routes."""
     links = {
-        x.name: (x.kind, str(x.mac), x.mtu, x.up, x.master,
-                 sorted(str(a.interface) for a in x.addresses))
+        x.name: (
+            x.kind,
+            str(x.mac),
+            x.mtu,
+            x.up,
+            x.master,
+            sorted(str(a.interface) for a in x.addresses),
+        )
         for x in d.netlink.links()
     }
     routes = sorted((str(r.destination), str(r.gateway), r.oif) for r in d.netlink.routes())
@@ -62,8 +70,9 @@ def test_bridge_plug_builds_the_kubevirt_topology(drivers, vmi, tmp_path):
     assert config.address == ipaddress.ip_interface("10.222.222.1/30")
     assert config.server_id == ipaddress.ip_address("169.254.75.10")
     assert config.router == ipaddress.ip_address("10.222.222.254")
-    assert config.routes == (Route(ipaddress.ip_network("0.0.0.0/0"),
-                                   ipaddress.ip_address("10.222.222.254")),)
+    assert config.routes == (
+        Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("10.222.222.254")),
+    )
     assert config.mtu == 1500
 
 
@@ -125,8 +134,9 @@ def test_plug_interrupted_after_every_mutation_converges(vmi, tmp_path):
         phase1.plug(vmi, None, cache, drivers=d)
         links, _, _ = view(d)
         ref_links, _, _ = view(reference)
-        assert {k: v[:1] + v[2:] for k, v in links.items()} == \
-            {k: v[:1] + v[2:] for k, v in ref_links.items()}, crash_at
+        assert {k: v[:1] + v[2:] for k, v in links.items()} == {
+            k: v[:1] + v[2:] for k, v in ref_links.items()
+        }, crash_at
         assert phase1.plug(vmi, None, cache, drivers=d).mutations == []
         phase1.unplug(vmi, None, cache, drivers=d)
         assert view(d) == before, crash_at
@@ -197,14 +207,19 @@ def test_stable_mac_is_the_same_in_every_pod_and_differs_per_vm(vmi, tmp_path):
     for i in range(2):
         d = fake_drivers()
         link, routes = cni_pod_nic()
-        other = LinkState(0, "eth0", "veth", MacAddress.random_local(), 1500, True,
-                          addresses=link.addresses)
+        other = LinkState(
+            0, "eth0", "veth", MacAddress.random_local(), 1500, True, addresses=link.addresses
+        )
         d.netlink.add_existing(other, routes)
         cache = Cache(str(tmp_path / f"pod{i}"))
         phase1.plug(vmi, None, cache, drivers=d)
-        macs.append((cache.network("default").vm_mac,
-                     DhcpConfig.from_json(cache.read("dhcp", "default")).server_id,
-                     d.netlink.link(name="k6t-eth0").mac))
+        macs.append(
+            (
+                cache.network("default").vm_mac,
+                DhcpConfig.from_json(cache.read("dhcp", "default")).server_id,
+                d.netlink.link(name="k6t-eth0").mac,
+            )
+        )
     assert macs[0] == macs[1]
     other_vm = manifest.parse({**BRIDGE_VM, "metadata": {"name": "vm2", "namespace": "ns1"}})
     assert stable_mac("ns1", "vm2", "default") != macs[0][0]
@@ -219,9 +234,16 @@ def test_migration_target_needs_the_bridge_annotation(vmi, drivers, tmp_path):
     with pytest.raises(ConfigError, match="allow-pod-bridge-network-live-migration"):
         phase1.plug(vmi, None, Cache(str(tmp_path / "a")), opts, drivers=drivers)
     assert drivers.netlink.journal == []
-    annotated = manifest.parse({**BRIDGE_VM, "metadata": {
-        "name": "vm1", "namespace": "ns1",
-        "annotations": {"kubevirt.io/allow-pod-bridge-network-live-migration": ""}}})
+    annotated = manifest.parse(
+        {
+            **BRIDGE_VM,
+            "metadata": {
+                "name": "vm1",
+                "namespace": "ns1",
+                "annotations": {"kubevirt.io/allow-pod-bridge-network-live-migration": ""},
+            },
+        }
+    )
     phase1.plug(annotated, None, Cache(str(tmp_path / "b")), opts, drivers=drivers)
     kubevirt_macs = phase1.PlugOptions(migration_target=True, mac_source=MacSource.POD)
     with pytest.raises(ConfigError, match="would get the target pod's MAC"):
@@ -231,8 +253,9 @@ def test_migration_target_needs_the_bridge_annotation(vmi, drivers, tmp_path):
 def test_hot_plug_and_hot_unplug_of_a_secondary_bridge(drivers, tmp_path):
     """A secondary network added later is plugged; marked `state: absent`, it is
     unplugged and its pod NIC given back, the primary untouched (reference §4.8)."""
-    sec_link = LinkState(0, "pod7087ef4cd1f", "veth", MacAddress.parse("12:34:56:78:90:cd"),
-                         1500, True)
+    sec_link = LinkState(
+        0, "pod7087ef4cd1f", "veth", MacAddress.parse("12:34:56:78:90:cd"), 1500, True
+    )
     drivers.netlink.add_existing(sec_link)
     cache = Cache(str(tmp_path))
     phase1.plug(manifest.parse(BRIDGE_VM), None, cache, drivers=drivers)
@@ -240,10 +263,13 @@ def test_hot_plug_and_hot_unplug_of_a_secondary_bridge(drivers, tmp_path):
 
     def with_secondary(state=None):
         iface = {"name": "testnet1", "bridge": {}, **({"state": state} if state else {})}
-        spec = {"domain": {"devices": {"interfaces": [
-                    {"name": "default", "bridge": {}}, iface]}},
-                "networks": [{"name": "default", "pod": {}},
-                             {"name": "testnet1", "multus": {"networkName": "testnet1"}}]}
+        spec = {
+            "domain": {"devices": {"interfaces": [{"name": "default", "bridge": {}}, iface]}},
+            "networks": [
+                {"name": "default", "pod": {}},
+                {"name": "testnet1", "multus": {"networkName": "testnet1"}},
+            ],
+        }
         return manifest.parse({**BRIDGE_VM, "spec": spec})
 
     plugged = phase1.plug(with_secondary(), None, cache, drivers=drivers)

@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from vmnet.core.addr import IPInterface
 from vmnet.apply.drivers import Drivers
+from vmnet.core.addr import IPInterface
 from vmnet.core.errors import DriverError
-from vmnet.plan.state import RT_TABLE_MAIN, AddrState, LinkSpec, LinkState, NetPlan, RouteState
 from vmnet.plan.nat import fingerprints as nft_fingerprints
+from vmnet.plan.state import RT_TABLE_MAIN, AddrState, LinkSpec, LinkState, NetPlan, RouteState
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,7 @@ def _managed(addr: IPInterface) -> bool:
 class Applier:
     """Applies plans with one set of drivers, counting mutations."""
 
-    def __init__(
-        self, drivers: Drivers, on_mutation: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, drivers: Drivers, on_mutation: Callable[[str], None] | None = None) -> None:
         self.drivers = drivers
         self.nl = drivers.netlink
         self.on_mutation = on_mutation
@@ -76,8 +74,12 @@ class Applier:
             self.mutate("nft apply", self.drivers.nft.apply, plan.nft)
         for family, table in plan.nft_delete:
             if self.drivers.nft.has_table(family, table):
-                self.mutate(f"nft delete table {family} {table}",
-                            self.drivers.nft.delete_table, family, table)
+                self.mutate(
+                    f"nft delete table {family} {table}",
+                    self.drivers.nft.delete_table,
+                    family,
+                    table,
+                )
 
     def _nft_current(self, script: str) -> bool:
         want = nft_fingerprints(script)
@@ -125,7 +127,10 @@ class Applier:
             else:
                 self.mutate(
                     f"link add {spec.kind} {spec.name}",
-                    self.nl.link_add, spec.name, spec.kind, mac=spec.mac,
+                    self.nl.link_add,
+                    spec.name,
+                    spec.kind,
+                    mac=spec.mac,
                 )
         except DriverError as err:
             if spec.optional and err.errno in _UNSUPPORTED:
@@ -168,8 +173,9 @@ class Applier:
         if want_up is not None and (down or cur.up != want_up):
             attrs["up"] = want_up
         if attrs:  # one request: the kernel renames, re-MACs, enslaves, then flips IFF_UP
-            self.mutate(f"link set {spec.name} {','.join(attrs)}", self.nl.link_set,
-                        cur.index, **attrs)
+            self.mutate(
+                f"link set {spec.name} {','.join(attrs)}", self.nl.link_set, cur.index, **attrs
+            )
         names = self._names()
         if names.get(cur.name) == cur.index:
             del names[cur.name]
@@ -181,8 +187,7 @@ class Applier:
         if spec.learning is not None:
             learning = True if "master" in attrs else cur.learning  # a new port learns
             if learning != spec.learning:
-                self.mutate(f"learning {spec.name}", self.nl.set_learning,
-                            cur.index, spec.learning)
+                self.mutate(f"learning {spec.name}", self.nl.set_learning, cur.index, spec.learning)
 
     def _index_of(self, name: str, of: str) -> int:
         """The ifindex of `name`, from the name map."""
@@ -206,8 +211,9 @@ class Applier:
     def _add_addr(self, name: str, index: int, state: AddrState) -> None:
         addr = state.interface
         try:
-            self.mutate(f"addr add {addr} {name}", self.nl.addr_add, index, addr,
-                        broadcast=state.broadcast)
+            self.mutate(
+                f"addr add {addr} {name}", self.nl.addr_add, index, addr, broadcast=state.broadcast
+            )
         except DriverError as err:
             if err.errno != errno.EEXIST:
                 raise
@@ -233,8 +239,9 @@ class Applier:
                 raise
 
 
-def apply(plan: NetPlan, drivers: Drivers,
-          on_mutation: Callable[[str], None] | None = None) -> Applier:
+def apply(
+    plan: NetPlan, drivers: Drivers, on_mutation: Callable[[str], None] | None = None
+) -> Applier:
     """Apply `plan` with `drivers`; return the applier (its mutation journal)."""
     applier = Applier(drivers, on_mutation)
     applier.apply(plan)

@@ -17,8 +17,9 @@ from vmnet.core.errors import DiscoveryError
 from vmnet.plan.state import PodNic, RouteState
 
 
-def discover(netlink: Netlink, pod_iface: str,
-             routes: Sequence[RouteState] | None = None) -> PodNic:
+def discover(
+    netlink: Netlink, pod_iface: str, routes: Sequence[RouteState] | None = None
+) -> PodNic:
     """Read the pod NIC `pod_iface` and its routes (from `routes`, a dump of
     the main table, when the caller already has one)."""
     link = netlink.link(name=pod_iface)

@@ -19,8 +19,13 @@ from vmnet.core.errors import CacheError, ConfigError, VmnetError
 T = TypeVar("T")
 
 
-def from_json(cls: type[T], obj: object, what: str, required: Iterable[str],
-              converters: Mapping[str, Callable[[Any], Any]]) -> T:
+def from_json(
+    cls: type[T],
+    obj: object,
+    what: str,
+    required: Iterable[str],
+    converters: Mapping[str, Callable[[Any], Any]],
+) -> T:
     """Build `cls` from `obj`, converting each key with `converters[key]`."""
     if not isinstance(obj, dict):
         raise CacheError(f"{what}: expected an object, got {type(obj).__name__}")
@@ -54,6 +59,7 @@ def check_fields(obj: object, checks: Mapping[str, Callable[[str, Any], Any]]) -
 
 def typed(kind: type, *, optional: bool = False) -> Callable[[str, Any], Any]:
     """A check: an instance of `kind` (never a bool for an int), or None if optional."""
+
     def check(name: str, value: Any) -> Any:
         if value is None and optional:
             return None
@@ -66,6 +72,7 @@ def typed(kind: type, *, optional: bool = False) -> Callable[[str, Any], Any]:
 
 def ranged(low: int, high: int, *, optional: bool = False) -> Callable[[str, Any], Any]:
     """A check: an int within [low, high], or None if optional."""
+
     def check(name: str, value: Any) -> Any:
         typed(int, optional=optional)(name, value)
         if value is not None and not low <= value <= high:
@@ -77,6 +84,7 @@ def ranged(low: int, high: int, *, optional: bool = False) -> Callable[[str, Any
 
 def tuple_of(kind: type) -> Callable[[str, Any], tuple[Any, ...]]:
     """A check: a sequence (not text) of `kind`, stored as a tuple."""
+
     def check(name: str, value: Any) -> tuple[Any, ...]:
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise ConfigError(name, f"expected a sequence, got {value!r}")
@@ -91,6 +99,7 @@ def tuple_of(kind: type) -> Callable[[str, Any], tuple[Any, ...]]:
 
 def list_of(conv: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
     """A JSON converter: a list, each item converted, as a tuple."""
+
     def parse(value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise TypeError(f"expected a list, got {value!r}")

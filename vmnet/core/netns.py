@@ -121,8 +121,9 @@ class Worker:
     def __init__(self, netns: str | None) -> None:
         self.netns = netns
         self._inline = netns is None or is_own(netns)
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], dict[str, Any],
-                                             threading.Event] | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[
+            tuple[Callable[[], Any], dict[str, Any], threading.Event] | None
+        ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         if not self._inline:
             assert netns is not None
@@ -202,6 +203,7 @@ def is_own(netns: str) -> bool:
 
 def same_netns(a: str | None, b: str | None) -> bool:
     """True when both handles refer to the same namespace inode."""
+
     def ino(ns: str | None) -> int:
         return os.stat(netns_path(ns) if ns else "/proc/self/ns/net").st_ino
 

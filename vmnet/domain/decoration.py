@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from vmnet.domain.interface import DomainInterface, _children, _el, interface_element
 from vmnet.core.errors import ConfigError
+from vmnet.domain.interface import DomainInterface, element, interface_children, interface_element
 
 _ORDER: tuple[str, ...] = ("address", "source", "target", "model", "mac", "mtu", "bandwidth")
 _ORDER += ("boot", "link", "filterref", "alias", "driver", "rom", "acpi", "backend", "portForward")
@@ -83,7 +83,7 @@ def _update(current: etree._Element, iface: DomainInterface) -> None:
             iface.boot_order and child.tag == "rom" and child.get("enabled") == "no"
         ):
             current.remove(child)
-    for want in _children(iface):
+    for want in interface_children(iface):
         have = current.find(want.tag)
         if have is not None and want.tag in _IF_SET:
             current.replace(have, want)
@@ -107,11 +107,11 @@ def _insert(parent: etree._Element, child: etree._Element) -> None:
 def _ensure_shared_memory(domain: etree._Element) -> None:
     backing = domain.find("memoryBacking")
     if backing is None:
-        backing = _el("memoryBacking")
+        backing = element("memoryBacking")
         anchor = domain.find("os")
         domain.insert(domain.index(anchor) if anchor is not None else len(domain), backing)
     if backing.find("source") is None:
-        backing.insert(0, _el("source", type="memfd"))
+        backing.insert(0, element("source", type="memfd"))
     access = backing.find("access")
     if access is None:
         access = etree.SubElement(backing, "access")

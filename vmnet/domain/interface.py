@@ -27,7 +27,7 @@ MAX_QUEUES = 256
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _MODEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
-_ABSPATH_RE = re.compile(r"^/[^\x00-\x1f]*$")
+ABSPATH_RE = re.compile(r"^/[^\x00-\x1f]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,37 +75,37 @@ class DomainInterface:
         return self.type != "ethernet"
 
 
-def _int_in(value: object, low: int, high: int) -> bool:
+def int_in(value: object, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _check_range(start: object, end: object) -> None:
     for port in (start, end):
-        if port is not None and not _int_in(port, 1, 65535):
+        if port is not None and not int_in(port, 1, 65535):
             raise ConfigError("portForward", f"port {port!r} is outside 1..65535")
     if start is None or (end is not None and end < start):  # type: ignore[operator]
         raise ConfigError("portForward", f"range {start}-{end} ends before it starts")
 
 
-def _matches(pattern: re.Pattern[str], value: object, optional: bool = True) -> bool:
+def matches(pattern: re.Pattern[str], value: object, optional: bool = True) -> bool:
     return (optional and value is None) or (isinstance(value, str) and bool(pattern.match(value)))
 
 
 def _interface_problems(i: DomainInterface) -> list[str]:
-    multiqueue = _int_in(i.queues, 2, MAX_QUEUES)
+    multiqueue = int_in(i.queues, 2, MAX_QUEUES)
     forwards = isinstance(i.port_forwards, tuple) and all(
         isinstance(p, PortForward) for p in i.port_forwards
     )
     checks = [
         (i.type in TYPES, f"type {i.type!r} is not one of {', '.join(TYPES)}"),
         (isinstance(i.mac, MacAddress) and not i.mac.is_multicast, f"MAC {i.mac} is not unicast"),
-        (_matches(_MODEL_RE, i.model, optional=False), f"model {i.model!r}"),
-        (_matches(_IFNAME_RE, i.target), f"tap name {i.target!r}"),
-        (_matches(_IFNAME_RE, i.source_dev), f"source device {i.source_dev!r}"),
-        (_matches(_ABSPATH_RE, i.passt_log), f"passt log {i.passt_log!r} is not absolute"),
-        (i.mtu is None or _int_in(i.mtu, 68, 65535), f"MTU {i.mtu!r} is outside 68..65535"),
-        (i.boot_order is None or _int_in(i.boot_order, 1, 65535), f"boot order {i.boot_order!r}"),
-        (i.queues is None or _int_in(i.queues, 1, MAX_QUEUES), f"queues {i.queues!r} not 1..256"),
+        (matches(_MODEL_RE, i.model, optional=False), f"model {i.model!r}"),
+        (matches(_IFNAME_RE, i.target), f"tap name {i.target!r}"),
+        (matches(_IFNAME_RE, i.source_dev), f"source device {i.source_dev!r}"),
+        (matches(ABSPATH_RE, i.passt_log), f"passt log {i.passt_log!r} is not absolute"),
+        (i.mtu is None or int_in(i.mtu, 68, 65535), f"MTU {i.mtu!r} is outside 68..65535"),
+        (i.boot_order is None or int_in(i.boot_order, 1, 65535), f"boot order {i.boot_order!r}"),
+        (i.queues is None or int_in(i.queues, 1, MAX_QUEUES), f"queues {i.queues!r} not 1..256"),
         (not multiqueue or i.model in VIRTIO_MODELS, "queues need a virtio model"),
         (not multiqueue or i.type != "user", "passt 'user' has a single queue"),
         (forwards, "port forwards are not a tuple of PortForward"),
@@ -153,7 +153,7 @@ def passt_port_forwards(
     return tuple(PortForward(n, tuple(r)) for n, r in found.items() if r)
 
 
-def _el(tag: str, **attrs: str) -> etree._Element:
+def element(tag: str, **attrs: str) -> etree._Element:
     return etree.Element(tag, attrs)
 
 
@@ -163,41 +163,41 @@ def _model(model: str) -> str:
 
 def interface_element(iface: DomainInterface) -> etree._Element:
     """A new `<interface>` with its children in KubeVirt's order (rule 4)."""
-    el = _el("interface", type=iface.type)
-    el.extend(_children(iface))
+    el = element("interface", type=iface.type)
+    el.extend(interface_children(iface))
     return el
 
 
-def _children(i: DomainInterface) -> list[etree._Element]:
+def interface_children(i: DomainInterface) -> list[etree._Element]:
     out: list[etree._Element] = []
     if i.pci_address is not None:
         out.append(_pci_element(i.pci_address))
-    out.append(_el("source", dev=i.source_dev) if i.source_dev else _el("source"))
+    out.append(element("source", dev=i.source_dev) if i.source_dev else element("source"))
     if i.target is not None:
-        out.append(_el("target", dev=i.target, managed="no"))
-    out += [_el("model", type=_model(i.model)), _el("mac", address=str(i.mac))]
+        out.append(element("target", dev=i.target, managed="no"))
+    out += [element("model", type=_model(i.model)), element("mac", address=str(i.mac))]
     if i.mtu is not None:
-        out.append(_el("mtu", size=str(i.mtu)))
+        out.append(element("mtu", size=str(i.mtu)))
     if i.boot_order is not None:
-        out.append(_el("boot", order=str(i.boot_order)))
+        out.append(element("boot", order=str(i.boot_order)))
     if i.link_down:
-        out.append(_el("link", state="down"))
-    out.append(_el("alias", name="ua-" + i.alias))
-    if _int_in(i.queues, 2, MAX_QUEUES):
+        out.append(element("link", state="down"))
+    out.append(element("alias", name="ua-" + i.alias))
+    if int_in(i.queues, 2, MAX_QUEUES):
         extra = {"name": "vhost"} if i.type == "ethernet" else {}
-        out.append(_el("driver", **extra, queues=str(i.queues)))
+        out.append(element("driver", **extra, queues=str(i.queues)))
     if i.boot_order is None and i.type == "ethernet":
-        out.append(_el("rom", enabled="no"))
+        out.append(element("rom", enabled="no"))
     if i.is_passt:
         log = {"logFile": i.passt_log} if i.passt_log else {}
-        out.append(_el("backend", type="passt", **log))
+        out.append(element("backend", type="passt", **log))
     for fwd in i.port_forwards:
         out.append(_port_forward(fwd))
     return out
 
 
 def _pci_element(p: PciAddress) -> etree._Element:
-    return _el(
+    return element(
         "address",
         type="pci",
         domain=f"{p.domain:#06x}",
@@ -208,7 +208,7 @@ def _pci_element(p: PciAddress) -> etree._Element:
 
 
 def _port_forward(fwd: PortForward) -> etree._Element:
-    el = _el("portForward", proto=fwd.proto)
+    el = element("portForward", proto=fwd.proto)
     for start, end, exclude in fwd.ranges:
         rng = etree.SubElement(el, "range", start=str(start))
         if end is not None:

@@ -17,9 +17,9 @@ from copy import deepcopy
 
 from lxml import etree
 
-from vmnet.domain.decoration import decorate
-from vmnet.domain.interface import _ABSPATH_RE, DomainInterface, _el, _int_in, _matches
 from vmnet.core.errors import ConfigError
+from vmnet.domain.decoration import decorate
+from vmnet.domain.interface import ABSPATH_RE, DomainInterface, element, int_in, matches
 
 _DOMNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,63}$")
 
@@ -48,9 +48,9 @@ def skeleton(
     _check_skeleton(name, memory_mib, vcpus, uuid)
     paths = {"kernel": kernel, "initrd": initrd, "emulator": emulator, "serial": serial_log}
     for field, path in paths.items():
-        if not _matches(_ABSPATH_RE, path):
+        if not matches(ABSPATH_RE, path):
             raise ConfigError(field, f"{path!r} is not an absolute path")
-    dom = _el("domain", type="qemu")
+    dom = element("domain", type="qemu")
     _texts(dom, name=name, uuid=uuid and str(_uuid.UUID(uuid)))
     etree.SubElement(dom, "memory", unit="MiB").text = str(memory_mib)
     _texts(dom, vcpu=str(vcpus))
@@ -63,7 +63,7 @@ def skeleton(
     decorate(dom, ifaces)
     if serial_log is not None:
         serial = etree.SubElement(devices, "serial", type="file")
-        serial.extend([_el("source", path=serial_log), _el("target", port="0")])
+        serial.extend([element("source", path=serial_log), element("target", port="0")])
     etree.SubElement(devices, "memballoon", model="none")
     return dom
 
@@ -75,11 +75,11 @@ def _texts(parent: etree._Element, **texts: str | None) -> None:
 
 
 def _check_skeleton(name: str, memory_mib: int, vcpus: int, uuid: str | None) -> None:
-    if not _matches(_DOMNAME_RE, name, optional=False):
+    if not matches(_DOMNAME_RE, name, optional=False):
         raise ConfigError("name", f"{name!r} is not a valid domain name")
-    if not _int_in(memory_mib, 16, 1 << 24):
+    if not int_in(memory_mib, 16, 1 << 24):
         raise ConfigError("memory", f"{memory_mib!r} MiB is outside 16 MiB..16 TiB")
-    if not _int_in(vcpus, 1, 255):
+    if not int_in(vcpus, 1, 255):
         raise ConfigError("vcpus", f"{vcpus!r} is outside 1..255")
     try:
         _uuid.UUID(uuid) if uuid is not None else None

@@ -23,12 +23,14 @@ Rules:
 
 The rule catalogue, with the source of each rule, is in docs/manifest.md.
 
-Modules: `model` (the frozen values and constants), `nodes` (the `_Node` path
+Modules: `model` (the frozen values and constants), `nodes` (the `Node` path
 tracker), `document`, `networks` and `interfaces` (validation, top-down), `text`
 (YAML/JSON), `serialize` (`to_json`).
 """
 
 from vmnet.manifest.document import parse
+from vmnet.manifest.serialize import to_json
+from vmnet.manifest.text import load, parse_text
 from vmnet.manifest.vmi import (
     KINDS,
     MASQUERADE_BRIDGE_MAC,
@@ -45,8 +47,6 @@ from vmnet.manifest.vmi import (
     Port,
     Vmi,
 )
-from vmnet.manifest.serialize import to_json
-from vmnet.manifest.text import load, parse_text
 
 __all__ = [
     "KINDS",

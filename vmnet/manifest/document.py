@@ -15,10 +15,10 @@ import re
 from dataclasses import replace
 
 from vmnet.core.errors import ConfigError
-from vmnet.manifest.interfaces import _parse_interfaces
+from vmnet.manifest.interfaces import parse_interfaces
+from vmnet.manifest.networks import parse_networks
+from vmnet.manifest.nodes import SUBDOMAIN, Node, dns_label, type_name
 from vmnet.manifest.vmi import KINDS, MAX_CPUS, Annotations, Binding, Interface, Network, Vmi
-from vmnet.manifest.networks import _parse_networks
-from vmnet.manifest.nodes import _SUBDOMAIN, _label, _Node, _type
 
 _API_VERSION = re.compile(r"kubevirt\.io/v[0-9]+((alpha|beta)[0-9]+)?")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?([KMGTPE]i|[mkMGTPE]|[eE][0-9]+)?")
@@ -37,16 +37,16 @@ def parse(obj: object, *, source: str = "<manifest>") -> Vmi:
     Raises:
         ConfigError: the manifest is invalid; the field is the offending path.
     """
-    root = _Node(obj, "")
+    root = Node(obj, "")
     if not isinstance(obj, dict):
-        raise ConfigError(source, f"a manifest must be a mapping, not {_type(obj)}")
+        raise ConfigError(source, f"a manifest must be a mapping, not {type_name(obj)}")
     try:
         return _parse_root(root)
     except RecursionError as err:
         raise ConfigError(source, "nested too deeply") from err
 
 
-def _parse_root(root: _Node) -> Vmi:
+def _parse_root(root: Node) -> Vmi:
     kind = root.require("kind").text()
     if kind not in KINDS:
         root.child("kind").fail(f"expected VirtualMachine or VirtualMachineInstance, got {kind!r}")
@@ -69,7 +69,7 @@ def _parse_root(root: _Node) -> Vmi:
         annotations = meta.child("annotations")
     head = Vmi(
         kind=kind,
-        name=meta.require("name").name(_SUBDOMAIN, 63, "name"),
+        name=meta.require("name").name(SUBDOMAIN, 63, "name"),
         namespace=_optional_label(meta.child("namespace"), "namespace") or "default",
         uid=meta.child("uid").text(),
         annotations=_annotations(annotations),
@@ -79,21 +79,21 @@ def _parse_root(root: _Node) -> Vmi:
     return _parse_spec(spec, head)
 
 
-def _optional_label(node: _Node, what: str) -> str | None:
-    return None if node.absent else _label(node, what)
+def _optional_label(node: Node, what: str) -> str | None:
+    return None if node.absent else dns_label(node, what)
 
 
-def _annotations(node: _Node) -> Annotations:
+def _annotations(node: Node) -> Annotations:
     pairs = []
     for key in node.mapping():
         value = node.child(key)
         if not isinstance(value.value, str):
-            value.fail(f"must be a string, not {_type(value.value)} (quote it)")
+            value.fail(f"must be a string, not {type_name(value.value)} (quote it)")
         pairs.append((key, value.value))
     return Annotations(tuple(sorted(pairs)))
 
 
-def _parse_spec(spec: _Node, head: Vmi) -> Vmi:
+def _parse_spec(spec: Node, head: Vmi) -> Vmi:
     domain = spec.require("domain")
     domain.mapping()
     devices = domain.require("devices")
@@ -116,24 +116,24 @@ def _parse_spec(spec: _Node, head: Vmi) -> Vmi:
     )
 
 
-def _parse_pairs(spec: _Node, devices: _Node) -> tuple[tuple[Interface, ...], tuple[Network, ...]]:
+def _parse_pairs(spec: Node, devices: Node) -> tuple[tuple[Interface, ...], tuple[Network, ...]]:
     net_nodes = spec.child("networks").elements()
-    networks = _parse_networks(net_nodes)
+    networks = parse_networks(net_nodes)
     iface_nodes = devices.child("interfaces").elements()
     autoattach = devices.child("autoattachPodInterface")
     attach = autoattach.absent or autoattach.flag()
     if not iface_nodes and not networks and attach:
         return (Interface("default", Binding.MASQUERADE),), (Network("default", "pod"),)
-    refs = {net.name: (net, node) for net, node in zip(networks, net_nodes)}
-    interfaces = _parse_interfaces(iface_nodes, refs)
+    refs = {net.name: (net, node) for net, node in zip(networks, net_nodes, strict=False)}
+    interfaces = parse_interfaces(iface_nodes, refs)
     used = {i.name for i in interfaces}
-    for net, node in zip(networks, net_nodes):
+    for net, node in zip(networks, net_nodes, strict=False):
         if net.name not in used:
             node.child("name").fail(f"no interface named {net.name!r}")
     return interfaces, networks
 
 
-def _memory(domain: _Node) -> str | None:
+def _memory(domain: Node) -> str | None:
     guest = domain.child("memory")
     guest.mapping()
     node = guest.child("guest")

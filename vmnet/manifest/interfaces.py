@@ -14,6 +14,7 @@ import re
 from ipaddress import IPv4Address
 
 from vmnet.core.addr import MacAddress
+from vmnet.manifest.nodes import Node, dns_label
 from vmnet.manifest.vmi import (
     MASQUERADE_BRIDGE_MAC,
     MODELS,
@@ -25,7 +26,6 @@ from vmnet.manifest.vmi import (
     PciAddress,
     Port,
 )
-from vmnet.manifest.nodes import _label, _Node
 
 _PCI = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 
@@ -63,16 +63,20 @@ _BINDINGS = {
 _UNSUPPORTED = ("slirp", "macvtap", "portRanges")
 # KubeVirt binding plugins vmnet implements: its passt sidecar plugin ("passt",
 # KubeVirt <= 1.7) and the tap-attachment plugins whose device the CNI makes.
-_PLUGINS = {"managed-tap": Binding.MANAGED_TAP, "managedtap": Binding.MANAGED_TAP,
-            "macvtap": Binding.MANAGED_TAP, "passt": Binding.PASST}
+_PLUGINS = {
+    "managed-tap": Binding.MANAGED_TAP,
+    "managedtap": Binding.MANAGED_TAP,
+    "macvtap": Binding.MANAGED_TAP,
+    "passt": Binding.PASST,
+}
 _PORT_FIELDS = frozenset({"name", "port", "protocol"})
 _DHCP_FIELDS = frozenset({"bootFileName", "tftpServerName", "ntpServers", "privateOptions"})
 _PRIVATE_FIELDS = frozenset({"option", "value"})
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
-_NetRef = tuple[Network, _Node]
+_NetRef = tuple[Network, Node]
 
 
-def _parse_interfaces(nodes: list[_Node], nets: dict[str, _NetRef]) -> tuple[Interface, ...]:
+def parse_interfaces(nodes: list[Node], nets: dict[str, _NetRef]) -> tuple[Interface, ...]:
     interfaces = tuple(_parse_interface(node, nets) for node in nodes)
     checks = (
         ("name", "name", "interface name"),
@@ -82,7 +86,7 @@ def _parse_interfaces(nodes: list[_Node], nets: dict[str, _NetRef]) -> tuple[Int
     )
     for attr, key, what in checks:
         first: dict[object, int] = {}
-        for i, (iface, node) in enumerate(zip(interfaces, nodes)):
+        for i, (iface, node) in enumerate(zip(interfaces, nodes, strict=False)):
             value = getattr(iface, attr)
             if value is not None and value in first:
                 node.child(key).fail(f"duplicate {what} {value} (also interfaces[{first[value]}])")
@@ -90,9 +94,9 @@ def _parse_interfaces(nodes: list[_Node], nets: dict[str, _NetRef]) -> tuple[Int
     return interfaces
 
 
-def _parse_interface(node: _Node, nets: dict[str, _NetRef]) -> Interface:
+def _parse_interface(node: Node, nets: dict[str, _NetRef]) -> Interface:
     fields = node.mapping(_IFACE_FIELDS)
-    name = _label(node.child("name"), "interface name")
+    name = dns_label(node.child("name"), "interface name")
     for key in _UNSUPPORTED:
         if key in fields:
             node.child(key).fail("not supported by vmnet")
@@ -125,9 +129,7 @@ def _parse_interface(node: _Node, nets: dict[str, _NetRef]) -> Interface:
     )
 
 
-def _binding(
-    node: _Node, fields: dict[str, object], network: Network
-) -> tuple[Binding, str | None]:
+def _binding(node: Node, fields: dict[str, object], network: Network) -> tuple[Binding, str | None]:
     keys = [k for k in _BINDINGS if k in fields]
     if len(keys) > 1:
         node.fail(f"more than one binding: {', '.join(keys)}")
@@ -146,8 +148,7 @@ def _binding(
         plugin = spec.require("name").text() or ""
         if plugin.lower() not in _PLUGINS:
             spec.child("name").fail(
-                f"unsupported binding plugin {plugin!r}; vmnet knows "
-                f"{', '.join(sorted(_PLUGINS))}"
+                f"unsupported binding plugin {plugin!r}; vmnet knows {', '.join(sorted(_PLUGINS))}"
             )
         binding = _PLUGINS[plugin.lower()]
     else:
@@ -160,7 +161,7 @@ def _binding(
     return binding, plugin
 
 
-def _mac(node: _Node, binding: Binding) -> MacAddress | None:
+def _mac(node: Node, binding: Binding) -> MacAddress | None:
     text = node.text()
     if not text:
         return None
@@ -175,7 +176,7 @@ def _mac(node: _Node, binding: Binding) -> MacAddress | None:
     return mac
 
 
-def _ports(node: _Node, binding: Binding) -> tuple[Port, ...]:
+def _ports(node: Node, binding: Binding) -> tuple[Port, ...]:
     items = node.elements()
     if items and binding not in (Binding.MASQUERADE, Binding.PASST):
         node.fail(f"ports are only used by masquerade and passt, not {binding}")
@@ -195,7 +196,7 @@ def _ports(node: _Node, binding: Binding) -> tuple[Port, ...]:
     return tuple(ports)
 
 
-def _port_name(node: _Node) -> str | None:
+def _port_name(node: Node) -> str | None:
     text = node.text()
     if not text:
         return None
@@ -207,7 +208,7 @@ def _port_name(node: _Node) -> str | None:
     return text
 
 
-def _pci(node: _Node) -> PciAddress | None:
+def _pci(node: Node) -> PciAddress | None:
     text = node.text()
     if not text:
         return None
@@ -220,7 +221,7 @@ def _pci(node: _Node) -> PciAddress | None:
     return PciAddress(domain, bus, slot, function)
 
 
-def _dhcp(node: _Node) -> DhcpOptions | None:
+def _dhcp(node: Node) -> DhcpOptions | None:
     if node.absent:
         return None
     node.mapping(_DHCP_FIELDS)
@@ -239,14 +240,14 @@ def _dhcp(node: _Node) -> DhcpOptions | None:
     )
 
 
-def _option_text(node: _Node) -> str | None:
+def _option_text(node: Node) -> str | None:
     text = node.text()
     if text is not None and len(text.encode("utf-8", "surrogatepass")) > 255:
         node.fail("longer than 255 bytes, the most a DHCP option carries (RFC 2132, section 2)")
     return text
 
 
-def _ipv4(node: _Node) -> IPv4Address:
+def _ipv4(node: Node) -> IPv4Address:
     text = node.text() or ""
     try:
         return IPv4Address(text)
@@ -254,7 +255,7 @@ def _ipv4(node: _Node) -> IPv4Address:
         node.fail(f"{text!r} is not an IPv4 address")
 
 
-def _state(node: _Node, binding: Binding, network: Network) -> str | None:
+def _state(node: Node, binding: Binding, network: Network) -> str | None:
     state = node.text()
     if not state:
         return None

@@ -14,8 +14,8 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 from typing import TypeVar
 
+from vmnet.manifest.nodes import SUBDOMAIN, Node, dns_label
 from vmnet.manifest.vmi import Network
-from vmnet.manifest.nodes import _SUBDOMAIN, _label, _Node
 
 _Net = TypeVar("_Net", IPv4Network, IPv6Network)
 
@@ -24,17 +24,17 @@ _POD_FIELDS = frozenset({"vmNetworkCIDR", "vmIPv6NetworkCIDR"})
 _MULTUS_FIELDS = frozenset({"networkName", "default"})
 
 
-def _parse_networks(nodes: list[_Node]) -> tuple[Network, ...]:
+def parse_networks(nodes: list[Node]) -> tuple[Network, ...]:
     networks = tuple(_parse_network(n) for n in nodes)
     first: dict[str, int] = {}
-    for i, (net, node) in enumerate(zip(networks, nodes)):
+    for i, (net, node) in enumerate(zip(networks, nodes, strict=False)):
         if net.name in first:
             node.child("name").fail(
                 f"duplicate network name {net.name!r} (also networks[{first[net.name]}])"
             )
         first[net.name] = i
-    pods = [node for net, node in zip(networks, nodes) if net.kind == "pod"]
-    defaults = [node for net, node in zip(networks, nodes) if net.default]
+    pods = [node for net, node in zip(networks, nodes, strict=False) if net.kind == "pod"]
+    defaults = [node for net, node in zip(networks, nodes, strict=False) if net.default]
     if len(pods) > 1:
         pods[1].child("pod").fail("only one pod network is allowed")
     if len(defaults) > 1:
@@ -48,9 +48,9 @@ def _parse_networks(nodes: list[_Node]) -> tuple[Network, ...]:
     return networks
 
 
-def _parse_network(node: _Node) -> Network:
+def _parse_network(node: Node) -> Network:
     fields = node.mapping(_NET_FIELDS)
-    name = _label(node.child("name"), "network name")
+    name = dns_label(node.child("name"), "network name")
     kinds = [k for k in ("pod", "multus") if k in fields]
     if len(kinds) != 1:
         node.fail("needs exactly one of 'pod: {}' or 'multus: {networkName: ...}'")
@@ -72,15 +72,15 @@ def _parse_network(node: _Node) -> Network:
     )
 
 
-def _nad_name(node: _Node) -> str:
+def _nad_name(node: Node) -> str:
     text = node.text() or ""
     parts = text.split("/")
-    if len(parts) > 2 or not all(len(p) <= 253 and _SUBDOMAIN.fullmatch(p) for p in parts):
+    if len(parts) > 2 or not all(len(p) <= 253 and SUBDOMAIN.fullmatch(p) for p in parts):
         node.fail(f"invalid NetworkAttachmentDefinition {text!r}: expected [namespace/]name")
     return text
 
 
-def _cidr(node: _Node, cls: type[_Net], max_prefix: int) -> _Net | None:
+def _cidr(node: Node, cls: type[_Net], max_prefix: int) -> _Net | None:
     text = node.text()
     if text is None:
         return None

@@ -1,7 +1,7 @@
-"""`_Node`: one value of the untrusted input together with its path.
+"""`Node`: one value of the untrusted input together with its path.
 
 Rules:
-1. Every check on the input goes through a `_Node`, so every failure is a
+1. Every check on the input goes through a `Node`, so every failure is a
    `ConfigError` naming the path of the offending value (package rule 1).
 2. `None` reads as absent (package rule 3); a type mismatch names both the
    expected and the actual JSON type.
@@ -19,11 +19,11 @@ from typing import NoReturn
 from vmnet.core.errors import ConfigError
 
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True, slots=True)
-class _Node:
+class Node:
     """A value of the input together with its path, for error messages."""
 
     value: object
@@ -40,7 +40,7 @@ class _Node:
         if self.value is None:
             return {}
         if not isinstance(self.value, dict):
-            self.fail(f"must be a mapping, not {_type(self.value)}")
+            self.fail(f"must be a mapping, not {type_name(self.value)}")
         for key in self.value:
             if not isinstance(key, str):
                 self.fail(f"key {key!r} must be a string")
@@ -51,35 +51,35 @@ class _Node:
                 )
         return self.value
 
-    def child(self, key: str) -> _Node:
+    def child(self, key: str) -> Node:
         value = self.value.get(key) if isinstance(self.value, dict) else None
         shown = key if key.isprintable() and key.strip() == key and key else repr(key)
-        return _Node(value, f"{self.path}.{shown}" if self.path else shown)
+        return Node(value, f"{self.path}.{shown}" if self.path else shown)
 
-    def require(self, key: str) -> _Node:
+    def require(self, key: str) -> Node:
         node = self.child(key)
         if node.absent:
             node.fail("missing")
         return node
 
-    def elements(self) -> list[_Node]:
+    def elements(self) -> list[Node]:
         if self.value is None:
             return []
         if not isinstance(self.value, list):
-            self.fail(f"must be a list, not {_type(self.value)}")
-        return [_Node(v, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
+            self.fail(f"must be a list, not {type_name(self.value)}")
+        return [Node(v, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
 
     def text(self) -> str | None:
         if self.value is None or isinstance(self.value, str):
             return self.value
-        self.fail(f"must be a string, not {_type(self.value)}")
+        self.fail(f"must be a string, not {type_name(self.value)}")
 
     def integer(self, low: int, high: int | None = None) -> int | None:
         v = self.value
         if v is None:
             return None
         if not isinstance(v, int) or isinstance(v, bool):
-            self.fail(f"must be an integer, not {_type(v)}")
+            self.fail(f"must be an integer, not {type_name(v)}")
         if v < low or (high is not None and v > high):
             self.fail(f"{v} is out of range {low}-{high}" if high else f"{v} must be >= {low}")
         return v
@@ -87,7 +87,7 @@ class _Node:
     def flag(self) -> bool:
         if self.value is None or isinstance(self.value, bool):
             return bool(self.value)
-        self.fail(f"must be true or false, not {_type(self.value)}")
+        self.fail(f"must be true or false, not {type_name(self.value)}")
 
     def name(self, rule: re.Pattern[str], max_len: int, what: str) -> str:
         text = self.text()
@@ -100,7 +100,7 @@ class _Node:
         return text
 
 
-def _type(value: object) -> str:
+def type_name(value: object) -> str:
     names = {
         dict: "a mapping",
         list: "a list",
@@ -113,5 +113,5 @@ def _type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _label(node: _Node, what: str) -> str:
+def dns_label(node: Node, what: str) -> str:
     return node.name(_LABEL, 63, what)

@@ -15,8 +15,8 @@ import yaml
 
 from vmnet.core.errors import ConfigError
 from vmnet.manifest.document import parse
+from vmnet.manifest.nodes import type_name
 from vmnet.manifest.vmi import KINDS, MAX_TEXT, Vmi
-from vmnet.manifest.nodes import _type
 
 
 def parse_text(text: str, *, source: str = "<manifest>") -> Vmi:
@@ -26,7 +26,7 @@ def parse_text(text: str, *, source: str = "<manifest>") -> Vmi:
         ConfigError: syntax error (with line and column), no VM/VMI, or invalid.
     """
     if not isinstance(text, str):
-        raise ConfigError(source, f"a manifest must be text, not {_type(text)}")
+        raise ConfigError(source, f"a manifest must be text, not {type_name(text)}")
     if len(text) > MAX_TEXT:
         raise ConfigError(source, f"larger than {MAX_TEXT} characters")
     docs = [d for d in _decode(text, source) if d is not None]

@@ -16,14 +16,14 @@ import dataclasses
 import ipaddress
 from collections.abc import Iterator
 
+from vmnet.core.errors import CacheError
+from vmnet.core.names import LinkNames
+from vmnet.manifest import Binding, Interface, Network, Vmi
 from vmnet.plan.state import NetworkRecord, NetworkState
-from vmnet.store.cache import Cache
 from vmnet.protocols import resolvconf
 from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp6.config import Dhcp6Config
-from vmnet.core.errors import CacheError
-from vmnet.manifest import Binding, Interface, Network, Vmi
-from vmnet.core.names import LinkNames
+from vmnet.store.cache import Cache
 
 
 def finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
@@ -63,8 +63,9 @@ def lease6(cache: Cache, network: str) -> Dhcp6Config | None:
         raise CacheError(f"read cache {cache.path('dhcp6', network)}: {err}") from err
 
 
-def dhcp_configs(vmi: Vmi, cache: Cache,
-                 resolv: resolvconf.ResolvConf) -> list[tuple[str, DhcpConfig]]:
+def dhcp_configs(
+    vmi: Vmi, cache: Cache, resolv: resolvconf.ResolvConf
+) -> list[tuple[str, DhcpConfig]]:
     """(serving bridge, configuration) for every network that gets DHCP."""
     out = []
     for iface, net, record in finished(vmi, cache):
@@ -76,8 +77,9 @@ def dhcp_configs(vmi: Vmi, cache: Cache,
     return out
 
 
-def dhcp6_configs(vmi: Vmi, cache: Cache,
-                  resolv: resolvconf.ResolvConf) -> list[tuple[str, Dhcp6Config]]:
+def dhcp6_configs(
+    vmi: Vmi, cache: Cache, resolv: resolvconf.ResolvConf
+) -> list[tuple[str, Dhcp6Config]]:
     """(serving bridge, configuration) for every network that gets DHCPv6 and RAs."""
     out = []
     for _iface, net, record in finished(vmi, cache):
@@ -91,8 +93,9 @@ def dhcp6_configs(vmi: Vmi, cache: Cache,
     return out
 
 
-def _complete(vmi: Vmi, iface: Interface, base: DhcpConfig,
-              resolv: resolvconf.ResolvConf) -> DhcpConfig:
+def _complete(
+    vmi: Vmi, iface: Interface, base: DhcpConfig, resolv: resolvconf.ResolvConf
+) -> DhcpConfig:
     extra: dict[str, object] = {
         "dns": tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv4Address)),
         "search": resolvconf.with_subdomain(resolv.search, vmi.subdomain),

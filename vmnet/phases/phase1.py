@@ -20,17 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmnet.core.addr import MacAddress
 from vmnet.apply.applier import Applier
-from vmnet.plan.bindings import BindContext, BindMechanism, MacSource, binding_for, choose_vm_mac
-from vmnet.plan.state import NetworkRecord, NetworkState
-from vmnet.store.cache import Cache
 from vmnet.apply.discovery import discover, link_names
 from vmnet.apply.drivers import Drivers, real
-from vmnet.core.netns import check_netns
+from vmnet.core.addr import MacAddress
 from vmnet.core.errors import CacheError, ConfigError, VmnetError
-from vmnet.manifest import Binding, Interface, Network, Vmi
-from vmnet.plan.state import RouteState, TapSpec
 from vmnet.core.names import (
     PRIMARY_POD_IFACE,
     LinkNames,
@@ -39,6 +33,11 @@ from vmnet.core.names import (
     ordinal_pod_iface,
     uses_ordinal_scheme,
 )
+from vmnet.core.netns import check_netns
+from vmnet.manifest import Binding, Interface, Vmi
+from vmnet.plan.bindings import BindContext, BindMechanism, MacSource, binding_for, choose_vm_mac
+from vmnet.plan.state import NetworkRecord, NetworkState, RouteState, TapSpec
+from vmnet.store.cache import Cache
 
 log = logging.getLogger(__name__)
 SYSCTL_RECORD = "sysctl"
@@ -88,8 +87,7 @@ def pod_iface_names(vmi: Vmi, existing: list[str], iface_map: Mapping[str, str])
     return out
 
 
-def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
-            options: PlugOptions) -> list[BindContext]:
+def prepare(vmi: Vmi, drivers: Drivers, cache: Cache, options: PlugOptions) -> list[BindContext]:
     """Discover and plan every network; raise before any mutation."""
     check_migration(vmi, options)
     # only secondary networks can use the ordinal scheme: no need to list links otherwise
@@ -104,9 +102,12 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
         binding = binding_for(iface.binding)
         record = cache.network(net.name)
         if record is not None and record.binding != binding.name:
-            raise ConfigError("--vmi", f"network {net.name!r} was plugged with the "
-                              f"{record.binding} binding, the manifest now says {binding.name}: "
-                              "unplug with the old manifest first")
+            raise ConfigError(
+                "--vmi",
+                f"network {net.name!r} was plugged with the "
+                f"{record.binding} binding, the manifest now says {binding.name}: "
+                "unplug with the old manifest first",
+            )
         if record is None:
             primary = net is vmi.primary
             LinkNames.derive(pod_names[net.name], primary=primary)
@@ -114,12 +115,23 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache,
                 routes = drivers.netlink.routes()
             pod_nic = discover(drivers.netlink, pod_names[net.name], routes)
             record = NetworkRecord(
-                network=net.name, binding=binding.name, state=NetworkState.PENDING,
-                pod_iface=pod_names[net.name], index=index, primary=primary,
-                pod_nic=pod_nic, nic_mac=MacAddress.random_local(),
+                network=net.name,
+                binding=binding.name,
+                state=NetworkState.PENDING,
+                pod_iface=pod_names[net.name],
+                index=index,
+                primary=primary,
+                pod_nic=pod_nic,
+                nic_mac=MacAddress.random_local(),
                 tap=TapSpec(options.tap_uid, options.tap_gid, 1),
-                vm_mac=choose_vm_mac(iface.mac, _mac_source(iface, options), vmi.namespace,
-                                     vmi.name, net.name, pod_nic.link.mac),
+                vm_mac=choose_vm_mac(
+                    iface.mac,
+                    _mac_source(iface, options),
+                    vmi.namespace,
+                    vmi.name,
+                    net.name,
+                    pod_nic.link.mac,
+                ),
                 vmi=f"{vmi.namespace}/{vmi.name}",
             )
         ctx = BindContext(vmi, iface, net, record)
@@ -141,12 +153,18 @@ def check_migration(vmi: Vmi, options: PlugOptions) -> None:
     allowed = vmi.annotations.get(ALLOW_BRIDGE_MIGRATION) is not None
     for iface, net in vmi.pairs():
         if iface.binding == Binding.BRIDGE and net.is_primary and not allowed:
-            raise ConfigError("--migration-target", f"interface {iface.name!r} has the bridge "
-                              f"binding on the pod network; it migrates only with the "
-                              f"{ALLOW_BRIDGE_MIGRATION} annotation")
+            raise ConfigError(
+                "--migration-target",
+                f"interface {iface.name!r} has the bridge "
+                f"binding on the pod network; it migrates only with the "
+                f"{ALLOW_BRIDGE_MIGRATION} annotation",
+            )
         if iface.mac is None and options.mac_source == MacSource.POD:
-            raise ConfigError("--migration-target", f"interface {iface.name!r} would get the "
-                              "target pod's MAC: set macAddress or use --mac-source stable")
+            raise ConfigError(
+                "--migration-target",
+                f"interface {iface.name!r} would get the "
+                "target pod's MAC: set macAddress or use --mac-source stable",
+            )
 
 
 def _saved_sysctls(cache: Cache) -> dict[str, str | None]:
@@ -154,8 +172,9 @@ def _saved_sysctls(cache: Cache) -> dict[str, str | None]:
     saved = cache.read(SYSCTL_RECORD) or {}
     for key, value in saved.items():
         if not _SYSCTL_KEY.match(key) or ".." in key.split("/"):
-            raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key!r} is not a "
-                             "net/ sysctl")
+            raise CacheError(
+                f"read cache {cache.path(SYSCTL_RECORD)}: {key!r} is not a net/ sysctl"
+            )
         if value is not None and not isinstance(value, str):
             raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key} is not a string")
     return saved
@@ -173,8 +192,14 @@ def _with_drivers(fn: Callable[..., PlugResult]) -> Callable[..., PlugResult]:
     """Open real drivers for `netns` when none are given, and close them after."""
 
     @functools.wraps(fn)
-    def run(vmi: Vmi, netns: str | None, cache: Cache, *args: Any,
-            drivers: Drivers | None = None, **kw: Any) -> PlugResult:
+    def run(
+        vmi: Vmi,
+        netns: str | None,
+        cache: Cache,
+        *args: Any,
+        drivers: Drivers | None = None,
+        **kw: Any,
+    ) -> PlugResult:
         if drivers is not None:
             return fn(vmi, netns, cache, *args, drivers=drivers, **kw)
         check_netns(netns)
@@ -188,9 +213,14 @@ def _with_drivers(fn: Callable[..., PlugResult]) -> Callable[..., PlugResult]:
 
 
 @_with_drivers
-def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None = None,
-         drivers: Drivers | None = None,
-         on_mutation: Callable[[str], None] | None = None) -> PlugResult:
+def plug(
+    vmi: Vmi,
+    netns: str | None,
+    cache: Cache,
+    options: PlugOptions | None = None,
+    drivers: Drivers | None = None,
+    on_mutation: Callable[[str], None] | None = None,
+) -> PlugResult:
     """Phase 1 for every interface of `vmi`; see the module rules."""
     assert drivers is not None
     options = options or PlugOptions()
@@ -199,7 +229,7 @@ def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None 
     binding_keys = [k for ctx in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
     _save_sysctls(cache, drivers, binding_keys)
     applier = Applier(drivers, on_mutation)
-    for index, (iface, net) in enumerate(vmi.pairs()):
+    for _index, (iface, net) in enumerate(vmi.pairs()):
         record = cache.network(net.name) if iface.state == "absent" else None
         if record is not None:  # hot-unplug: the interface was plugged, now it is absent
             _unplug_record(applier, cache, BindContext(vmi, iface, net, record))
@@ -210,8 +240,7 @@ def plug(vmi: Vmi, netns: str | None, cache: Cache, options: PlugOptions | None 
         if record.state != NetworkState.STARTED:
             cache.put_network(_with_state(record, NetworkState.STARTED))
         applier.apply(binding.plan(ctx))
-        _write_leases(cache, ctx.network.name, binding.dhcp_config(ctx),
-                      binding.dhcp6_config(ctx))
+        _write_leases(cache, ctx.network.name, binding.dhcp_config(ctx), binding.dhcp6_config(ctx))
         cache.put_network(_with_state(record, NetworkState.FINISHED, applier.warnings))
         result.networks.append(ctx.network.name)
     result.mutations = applier.mutations
@@ -227,25 +256,33 @@ def _write_leases(cache: Cache, network: str, v4: object, v6: object) -> None:
             cache.remove(kind, network)
 
 
-def _with_state(record: NetworkRecord, state: NetworkState,
-                warnings: list[str] | None = None) -> NetworkRecord:
+def _with_state(
+    record: NetworkRecord, state: NetworkState, warnings: list[str] | None = None
+) -> NetworkRecord:
     from dataclasses import replace
 
-    return replace(record, state=state,
-                   warnings=tuple(warnings) if warnings is not None else record.warnings)
+    return replace(
+        record, state=state, warnings=tuple(warnings) if warnings is not None else record.warnings
+    )
 
 
 @_with_drivers
-def unplug(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = None,
-           on_mutation: Callable[[str], None] | None = None) -> PlugResult:
+def unplug(
+    vmi: Vmi,
+    netns: str | None,
+    cache: Cache,
+    drivers: Drivers | None = None,
+    on_mutation: Callable[[str], None] | None = None,
+) -> PlugResult:
     """Undo phase 1 for every network recorded in `cache`."""
     assert drivers is not None
     pairs = {net.name: (i, iface, net) for i, (iface, net) in enumerate(vmi.pairs())}
     records = sorted(cache.networks(), key=lambda r: r.index, reverse=True)
     for record in records:
         if record.network not in pairs:
-            raise ConfigError("--vmi", f"cache has network {record.network!r} "
-                              "that the manifest does not have")
+            raise ConfigError(
+                "--vmi", f"cache has network {record.network!r} that the manifest does not have"
+            )
     saved_sysctls = _saved_sysctls(cache)
     applier = Applier(drivers, on_mutation)
     result = PlugResult()
@@ -272,12 +309,14 @@ def _recorded_binding(record: NetworkRecord) -> BindMechanism:
     try:
         return binding_for(Binding(record.binding))
     except ValueError:
-        raise CacheError(f"read cache {record.network}: unknown binding "
-                         f"{record.binding!r}") from None
+        raise CacheError(
+            f"read cache {record.network}: unknown binding {record.binding!r}"
+        ) from None
 
 
-def _restore_sysctls(cache: Cache, drivers: Drivers, applier: Applier,
-                     saved: dict[str, str | None]) -> None:
+def _restore_sysctls(
+    cache: Cache, drivers: Drivers, applier: Applier, saved: dict[str, str | None]
+) -> None:
     """Put back what plug changed; a per-link key whose link is gone is skipped."""
     for key, value in saved.items():
         current = drivers.sysctl.get(key)

@@ -11,10 +11,10 @@ Rules:
 from __future__ import annotations
 
 from vmnet import domain as dom
+from vmnet.manifest import Vmi
+from vmnet.phases.leases import dhcp6_configs, dhcp_configs, finished, hostname, lease, lease6
 from vmnet.plan.bindings import BindContext, binding_for
 from vmnet.store.cache import Cache
-from vmnet.phases.leases import dhcp6_configs, dhcp_configs, finished, hostname, lease, lease6
-from vmnet.manifest import Vmi
 
 
 def domain_interfaces(vmi: Vmi, cache: Cache) -> list[dom.DomainInterface]:

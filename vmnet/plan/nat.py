@@ -78,7 +78,7 @@ def fingerprints(script: str) -> dict[tuple[str, str], str]:
         if len(words) == 4 and words[0] == "table" and words[3] == "{":
             stripped = nxt.strip()
             if stripped.startswith('comment "'):
-                out[(words[1], words[2])] = stripped[len('comment "'):-1]
+                out[(words[1], words[2])] = stripped[len('comment "') : -1]
     return out
 
 
@@ -138,8 +138,10 @@ def _inbound(s: NatSpec, loop: str, c: str) -> tuple[list[str], list[str], list[
             istio = _set([str(p) for p in ISTIO_PORTS])
             out.append(f"    tcp dport {istio} {f} saddr {loop} counter return {c}")
             post.append(f"    tcp dport {istio} {f} saddr {loop} counter return {c}")
-            pre.append(f"    tcp dport {_set([str(p) for p in ISTIO_NON_PROXIED])} "
-                       f"counter dnat to {s.vm_ip} {c}")
+            pre.append(
+                f"    tcp dport {_set([str(p) for p in ISTIO_NON_PROXIED])} "
+                f"counter dnat to {s.vm_ip} {c}"
+            )
         else:
             pre.append(f"    counter dnat to {s.vm_ip} {c}")
         post.append(f"    {f} saddr {src} counter snat to {s.gateway} {c}")

@@ -34,14 +34,22 @@ class AddrState:
     broadcast: IPAddress | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": str(self.interface), "flags": self.flags, "scope": self.scope,
-                "broadcast": str(self.broadcast) if self.broadcast else None}
+        return {
+            "address": str(self.interface),
+            "flags": self.flags,
+            "scope": self.scope,
+            "broadcast": str(self.broadcast) if self.broadcast else None,
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> AddrState:
         brd = obj.get("broadcast")
-        return cls(ipaddress.ip_interface(obj["address"]), int(obj["flags"]), int(obj["scope"]),
-                   ipaddress.ip_address(brd) if brd else None)
+        return cls(
+            ipaddress.ip_interface(obj["address"]),
+            int(obj["flags"]),
+            int(obj["scope"]),
+            ipaddress.ip_address(brd) if brd else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,11 +42,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vmnet.core.errors import ConfigError, DhcpDecodeError, DriverError
+from vmnet.core.netns import check_netns, run_in
 from vmnet.protocols.dhcp4.codec import decode, encode, frame_ipv4_udp
 from vmnet.protocols.dhcp4.options import MessageType
 from vmnet.protocols.dhcp4.responder import SERVER_PORT, Reply, SingleLeaseResponder
-from vmnet.core.netns import check_netns, run_in
-from vmnet.core.errors import ConfigError, DhcpDecodeError, DriverError
 
 ETH_P_IP = 0x0800
 SIOCGIFFLAGS = 0x8913
@@ -75,7 +75,9 @@ class Endpoint:
         """Send `reply` (or its already encoded `payload`) as one Ethernet frame."""
         if payload is None:
             payload = encode(reply.message)
-        packet = frame_ipv4_udp(reply.src_ip, reply.dest_ip, (SERVER_PORT, reply.dest_port), payload)
+        packet = frame_ipv4_udp(
+            reply.src_ip, reply.dest_ip, (SERVER_PORT, reply.dest_port), payload
+        )
         self.tx.sendto(packet, (self.ifname, ETH_P_IP, 0, 0, reply.dest_mac.packed))
 
     def close(self) -> None:
@@ -161,8 +163,9 @@ def _handle_one(endpoint: Endpoint, responder: SingleLeaseResponder) -> bool:
     return True
 
 
-def _respond(endpoint: Endpoint, responder: SingleLeaseResponder,
-             data: bytes) -> tuple[Reply, bytes, bool] | None:
+def _respond(
+    endpoint: Endpoint, responder: SingleLeaseResponder, data: bytes
+) -> tuple[Reply, bytes, bool] | None:
     """(reply, its encoding, whether rule 7 may replay it), or None for silence."""
     try:
         msg = decode(data)
@@ -178,13 +181,17 @@ def _respond(endpoint: Endpoint, responder: SingleLeaseResponder,
         return None
     if reply is None:
         return None
-    memo = (msg.message_type == MessageType.DISCOVER and reply.message.message_type
-            == MessageType.OFFER and responder.stats.options_dropped == dropped)
+    memo = (
+        msg.message_type == MessageType.DISCOVER
+        and reply.message.message_type == MessageType.OFFER
+        and responder.stats.options_dropped == dropped
+    )
     return reply, encode(reply.message), memo
 
 
-def _send(endpoint: Endpoint, responder: SingleLeaseResponder, reply: Reply, payload: bytes,
-          unicast: bool) -> None:
+def _send(
+    endpoint: Endpoint, responder: SingleLeaseResponder, reply: Reply, payload: bytes, unicast: bool
+) -> None:
     try:
         endpoint.send(reply, payload)
         responder.stats.answered_unicast += unicast

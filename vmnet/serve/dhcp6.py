@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import random
@@ -30,11 +31,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
 from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError, DhcpDecodeError
 from vmnet.protocols.dhcp6.codec import decode, encode, ipv6_udp
-from vmnet.serve.endpoint6 import Endpoint6, open_endpoint6
 from vmnet.protocols.dhcp6.ra import RaSchedule, build_ra, parse_rs
 from vmnet.protocols.dhcp6.responder import Responder6
-from vmnet.core.errors import ConfigError, DhcpDecodeError
+from vmnet.serve.endpoint6 import Endpoint6, open_endpoint6
 
 __all__ = ["POLL_SECONDS", "RETRY_SECONDS", "Endpoint6", "open_endpoint6", "serve6"]
 
@@ -56,8 +57,11 @@ class _Lane:
 
 
 def serve6(
-    pairs: Sequence[tuple[Endpoint6, Responder6]], stop: threading.Event, *,
-    ra_interval: float = 10.0, rand: Callable[[], float] = random.random,
+    pairs: Sequence[tuple[Endpoint6, Responder6]],
+    stop: threading.Event,
+    *,
+    ra_interval: float = 10.0,
+    rand: Callable[[], float] = random.random,
 ) -> None:
     """Serve DHCPv6 and send RAs on every (endpoint, responder) pair until `stop` is set.
 
@@ -127,10 +131,8 @@ def _on_dhcp(lane: _Lane) -> None:
 
 
 def _drain(lane: _Lane) -> None:
-    try:
+    with contextlib.suppress(BlockingIOError, InterruptedError):
         lane.endpoint.udp.recv(65535)
-    except (BlockingIOError, InterruptedError):
-        pass
 
 
 def _on_rs(lane: _Lane) -> None:

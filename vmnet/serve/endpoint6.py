@@ -35,9 +35,9 @@ import time
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from vmnet.protocols.dhcp6.ra import HOP_LIMIT
-from vmnet.core.netns import check_netns, run_in
 from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.netns import check_netns, run_in
+from vmnet.protocols.dhcp6.ra import HOP_LIMIT
 
 SERVER_PORT = 547
 ALL_DHCP = "ff02::1:2"
@@ -50,8 +50,14 @@ SO_ATTACH_FILTER = 26
 ICMP6_FILTER = 1  # linux/icmpv6.h; a set bit blocks that type
 IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
 # ldb [6]; jeq #17 else drop; ldh [42]; jeq #547 else drop; ret all; ret 0
-_BPF = ((0x30, 0, 0, 6), (0x15, 0, 3, 17), (0x28, 0, 0, 42), (0x15, 0, 1, SERVER_PORT),
-        (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0))
+_BPF = (
+    (0x30, 0, 0, 6),
+    (0x15, 0, 3, 17),
+    (0x28, 0, 0, 42),
+    (0x15, 0, 1, SERVER_PORT),
+    (0x06, 0, 0, 0xFFFF),
+    (0x06, 0, 0, 0),
+)
 
 
 @dataclass(slots=True)
@@ -77,8 +83,12 @@ class Endpoint6:
                 raise OSError(errno.EADDRNOTAVAIL, "no usable link-local address yet")
         info = self.link_local.packed + struct.pack("=I", self.ifindex)
         try:
-            self.icmp.sendmsg([message], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)], 0,
-                              (ALL_NODES, 0, 0, self.ifindex))
+            self.icmp.sendmsg(
+                [message],
+                [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)],
+                0,
+                (ALL_NODES, 0, 0, self.ifindex),
+            )
         except OSError:
             self.link_local = None
             raise
@@ -143,8 +153,9 @@ def _open(ifname: str) -> tuple[int, socket.socket, socket.socket, socket.socket
         opened.append(rx := socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0))
         _attach_bpf(rx)
         rx.bind((ifname, ETH_P_IPV6))
-        opened.append(icmp := socket.socket(socket.AF_INET6, socket.SOCK_RAW,
-                                            socket.IPPROTO_ICMPV6))
+        opened.append(
+            icmp := socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        )
         _setup_icmp(icmp, ifname, ifindex)
     except BaseException:
         for sock in opened:

@@ -15,32 +15,50 @@ Rules:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
-from vmnet.serve import dhcp4 as server4
 from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
-from vmnet.serve.shield import Shield
-from vmnet.serve import dhcp6 as server6
 from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.protocols.dhcp6.responder import Responder6
+from vmnet.serve import dhcp4 as server4
+from vmnet.serve import dhcp6 as server6
+from vmnet.serve.shield import Shield
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+E = TypeVar("E", bound=_Closable)
 
 
 class Service:
     """Serves the given configurations in `netns` until `stop()`."""
 
-    def __init__(self, netns: str | None, v4: Sequence[tuple[str, DhcpConfig]],
-                 v6: Sequence[tuple[str, Dhcp6Config]] = (), *, ra_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        netns: str | None,
+        v4: Sequence[tuple[str, DhcpConfig]],
+        v6: Sequence[tuple[str, Dhcp6Config]] = (),
+        *,
+        ra_interval: float = 10.0,
+    ) -> None:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._endpoints: list[object] = []
+        self._endpoints: list[_Closable] = []
         self.responders: list[SingleLeaseResponder] = []
         self.responders6: list[Responder6] = []
         try:
-            pairs4 = [(self._open(server4.open_endpoint(netns, bridge)), SingleLeaseResponder(c))
-                      for bridge, c in v4]
-            pairs6 = [(self._open(server6.open_endpoint6(netns, bridge)), Responder6(c))
-                      for bridge, c in v6]
+            pairs4 = [
+                (self._open(server4.open_endpoint(netns, bridge)), SingleLeaseResponder(c))
+                for bridge, c in v4
+            ]
+            pairs6 = [
+                (self._open(server6.open_endpoint6(netns, bridge)), Responder6(c))
+                for bridge, c in v6
+            ]
         except BaseException:
             self.stop()
             raise
@@ -48,20 +66,23 @@ class Service:
         self.responders6 = [r for _, r in pairs6]
         if pairs4:
             self._start("dhcp4", server4.serve, pairs4, self._stop)
-            rx = [(e.rx, r.config.client_mac) for e, r in pairs4]  # type: ignore[attr-defined]
+            rx = [(e.rx, r.config.client_mac) for e, r in pairs4]
             self.shield = Shield(rx)
             self._start("dhcp4-shield", self.shield.run, self._stop)
         if pairs6:
-            self._start("dhcp6", lambda p, s: server6.serve6(p, s, ra_interval=ra_interval),
-                        pairs6, self._stop)
+            self._start(
+                "dhcp6",
+                lambda p, s: server6.serve6(p, s, ra_interval=ra_interval),
+                pairs6,
+                self._stop,
+            )
 
-    def _open(self, endpoint: object) -> object:
+    def _open(self, endpoint: E) -> E:
         self._endpoints.append(endpoint)
         return endpoint
 
-    def _start(self, name: str, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=f"vmnet-{name}",  # type: ignore[arg-type]
-                                  daemon=True)
+    def _start(self, name: str, target: Callable[..., object], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"vmnet-{name}", daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -81,4 +102,4 @@ class Service:
             thread.join(5)
         self._threads.clear()
         while self._endpoints:
-            self._endpoints.pop().close()  # type: ignore[attr-defined]
+            self._endpoints.pop().close()

@@ -48,11 +48,16 @@ def client_filter(mac: MacAddress) -> bytes:
     """The BPF program of rule 2, as `struct sock_filter[]` bytes."""
     head, tail = struct.unpack("!IH", mac.packed)
     prog = [
-        (_LDB, 0, 0, _UDP + 1), (_JEQ, 0, 7, 1),  # htype == Ethernet
-        (_LDB, 0, 0, _UDP + 2), (_JEQ, 0, 5, 6),  # hlen == 6
-        (_LDW, 0, 0, _UDP + 28), (_JEQ, 0, 3, head),  # chaddr[0:4]
-        (_LDH, 0, 0, _UDP + 32), (_JEQ, 0, 1, tail),  # chaddr[4:6]
-        (_RET, 0, 0, _ACCEPT), (_RET, 0, 0, _DROP),
+        (_LDB, 0, 0, _UDP + 1),
+        (_JEQ, 0, 7, 1),  # htype == Ethernet
+        (_LDB, 0, 0, _UDP + 2),
+        (_JEQ, 0, 5, 6),  # hlen == 6
+        (_LDW, 0, 0, _UDP + 28),
+        (_JEQ, 0, 3, head),  # chaddr[0:4]
+        (_LDH, 0, 0, _UDP + 32),
+        (_JEQ, 0, 1, tail),  # chaddr[4:6]
+        (_RET, 0, 0, _ACCEPT),
+        (_RET, 0, 0, _DROP),
     ]
     return b"".join(struct.pack("=HBBI", *insn) for insn in prog)
 
@@ -74,8 +79,9 @@ def socket_drops(sock: socket.socket) -> int:
 class Shield:
     """Watches receive sockets and shields each one that drops (rules 2, 4)."""
 
-    def __init__(self, watched: Sequence[tuple[socket.socket, MacAddress | None]],
-                 interval: float = 0.05) -> None:
+    def __init__(
+        self, watched: Sequence[tuple[socket.socket, MacAddress | None]], interval: float = 0.05
+    ) -> None:
         self.pending = [(sock, mac) for sock, mac in watched if mac is not None]
         self.interval = interval
         self.shielded: list[socket.socket] = []
@@ -93,7 +99,6 @@ class Shield:
                     self.pending.remove((sock, mac))
                     continue
                 if dropping:
-                    log.warning("dhcp: receive queue overflowed; only %s is heard from now on",
-                                mac)
+                    log.warning("dhcp: receive queue overflowed; only %s is heard from now on", mac)
                     self.pending.remove((sock, mac))
                     self.shielded.append(sock)

@@ -19,10 +19,8 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
-from vmnet.core.addr import MacAddress
 from vmnet.core.errors import CacheError, DriverError
 from vmnet.plan.state import NetworkRecord
 

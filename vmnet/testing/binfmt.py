@@ -53,8 +53,21 @@ def encode_newc(entries: Iterable[CpioEntry]) -> bytes:
 def _member(entry: CpioEntry, ino: int) -> bytes:
     name = entry.name.encode() + b"\0"
     nlink = 2 if stat.S_ISDIR(entry.mode) else 1
-    fields = (ino, entry.mode, 0, 0, nlink, 0, len(entry.data), 0, 0,
-              entry.rdev[0], entry.rdev[1], len(name), 0)
+    fields = (
+        ino,
+        entry.mode,
+        0,
+        0,
+        nlink,
+        0,
+        len(entry.data),
+        0,
+        0,
+        entry.rdev[0],
+        entry.rdev[1],
+        len(name),
+        0,
+    )
     head = _NEWC_MAGIC + b"".join(b"%08x" % f for f in fields) + name
     head += bytes(-len(head) % 4)
     return head + entry.data + bytes(-len(entry.data) % 4)
@@ -64,13 +77,13 @@ def elf_interpreter(data: bytes) -> str | None:
     """The PT_INTERP path of a 64-bit little-endian ELF, or None if static."""
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise ConfigError("elf", "not a 64-bit little-endian ELF file")
-    phoff, = struct.unpack_from("<Q", data, 0x20)
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
     for i in range(phnum):
         off = phoff + i * phentsize
-        p_type, = struct.unpack_from("<I", data, off)
+        (p_type,) = struct.unpack_from("<I", data, off)
         if p_type == PT_INTERP:
-            p_offset, = struct.unpack_from("<Q", data, off + 8)
-            p_filesz, = struct.unpack_from("<Q", data, off + 32)
-            return data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
+            (p_offset,) = struct.unpack_from("<Q", data, off + 8)
+            (p_filesz,) = struct.unpack_from("<Q", data, off + 32)
+            return data[p_offset : p_offset + p_filesz].rstrip(b"\0").decode()
     return None

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
-from vmnet.core.netns import netns_path
 from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.netns import netns_path
 from vmnet.testing import netns as ns
 from vmnet.testing.cnidata import (
     CONFIGS,
@@ -52,8 +52,20 @@ UPLINK_GW = "192.168.255.254"
 CALICO_GW = "169.254.1.1"
 CALICO_HOST_MAC = MacAddress.parse("ee:ee:ee:ee:ee:ee")
 
-__all__ = ["CNI_BIN", "CONFIGS", "CniError", "CniPod", "CniResult", "Node", "bridge_config",
-           "host_local", "macvlan_config", "plugin_path", "ptp_config", "static_ipam"]
+__all__ = [
+    "CNI_BIN",
+    "CONFIGS",
+    "CniError",
+    "CniPod",
+    "CniResult",
+    "Node",
+    "bridge_config",
+    "host_local",
+    "macvlan_config",
+    "plugin_path",
+    "ptp_config",
+    "static_ipam",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +96,14 @@ def plugin_path(plugin: str) -> str:
 class CniPod:
     """One pod NIC (`ifname` in namespace `netns`) and what made it."""
 
-    def __init__(self, node: Node, netns: str, ifname: str, result: CniResult,
-                 config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        netns: str,
+        ifname: str,
+        result: CniResult,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         self.node = node
         self.netns = netns
         self.ifname = ifname
@@ -142,15 +160,25 @@ class Node:
         self.pods: list[CniPod] = []
         try:
             ns.create_veth(ns.VethEnd(self.netns, UPLINK), ns.VethEnd(self.netns, UPLINK + "p"))
-            ns.ip_batch(self.netns, [f"addr add {UPLINK_ADDR} dev {UPLINK}",
-                                     f"route add default via {UPLINK_GW} dev {UPLINK}"])
+            ns.ip_batch(
+                self.netns,
+                [
+                    f"addr add {UPLINK_ADDR} dev {UPLINK}",
+                    f"route add default via {UPLINK_GW} dev {UPLINK}",
+                ],
+            )
             ns.write_sysctl(self.netns, "net.ipv4.ip_forward", "1")
         except BaseException:
             self.close()
             raise
 
-    def add_pod(self, config: Mapping[str, Any] | None = None, *, ifname: str = "eth0",
-                netns: str | None = None) -> CniPod:
+    def add_pod(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        ifname: str = "eth0",
+        netns: str | None = None,
+    ) -> CniPod:
         """CNI ADD `config` (default: bridge + host-local) for `ifname`.
 
         Args:
@@ -190,14 +218,26 @@ class Node:
             ipam.setdefault("dataDir", self.data_dir)
         return conf
 
-    def invoke(self, command: str, conf: Mapping[str, Any], pod_ns: str, ifname: str,
-               container_id: str) -> dict[str, Any]:
+    def invoke(
+        self, command: str, conf: Mapping[str, Any], pod_ns: str, ifname: str, container_id: str
+    ) -> dict[str, Any]:
         """Run the plugin of `conf` once (rule 2) and return its parsed stdout."""
-        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
-               "CNI_NETNS": netns_path(pod_ns), "CNI_IFNAME": ifname, "CNI_PATH": CNI_BIN,
-               "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-        done = ns.exec_in(self.netns, [plugin_path(conf["type"])], input=json.dumps(conf),
-                          env=env, check=False, timeout=30.0)
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": container_id,
+            "CNI_NETNS": netns_path(pod_ns),
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": CNI_BIN,
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        }
+        done = ns.exec_in(
+            self.netns,
+            [plugin_path(conf["type"])],
+            input=json.dumps(conf),
+            env=env,
+            check=False,
+            timeout=30.0,
+        )
         out = json.loads(done.stdout) if done.stdout.strip() else {}
         if done.returncode != 0:
             why = out.get("msg") or done.stderr.strip() or f"exit {done.returncode}"
@@ -205,20 +245,34 @@ class Node:
             raise CniError(f"cni {command}", f"{conf['type']} {pod_ns}/{ifname}", why + detail)
         return out
 
-    def veth_pod(self, address: str = "10.26.0.2/24", gateway: str = "10.26.0.1", *,
-                 ifname: str = "eth0", mtu: int | None = None) -> CniPod:
+    def veth_pod(
+        self,
+        address: str = "10.26.0.2/24",
+        gateway: str = "10.26.0.1",
+        *,
+        ifname: str = "eth0",
+        mtu: int | None = None,
+    ) -> CniPod:
         """A pod without CNI: a veth whose node end holds the gateway address."""
         addr = ipaddress.ip_interface(address)
         host = "veth" + secrets.token_hex(5)
-        return self._manual_pod(_HandMade(
-            host, ifname, mtu, CniIP(addr, ipaddress.ip_address(gateway)),
-            node_cmds=(f"addr add {gateway}/{addr.network.prefixlen} dev {host}",),
-            pod_cmds=(f"addr add {address} dev {ifname}",
-                      f"route add default via {gateway} dev {ifname}"),
-        ))
+        return self._manual_pod(
+            _HandMade(
+                host,
+                ifname,
+                mtu,
+                CniIP(addr, ipaddress.ip_address(gateway)),
+                node_cmds=(f"addr add {gateway}/{addr.network.prefixlen} dev {host}",),
+                pod_cmds=(
+                    f"addr add {address} dev {ifname}",
+                    f"route add default via {gateway} dev {ifname}",
+                ),
+            )
+        )
 
-    def calico_pod(self, address: str = "10.27.0.5", *, ifname: str = "eth0",
-                   mtu: int | None = None) -> CniPod:
+    def calico_pod(
+        self, address: str = "10.27.0.5", *, ifname: str = "eth0", mtu: int | None = None
+    ) -> CniPod:
         """A Calico-shaped pod: /32 address, on-link 169.254.1.1 default gateway.
 
         The node end (`cali...`, MAC ee:ee:ee:ee:ee:ee) answers ARP for
@@ -226,14 +280,21 @@ class Node:
         """
         host = "cali" + secrets.token_hex(5)
         addr = ipaddress.ip_interface(f"{address}/32")
-        pod = self._manual_pod(_HandMade(
-            host, ifname, mtu, CniIP(addr, ipaddress.ip_address(CALICO_GW)),
-            node_cmds=(f"route add {addr} dev {host} scope link",),
-            pod_cmds=(f"addr add {addr} dev {ifname}",
-                      f"route add {CALICO_GW} dev {ifname} scope link",
-                      f"route add default via {CALICO_GW} dev {ifname}"),
-            host_mac=CALICO_HOST_MAC,
-        ))
+        pod = self._manual_pod(
+            _HandMade(
+                host,
+                ifname,
+                mtu,
+                CniIP(addr, ipaddress.ip_address(CALICO_GW)),
+                node_cmds=(f"route add {addr} dev {host} scope link",),
+                pod_cmds=(
+                    f"addr add {addr} dev {ifname}",
+                    f"route add {CALICO_GW} dev {ifname} scope link",
+                    f"route add default via {CALICO_GW} dev {ifname}",
+                ),
+                host_mac=CALICO_HOST_MAC,
+            )
+        )
         ns.write_sysctl(self.netns, f"net/ipv4/conf/{host}/proxy_arp", "1")
         ns.write_sysctl(self.netns, f"net/ipv4/neigh/{host}/proxy_delay", "0")
         return pod
@@ -241,12 +302,16 @@ class Node:
     def _manual_pod(self, nic: _HandMade) -> CniPod:
         pod_ns = ns.create_netns()
         try:
-            ns.create_veth(ns.VethEnd(self.netns, nic.host, nic.host_mac, nic.mtu),
-                           ns.VethEnd(pod_ns, nic.ifname, MacAddress.random_local(), nic.mtu))
+            ns.create_veth(
+                ns.VethEnd(self.netns, nic.host, nic.host_mac, nic.mtu),
+                ns.VethEnd(pod_ns, nic.ifname, MacAddress.random_local(), nic.mtu),
+            )
             ns.ip_batch(self.netns, nic.node_cmds)
             ns.ip_batch(pod_ns, nic.pod_cmds)
             mac = _mac(pod_ns, nic.ifname)
-            pod = CniPod(self, pod_ns, nic.ifname, CniResult.manual(pod_ns, nic.ifname, mac, nic.ip))
+            pod = CniPod(
+                self, pod_ns, nic.ifname, CniResult.manual(pod_ns, nic.ifname, mac, nic.ip)
+            )
         except BaseException:
             ns.remove_netns(pod_ns)
             raise
@@ -271,4 +336,3 @@ def _mtu(netns: str, ifname: str) -> int:
 def _mac(netns: str, ifname: str) -> MacAddress:
     with ns.open_ipr(netns) as ipr:
         return MacAddress.parse(ipr.get_links(ns.link_index(ipr, ifname))[0].get("address"))
-

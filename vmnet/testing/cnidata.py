@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmnet.core.addr import IPAddress, IPInterface, IPNetwork, MacAddress
-from vmnet.core.netns import netns_path
 from vmnet.core.errors import ConfigError
+from vmnet.core.netns import netns_path
 
 UPLINK = "uplink0"
 
 
-def host_local(subnet: str, *, gateway: str | None = None, default_route: bool = True) -> dict[str, Any]:
+def host_local(
+    subnet: str, *, gateway: str | None = None, default_route: bool = True
+) -> dict[str, Any]:
     """A host-local IPAM section; the node fills in its private dataDir."""
     ipam: dict[str, Any] = {"type": "host-local", "subnet": subnet}
     if gateway:
@@ -48,38 +50,67 @@ def static_ipam(address: str, gateway: str | None = None) -> dict[str, Any]:
     return ipam
 
 
-def bridge_config(subnet: str = "10.22.0.0/24", *, bridge: str = "cbr0",
-                  ipam: dict[str, Any] | None = None, mtu: int | None = None) -> dict[str, Any]:
+def bridge_config(
+    subnet: str = "10.22.0.0/24",
+    *,
+    bridge: str = "cbr0",
+    ipam: dict[str, Any] | None = None,
+    mtu: int | None = None,
+) -> dict[str, Any]:
     """The `bridge` plugin as a kubenet-style node uses it (gateway .1 on cbr0)."""
-    conf: dict[str, Any] = {"name": "vmt-bridge", "type": "bridge", "bridge": bridge,
-                            "isGateway": True, "isDefaultGateway": True, "ipMasq": False,
-                            "ipam": ipam or host_local(subnet, default_route=False)}
+    conf: dict[str, Any] = {
+        "name": "vmt-bridge",
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": True,
+        "isDefaultGateway": True,
+        "ipMasq": False,
+        "ipam": ipam or host_local(subnet, default_route=False),
+    }
     if mtu:
         conf["mtu"] = mtu
     return conf
 
 
-def ptp_config(subnet: str = "10.23.0.0/24", *, ipam: dict[str, Any] | None = None,
-               mtu: int | None = None) -> dict[str, Any]:
+def ptp_config(
+    subnet: str = "10.23.0.0/24", *, ipam: dict[str, Any] | None = None, mtu: int | None = None
+) -> dict[str, Any]:
     """The `ptp` plugin: a veth per pod, routed by the node."""
-    conf: dict[str, Any] = {"name": "vmt-ptp", "type": "ptp", "ipMasq": False,
-                            "ipam": ipam or host_local(subnet)}
+    conf: dict[str, Any] = {
+        "name": "vmt-ptp",
+        "type": "ptp",
+        "ipMasq": False,
+        "ipam": ipam or host_local(subnet),
+    }
     if mtu:
         conf["mtu"] = mtu
     return conf
 
 
-def macvlan_config(subnet: str = "10.25.0.0/24", *, master: str = UPLINK,
-                   ipam: dict[str, Any] | None = None, mode: str = "bridge") -> dict[str, Any]:
+def macvlan_config(
+    subnet: str = "10.25.0.0/24",
+    *,
+    master: str = UPLINK,
+    ipam: dict[str, Any] | None = None,
+    mode: str = "bridge",
+) -> dict[str, Any]:
     """The `macvlan` plugin on the node's uplink (a veth: no dummy module here)."""
     gateway = str(next(ipaddress.ip_network(subnet).hosts()))
-    return {"name": "vmt-macvlan", "type": "macvlan", "master": master, "mode": mode,
-            "ipam": ipam or host_local(subnet, gateway=gateway)}
+    return {
+        "name": "vmt-macvlan",
+        "type": "macvlan",
+        "master": master,
+        "mode": mode,
+        "ipam": ipam or host_local(subnet, gateway=gateway),
+    }
 
 
 CONFIGS: dict[str, Callable[[], dict[str, Any]]] = {
-    "bridge": bridge_config, "ptp": ptp_config, "macvlan": macvlan_config,
-    "static": lambda: bridge_config(ipam=static_ipam("10.22.0.50/24", "10.22.0.1"))}
+    "bridge": bridge_config,
+    "ptp": ptp_config,
+    "macvlan": macvlan_config,
+    "static": lambda: bridge_config(ipam=static_ipam("10.22.0.50/24", "10.22.0.1")),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +175,10 @@ class CniResult:
         data = {
             "cniVersion": "1.0.0",
             "interfaces": [{"name": ifname, "mac": str(mac), "sandbox": netns_path(pod_ns)}],
-            "ips": [{"address": str(ip.address), "interface": 0}
-                    | ({"gateway": str(ip.gateway)} if ip.gateway else {})],
+            "ips": [
+                {"address": str(ip.address), "interface": 0}
+                | ({"gateway": str(ip.gateway)} if ip.gateway else {})
+            ],
             "routes": [{"dst": "0.0.0.0/0"} | ({"gw": str(ip.gateway)} if ip.gateway else {})],
             "dns": {},
         }
@@ -161,9 +194,13 @@ class CniResult:
         """IPs whose `interface` index names `ifname` (all IPs if none has an index)."""
         if all(ip.interface is None for ip in self.ips):
             return self.ips
-        return tuple(ip for ip in self.ips if ip.interface is not None
-                     and ip.interface < len(self.interfaces)
-                     and self.interfaces[ip.interface].name == ifname)
+        return tuple(
+            ip
+            for ip in self.ips
+            if ip.interface is not None
+            and ip.interface < len(self.interfaces)
+            and self.interfaces[ip.interface].name == ifname
+        )
 
     def summary(self) -> str:
         ips = ", ".join(f"{ip.address} gw {ip.gateway}" for ip in self.ips)
@@ -172,24 +209,32 @@ class CniResult:
 
 def _iface(item: Mapping[str, Any]) -> CniInterface:
     mac = item.get("mac")
-    return CniInterface(str(item["name"]), MacAddress.parse(mac) if mac else None,
-                        str(item.get("sandbox", "")))
+    return CniInterface(
+        str(item["name"]), MacAddress.parse(mac) if mac else None, str(item.get("sandbox", ""))
+    )
 
 
 def _ip(item: Mapping[str, Any]) -> CniIP:
     gateway = item.get("gateway")
     index = item.get("interface")
-    return CniIP(ipaddress.ip_interface(item["address"]),
-                 ipaddress.ip_address(gateway) if gateway else None,
-                 int(index) if index is not None else None)
+    return CniIP(
+        ipaddress.ip_interface(item["address"]),
+        ipaddress.ip_address(gateway) if gateway else None,
+        int(index) if index is not None else None,
+    )
 
 
 def _route(item: Mapping[str, Any]) -> CniRoute:
     gw = item.get("gw")
-    return CniRoute(ipaddress.ip_network(item["dst"], strict=False),
-                    ipaddress.ip_address(gw) if gw else None)
+    return CniRoute(
+        ipaddress.ip_network(item["dst"], strict=False), ipaddress.ip_address(gw) if gw else None
+    )
 
 
 def _dns(item: Mapping[str, Any]) -> CniDns:
-    return CniDns(tuple(item.get("nameservers") or ()), str(item.get("domain", "")),
-                  tuple(item.get("search") or ()), tuple(item.get("options") or ()))
+    return CniDns(
+        tuple(item.get("nameservers") or ()),
+        str(item.get("domain", "")),
+        tuple(item.get("search") or ()),
+        tuple(item.get("options") or ()),
+    )

@@ -34,8 +34,10 @@ from vmnet.testing.lease import Lease, parse_ipconfig, parse_udhcpc
 QEMU = "qemu-system-x86_64"
 KERNEL_ARGS = "console=ttyS0 panic=-1 quiet"
 MAX_LINE = 4000  # the guest tty's canonical line buffer holds 4095 bytes
-UDHCPC = ("udhcpc -i {ifname} -f -q -n -t 5 -T 1 -A 1 -s /etc/udhcpc.script"
-          " -O mtu -O search -O staticroutes")
+UDHCPC = (
+    "udhcpc -i {ifname} -f -q -n -t 5 -T 1 -A 1 -s /etc/udhcpc.script"
+    " -O mtu -O search -O staticroutes"
+)
 IPCONFIG = "ipconfig -t 10 -c dhcp -d {ifname}"
 
 
@@ -102,7 +104,9 @@ class SerialGuest:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _wait_for(self, pattern: re.Pattern[bytes], start: int, timeout: float, op: str) -> re.Match[bytes]:
+    def _wait_for(
+        self, pattern: re.Pattern[bytes], start: int, timeout: float, op: str
+    ) -> re.Match[bytes]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while (match := pattern.search(self._buf, start)) is None:
@@ -139,8 +143,17 @@ class SerialGuest:
             with self._cond:
                 mark = len(self._buf)
             self._send(seq + b" " + line + b"\n")
-            pattern = re.compile(re.escape(BEGIN.encode()) + b" " + seq + rb"\n(.*?)\n"
-                                 + re.escape(END.encode()) + b" " + seq + rb" (\d+)\n", re.DOTALL)
+            pattern = re.compile(
+                re.escape(BEGIN.encode())
+                + b" "
+                + seq
+                + rb"\n(.*?)\n"
+                + re.escape(END.encode())
+                + b" "
+                + seq
+                + rb" (\d+)\n",
+                re.DOTALL,
+            )
             match = self._wait_for(pattern, mark, timeout, f"run {cmd[:40]!r}")
         return int(match.group(2)), match.group(1).decode(errors="replace")
 
@@ -158,14 +171,18 @@ class SerialGuest:
             client: "udhcpc" (busybox, with its hook script) or "ipconfig" (klibc).
         """
         if client == "udhcpc":
-            self.check(f"rm -f /run/udhcpc.{ifname}.lease; " + UDHCPC.format(ifname=ifname), timeout)
+            self.check(
+                f"rm -f /run/udhcpc.{ifname}.lease; " + UDHCPC.format(ifname=ifname), timeout
+            )
             return parse_udhcpc(self.check(f"cat /run/udhcpc.{ifname}.lease"))
         if client == "ipconfig":
             self.check(f"rm -f /run/net-{ifname}.conf; " + IPCONFIG.format(ifname=ifname), timeout)
             return parse_ipconfig(self.check(f"cat /run/net-{ifname}.conf"))
         raise ConfigError("client", f"unknown DHCP client {client!r} (udhcpc, ipconfig)")
 
-    def ip_addr(self, ifname: str = "eth0") -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    def ip_addr(
+        self, ifname: str = "eth0"
+    ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         """The addresses on `ifname`, as the guest sees them."""
         out = self.check(f"ip -o addr show dev {ifname}")
         found = re.findall(r"\binet6? (\S+)", out)
@@ -191,7 +208,7 @@ class SerialGuest:
         return rc == 0
 
 
-def _validate(tap: str, mac: str, mtu: int | None, memory_mb: int) -> MacAddress:
+def validate_nic(tap: str, mac: str, mtu: int | None, memory_mb: int) -> MacAddress:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", tap):
         raise ConfigError("tap", f"invalid interface name {tap!r}")
     if mtu is not None and not 68 <= mtu <= 65535:

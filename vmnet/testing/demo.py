@@ -19,10 +19,10 @@ import textwrap
 from collections.abc import Iterator
 
 from vmnet import manifest
-from vmnet.phases import phase1, phase2
-from vmnet.store.cache import Cache
 from vmnet.core.errors import VmnetError
+from vmnet.phases import phase1, phase2
 from vmnet.serve.service import Service
+from vmnet.store.cache import Cache
 from vmnet.testing import cni
 from vmnet.testing.cni import CniPod, Node
 from vmnet.testing.guest import Guest
@@ -56,10 +56,12 @@ def _say(step: str, detail: str = "") -> None:
 def _serving(vmi: manifest.Vmi, cache: Cache, netns: str) -> Iterator[Service]:
     from vmnet.protocols import resolvconf
 
-    resolv = resolvconf.parse("nameserver 10.96.0.10\nsearch default.svc.cluster.local "
-                              "svc.cluster.local cluster.local\n")
-    service = Service(netns, phase2.dhcp_configs(vmi, cache, resolv),
-                      phase2.dhcp6_configs(vmi, cache, resolv))
+    resolv = resolvconf.parse(
+        "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n"
+    )
+    service = Service(
+        netns, phase2.dhcp_configs(vmi, cache, resolv), phase2.dhcp6_configs(vmi, cache, resolv)
+    )
     try:
         yield service
     finally:
@@ -79,7 +81,7 @@ def _make_pod(node: Node) -> CniPod:
 def _show_domain(vmi: manifest.Vmi, cache: Cache) -> None:
     xml = phase2.decorate(vmi, cache, None).decode()
     start = xml.find("<interface")
-    block = xml[xml.rfind("\n", 0, start) + 1:xml.find("</interface>") + 12]
+    block = xml[xml.rfind("\n", 0, start) + 1 : xml.find("</interface>") + 12]
     _say("phase 2: domain interface", textwrap.dedent(block).replace("\n", "\n    "))
 
 
@@ -89,9 +91,12 @@ def _lease_and_ping(pod: CniPod, vmi: manifest.Vmi, cache: Cache, workdir: str) 
         _say("phase 2: DHCP responder serving on k6t-eth0")
         _say("guest namespace behind tap0", f"eth0 with the VM MAC {vm_mac}")
         lease = guest.dhcp("udhcpc", workdir=workdir)
-        _say("udhcpc got its lease", f"address {lease.address}, router {lease.router}, "
-             f"dns {', '.join(map(str, lease.dns))}, mtu {lease.mtu}, "
-             f"hostname {lease.hostname}, search {' '.join(lease.search)}")
+        _say(
+            "udhcpc got its lease",
+            f"address {lease.address}, router {lease.router}, "
+            f"dns {', '.join(map(str, lease.dns))}, mtu {lease.mtu}, "
+            f"hostname {lease.hostname}, search {' '.join(lease.search)}",
+        )
         if lease.address != pod.address:
             _say(f"FAILED: the guest got {lease.address}, the pod has {pod.address}")
             return False
@@ -121,8 +126,10 @@ def _run() -> int:
             return 1
         phase1.unplug(vmi, pod.netns, cache)
         after = snapshot(pod.netns)
-        _say(f"unplug: pod netns restored exactly as the CNI left it: "
-             f"{'yes' if after == before else 'NO'}")
+        _say(
+            f"unplug: pod netns restored exactly as the CNI left it: "
+            f"{'yes' if after == before else 'NO'}"
+        )
         if after != before:
             print("\n".join(after.diff(before)))
             return 1

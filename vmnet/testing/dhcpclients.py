@@ -25,15 +25,16 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
-from vmnet.protocols.dhcp4.options import parse_classless_routes
-from vmnet.core.netns import check_netns
 from vmnet.core.errors import ConfigError, VmnetError
+from vmnet.core.netns import check_netns
+from vmnet.protocols.dhcp4.options import parse_classless_routes
 
 CLIENTS = ("udhcpc", "dhclient", "dhcpcd")
 POLL = 0.05
 
 _DUMP = 'env > "{dir}/env.tmp" && mv "{dir}/env.tmp" "{dir}/$reason.env"\n'
-_UDHCPC_SCRIPT = """#!/bin/sh
+_UDHCPC_SCRIPT = (
+    """#!/bin/sh
 reason="$1"
 case "$reason" in
 deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
@@ -52,20 +53,30 @@ bound|renew)
     set -- $router; ip route replace default via "$1" dev "$interface"
   fi ;;
 esac
-""" + _DUMP
-_DHCLIENT_SCRIPT = """#!/bin/sh
+"""
+    + _DUMP
+)
+DHCLIENT_SCRIPT = (
+    """#!/bin/sh
 /sbin/dhclient-script; rc=$?
-""" + _DUMP + "exit $rc\n"
+"""
+    + _DUMP
+    + "exit $rc\n"
+)
 _DHCLIENT_CONF = """option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
 timeout {timeout}; retry 1; initial-interval 1;
 request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,
   domain-search, host-name, interface-mtu, rfc3442-classless-static-routes, ntp-servers;
 """
-_DHCPCD_SCRIPT = "#!/bin/sh\n" + _DUMP
+DHCPCD_SCRIPT = "#!/bin/sh\n" + _DUMP
 _DHCPCD_CONF = """option domain_name_servers, domain_name, domain_search, host_name, ntp_servers
 option classless_static_routes, interface_mtu\nrequire dhcp_server_identifier\nnoarp
 """
-_LEASE_REASONS = {"udhcpc": ("bound",), "dhclient": ("BOUND", "REBOOT"), "dhcpcd": ("BOUND", "REBOOT")}
+_LEASE_REASONS = {
+    "udhcpc": ("bound",),
+    "dhclient": ("BOUND", "REBOOT"),
+    "dhcpcd": ("BOUND", "REBOOT"),
+}
 
 
 class ClientError(VmnetError):
@@ -91,8 +102,13 @@ class Lease:
 
 
 def run_client(
-    client: str, netns: str, ifname: str, *, timeout: float = 30.0,
-    workdir: str | None = None, lease_file_text: str | None = None,
+    client: str,
+    netns: str,
+    ifname: str,
+    *,
+    timeout: float = 30.0,
+    workdir: str | None = None,
+    lease_file_text: str | None = None,
 ) -> Lease:
     """Run `client` once in `netns` on `ifname` and return the lease it took.
 
@@ -104,8 +120,15 @@ def run_client(
         ConfigError: unknown client.
         ClientError: no lease within `timeout` (message has the output).
     """
-    session = ClientSession(client, netns, ifname, timeout=timeout, workdir=workdir,
-                            lease_file_text=lease_file_text, oneshot=True)
+    session = ClientSession(
+        client,
+        netns,
+        ifname,
+        timeout=timeout,
+        workdir=workdir,
+        lease_file_text=lease_file_text,
+        oneshot=True,
+    )
     try:
         return session.wait_lease(timeout)
     finally:
@@ -116,8 +139,15 @@ class ClientSession:
     """A client running in the background, for renewals (`renew`)."""
 
     def __init__(
-        self, client: str, netns: str, ifname: str, *, timeout: float = 30.0,
-        workdir: str | None = None, lease_file_text: str | None = None, oneshot: bool = False,
+        self,
+        client: str,
+        netns: str,
+        ifname: str,
+        *,
+        timeout: float = 30.0,
+        workdir: str | None = None,
+        lease_file_text: str | None = None,
+        oneshot: bool = False,
     ) -> None:
         if client not in CLIENTS:
             raise ConfigError("client", f"unknown DHCP client {client!r}; one of {CLIENTS}")
@@ -125,19 +155,23 @@ class ClientSession:
         self.client, self.netns, self.ifname = client, netns, ifname
         self._own_dir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"vmnet-{client}-")
-        self._resolv = _ensure_resolv_conf(netns)
+        self._resolv = ensure_resolv_conf(netns)
         argv = _prepare(client, ifname, self.workdir, timeout, lease_file_text, oneshot)
-        self._log = open(os.path.join(self.workdir, "client.log"), "wb")
+        self._log = open(os.path.join(self.workdir, "client.log"), "wb")  # noqa: SIM115 - the client's log, closed with it
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", netns, "unshare", "--uts", *argv],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             start_new_session=True,
         )
 
     def wait_lease(self, timeout: float) -> Lease:
         """Block until the client reports a lease; parse it."""
-        return parse_env(self.client, _read_env(self._wait_env(_LEASE_REASONS[self.client], timeout)))
+        return parse_env(
+            self.client, read_env(self._wait_env(_LEASE_REASONS[self.client], timeout))
+        )
 
     def renew(self, timeout: float = 10.0) -> Lease:
         """udhcpc only: SIGUSR1 makes it renew (unicast to the server id)."""
@@ -146,7 +180,7 @@ class ClientSession:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.workdir, "renew.env"))
         self.proc.send_signal(signal.SIGUSR1)
-        return parse_env(self.client, _read_env(self._wait_env(("renew",), timeout)))
+        return parse_env(self.client, read_env(self._wait_env(("renew",), timeout)))
 
     def output(self) -> str:
         self._log.flush()
@@ -158,7 +192,7 @@ class ClientSession:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._log.close()
-        _remove_resolv_conf(self._resolv)
+        remove_resolv_conf(self._resolv)
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -179,47 +213,81 @@ class ClientSession:
         )
 
 
-def _write(path: str, text: str, mode: int = 0o644) -> str:
+def write_file(path: str, text: str, mode: int = 0o644) -> str:
     with open(path, "w") as f:
         f.write(text)
     os.chmod(path, mode)
     return path
 
 
-def _script(wd: str, name: str, template: str) -> str:
+def client_script(wd: str, name: str, template: str) -> str:
     # dhclient gives its script a fresh environment: the path is baked in.
-    return _write(os.path.join(wd, name), template.replace("{dir}", wd), 0o755)
+    return write_file(os.path.join(wd, name), template.replace("{dir}", wd), 0o755)
 
 
-def _prepare(client: str, ifname: str, wd: str, timeout: float,
-             lease_text: str | None, oneshot: bool) -> list[str]:
+def _prepare(
+    client: str, ifname: str, wd: str, timeout: float, lease_text: str | None, oneshot: bool
+) -> list[str]:
     tries = str(max(1, int(timeout)))
     if client == "udhcpc":
-        script = _script(wd, "udhcpc.sh", _UDHCPC_SCRIPT)
-        opts = [a for o in ("mtu", "search", "staticroutes", "ntpsrv", "hostname", "domain")
-                for a in ("-O", o)]
+        script = client_script(wd, "udhcpc.sh", _UDHCPC_SCRIPT)
+        opts = [
+            a
+            for o in ("mtu", "search", "staticroutes", "ntpsrv", "hostname", "domain")
+            for a in ("-O", o)
+        ]
         once = ["-q", "-n"] if oneshot else []
-        return ["busybox", "udhcpc", "-f", *once, "-i", ifname, "-s", script,
-                "-t", tries, "-T", "1", "-A", "1", *opts]
+        return [
+            "busybox",
+            "udhcpc",
+            "-f",
+            *once,
+            "-i",
+            ifname,
+            "-s",
+            script,
+            "-t",
+            tries,
+            "-T",
+            "1",
+            "-A",
+            "1",
+            *opts,
+        ]
     if client == "dhclient":
-        script = _script(wd, "dhclient.sh", _DHCLIENT_SCRIPT)
-        conf = _write(os.path.join(wd, "dhclient.conf"), _DHCLIENT_CONF.format(timeout=tries))
-        lease = _write(os.path.join(wd, "dhclient.leases"), lease_text or "")
-        return ["dhclient", "-d", "-1", "-v", "-cf", conf, "-lf", lease,
-                "-pf", os.path.join(wd, "dhclient.pid"), "-sf", script, ifname]
-    script = _script(wd, "dhcpcd.sh", _DHCPCD_SCRIPT)
-    conf = _write(os.path.join(wd, "dhcpcd.conf"), _DHCPCD_CONF)
+        script = client_script(wd, "dhclient.sh", DHCLIENT_SCRIPT)
+        conf = write_file(os.path.join(wd, "dhclient.conf"), _DHCLIENT_CONF.format(timeout=tries))
+        lease = write_file(os.path.join(wd, "dhclient.leases"), lease_text or "")
+        return [
+            "dhclient",
+            "-d",
+            "-1",
+            "-v",
+            "-cf",
+            conf,
+            "-lf",
+            lease,
+            "-pf",
+            os.path.join(wd, "dhclient.pid"),
+            "-sf",
+            script,
+            ifname,
+        ]
+    script = client_script(wd, "dhcpcd.sh", DHCPCD_SCRIPT)
+    conf = write_file(os.path.join(wd, "dhcpcd.conf"), _DHCPCD_CONF)
     for sub in ("lib", "run"):
         os.makedirs(os.path.join(wd, sub), exist_ok=True)
     once = ["--oneshot"] if oneshot else []
-    inner = (f"mount --bind {wd}/lib /var/lib/dhcpcd && mount --bind {wd}/run /run/dhcpcd && "
-             f"exec dhcpcd -f {conf} -c {script} {' '.join(once)} --nobackground --noipv4ll "
-             f"-4 -t {tries} {ifname}")
+    inner = (
+        f"mount --bind {wd}/lib /var/lib/dhcpcd && mount --bind {wd}/run /run/dhcpcd && "
+        f"exec dhcpcd -f {conf} -c {script} {' '.join(once)} --nobackground --noipv4ll "
+        f"-4 -t {tries} {ifname}"
+    )
     os.makedirs("/run/dhcpcd", exist_ok=True)
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner]
 
 
-def _read_env(path: str) -> dict[str, str]:
+def read_env(path: str) -> dict[str, str]:
     with open(path, errors="replace") as f:
         pairs = [line.rstrip("\n").partition("=") for line in f]
     return {k: v for k, sep, v in pairs if sep and k.isidentifier()}
@@ -247,7 +315,9 @@ def _int(text: str | None) -> int | None:
 
 def _pair_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], ...]:
     words = (text or "").split()
-    return tuple((IPv4Network(d), IPv4Address(g)) for d, g in zip(words[::2], words[1::2]))
+    return tuple(
+        (IPv4Network(d), IPv4Address(g)) for d, g in zip(words[::2], words[1::2], strict=False)
+    )
 
 
 def _rfc3442_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], ...]:
@@ -258,43 +328,59 @@ def _rfc3442_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], 
 # Hook variable names: (address, mask, router, dns, search, domain, hostname,
 # mtu, routes, server id, lease time), then the routes parser.
 _NAMES = {
-    "udhcpc": ("ip mask router dns search domain hostname mtu staticroutes serverid lease",
-               _pair_routes),
-    "dhclient": ("new_ip_address new_subnet_mask new_routers new_domain_name_servers "
-                 "new_domain_search new_domain_name new_host_name new_interface_mtu "
-                 "new_rfc3442_classless_static_routes new_dhcp_server_identifier "
-                 "new_dhcp_lease_time", _rfc3442_routes),
-    "dhcpcd": ("new_ip_address new_subnet_cidr new_routers new_domain_name_servers "
-               "new_domain_search new_domain_name new_host_name new_interface_mtu "
-               "new_classless_static_routes new_dhcp_server_identifier new_dhcp_lease_time",
-               _pair_routes),
+    "udhcpc": (
+        "ip mask router dns search domain hostname mtu staticroutes serverid lease",
+        _pair_routes,
+    ),
+    "dhclient": (
+        "new_ip_address new_subnet_mask new_routers new_domain_name_servers "
+        "new_domain_search new_domain_name new_host_name new_interface_mtu "
+        "new_rfc3442_classless_static_routes new_dhcp_server_identifier "
+        "new_dhcp_lease_time",
+        _rfc3442_routes,
+    ),
+    "dhcpcd": (
+        "new_ip_address new_subnet_cidr new_routers new_domain_name_servers "
+        "new_domain_search new_domain_name new_host_name new_interface_mtu "
+        "new_classless_static_routes new_dhcp_server_identifier new_dhcp_lease_time",
+        _pair_routes,
+    ),
 }
 
 
 def _parse(client: str, env: dict[str, str]) -> Lease:
     names, routes = _NAMES[client]
     ip, mask, router, dns, search, domain, host, mtu, rts, sid, lease = (
-        env.get(n) or None for n in names.split())
+        env.get(n) or None for n in names.split()
+    )
     return Lease(
-        client, IPv4Interface(f"{ip}/{mask}"), _first(router), _ips(dns),
-        tuple(d.rstrip(".") for d in (search or "").split()), domain, host, _int(mtu),
-        routes(rts), _first(sid), _int(lease), env,
+        client,
+        IPv4Interface(f"{ip}/{mask}"),
+        _first(router),
+        _ips(dns),
+        tuple(d.rstrip(".") for d in (search or "").split()),
+        domain,
+        host,
+        _int(mtu),
+        routes(rts),
+        _first(sid),
+        _int(lease),
+        env,
     )
 
 
-def _ensure_resolv_conf(netns: str) -> list[str]:
+def ensure_resolv_conf(netns: str) -> list[str]:
     """Create /etc/netns/NS/resolv.conf if missing; return what we created."""
     directory = os.path.join("/etc/netns", netns)
     path = os.path.join(directory, "resolv.conf")
     created = [p for p in (directory, path) if not os.path.exists(p)]
     os.makedirs(directory, exist_ok=True)
     if path in created:
-        _write(path, "# vmnet test namespace\n")
+        write_file(path, "# vmnet test namespace\n")
     return created
 
 
-def _remove_resolv_conf(created: list[str]) -> None:
+def remove_resolv_conf(created: list[str]) -> None:
     for path in reversed(created):
         with contextlib.suppress(OSError):
             os.rmdir(path) if os.path.isdir(path) else os.unlink(path)
-

@@ -41,8 +41,15 @@ WIRE = "wire0"
 class Guest:
     """A DHCP-client-ready guest attached to tap `tap` in `pod_netns`."""
 
-    def __init__(self, pod_netns: str, tap: str = "tap0", mac: MacAddress | None = None, *,
-                 ifname: str = "eth0", mtu: int | None = None) -> None:
+    def __init__(
+        self,
+        pod_netns: str,
+        tap: str = "tap0",
+        mac: MacAddress | None = None,
+        *,
+        ifname: str = "eth0",
+        mtu: int | None = None,
+    ) -> None:
         self.pod_netns = pod_netns
         self.tap = tap
         self.ifname = ifname
@@ -54,8 +61,10 @@ class Guest:
             self.wire_netns = ns.create_netns("vmt-")
             ns.write_sysctl(self.wire_netns, "net.ipv6.conf.default.disable_ipv6", "1")
             mtu = mtu if mtu is not None else _link_mtu(pod_netns, tap)
-            ns.create_veth(ns.VethEnd(self.netns, ifname, self.mac, mtu),
-                           ns.VethEnd(self.wire_netns, WIRE, None, mtu))
+            ns.create_veth(
+                ns.VethEnd(self.netns, ifname, self.mac, mtu),
+                ns.VethEnd(self.wire_netns, WIRE, None, mtu),
+            )
             run_in(self.netns, lambda: _tx_csum_off(ifname))
             self.relay = TapRelay(pod_netns, tap, self.wire_netns, WIRE)
         except BaseException:
@@ -74,15 +83,26 @@ class Guest:
 
         return run_client(client, self.netns, self.ifname, **kw)
 
-    def run(self, argv: Sequence[str], check: bool = True,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: Sequence[str], check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command in the guest namespace and capture its output."""
         return ns.exec_in(self.netns, argv, check=check, timeout=timeout)
 
     def ping(self, addr: str | object, count: int = 1, timeout: float = 5.0) -> bool:
         """True if `count` echo replies from `addr` arrive within `timeout` seconds."""
-        argv = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2",
-                "-w", str(max(1, math.ceil(timeout))), str(addr)]
+        argv = [
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            str(count),
+            "-i",
+            "0.2",
+            "-w",
+            str(max(1, math.ceil(timeout))),
+            str(addr),
+        ]
         return self.run(argv, check=False, timeout=timeout + 5).returncode == 0
 
     def reattach(self, pod_netns: str, tap: str = "tap0") -> None:

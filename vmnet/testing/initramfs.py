@@ -75,12 +75,19 @@ BUSYBOX = Path("/bin/busybox")
 IPCONFIG = Path("/usr/lib/klibc/bin/ipconfig")
 MODULES_ROOT = Path("/lib/modules")
 MODULES = (
-    "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
-    "virtio_pci", "failover", "net_failover", "virtio_net",
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
 )
 _DIRS = ("bin", "dev", "etc", "lib", "lib/vmnet", "proc", "root", "run", "sys", "tmp", "usr")
 
-INIT = """#!/bin/sh
+INIT = (
+    """#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -103,7 +110,10 @@ while read -r seq b64; do
   echo "@END $seq $rc"
 done
 poweroff -f
-""".replace("@READY", READY).replace("@BEGIN", BEGIN).replace("@END", END)
+""".replace("@READY", READY)
+    .replace("@BEGIN", BEGIN)
+    .replace("@END", END)
+)
 
 UDHCPC_SCRIPT = """#!/bin/sh
 # busybox udhcpc hook: $1 is deconfig|bound|renew|leasefail|nak.
@@ -117,7 +127,8 @@ bound|renew)
     set -- $staticroutes
     while [ $# -ge 2 ]; do
       if [ "$2" = 0.0.0.0 ]; then ip route add "$1" dev "$interface"
-      else ip route add "$2" dev "$interface" 2>/dev/null; ip route add "$1" via "$2" dev "$interface"; fi
+      else ip route add "$2" dev "$interface" 2>/dev/null
+           ip route add "$1" via "$2" dev "$interface"; fi
       shift 2
     done
   elif [ -n "$router" ]; then
@@ -154,7 +165,7 @@ def find_kernel(kernel: str | Path | None = None) -> tuple[Path, str]:
         if not path.is_file() or match is None:
             raise ConfigError("kernel", f"{path} is not a readable vmlinuz-<version> file")
         return path, match.group(1)
-    found = [(p, p.name[len("vmlinuz-"):]) for p in Path("/boot").glob("vmlinuz-*")]
+    found = [(p, p.name[len("vmlinuz-") :]) for p in Path("/boot").glob("vmlinuz-*")]
     usable = [(p, v) for p, v in found if Path("/lib/modules", v, "modules.dep").is_file()]
     if not usable:
         raise ConfigError("kernel", "no /boot/vmlinuz-* with /lib/modules/<version>/modules.dep")
@@ -182,7 +193,9 @@ def missing_inputs(kernel: str | Path | None = None) -> str | None:
     return None
 
 
-def guest_image(kernel: str | Path | None = None, *, cache_dir: str | Path | None = None) -> GuestImage:
+def guest_image(
+    kernel: str | Path | None = None, *, cache_dir: str | Path | None = None
+) -> GuestImage:
     """Build (or reuse from the cache) the initramfs for `kernel`.
 
     Raises:
@@ -261,7 +274,9 @@ def module_files(version: str, modules_root: Path = MODULES_ROOT) -> list[tuple[
     dep = _read(root / "modules.dep").decode()
     builtin_file = root / "modules.builtin"
     builtin = builtin_file.read_text() if builtin_file.is_file() else ""
-    paths = {_module_name(line.split(":", 1)[0]): line.split(":", 1)[0] for line in dep.splitlines()}
+    paths = {
+        _module_name(line.split(":", 1)[0]): line.split(":", 1)[0] for line in dep.splitlines()
+    }
     built = {_module_name(line) for line in builtin.splitlines()}
     files = []
     for name in MODULES:
@@ -286,7 +301,11 @@ def _decompress(path: Path) -> bytes:
         return gzip.decompress(data)
     if path.name.endswith(".ko.zst"):
         try:
-            return subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
+            return subprocess.run(
+                ["zstd", "-dc"], input=data, capture_output=True, check=True
+            ).stdout
         except (OSError, subprocess.CalledProcessError) as err:
-            raise ConfigError("guest image", f"cannot decompress {path} (needs zstd): {err}") from err
+            raise ConfigError(
+                "guest image", f"cannot decompress {path} (needs zstd): {err}"
+            ) from err
     return data

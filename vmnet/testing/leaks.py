@@ -16,8 +16,18 @@ import os
 import sys
 
 NETNS_DIR = "/run/netns"
-WATCHED = ("qemu-system", "udhcpc", "dhclient", "dhcpcd", "dnsmasq", "libvirtd", "passt",
-           "virtqemud", "tcpdump", "ipconfig")
+WATCHED = (
+    "qemu-system",
+    "udhcpc",
+    "dhclient",
+    "dhcpcd",
+    "dnsmasq",
+    "libvirtd",
+    "passt",
+    "virtqemud",
+    "tcpdump",
+    "ipconfig",
+)
 
 
 def current() -> dict[str, list[str]]:

@@ -41,14 +41,22 @@ def parse_udhcpc(text: str) -> Lease:
     try:
         words = kv.get("staticroutes", "").split()
         return Lease(
-            "udhcpc", ipaddress.IPv4Interface(f"{kv['ip']}/{kv['mask']}"),
-            router=_ip4(kv.get("router", "").split()[:1]), dns=_ip4s(kv.get("dns", "")),
-            mtu=_int(kv.get("mtu")), hostname=kv.get("hostname") or None,
-            domain=kv.get("domain") or None, search=tuple(kv.get("search", "").split()),
-            routes=tuple((ipaddress.IPv4Network(n), ipaddress.IPv4Address(g))
-                         for n, g in zip(words[::2], words[1::2])),
-            lease_time=_int(kv.get("lease")), server=_ip4([kv.get("serverid", "")]),
-            raw=tuple(sorted(kv.items())))
+            "udhcpc",
+            ipaddress.IPv4Interface(f"{kv['ip']}/{kv['mask']}"),
+            router=_ip4(kv.get("router", "").split()[:1]),
+            dns=_ip4s(kv.get("dns", "")),
+            mtu=_int(kv.get("mtu")),
+            hostname=kv.get("hostname") or None,
+            domain=kv.get("domain") or None,
+            search=tuple(kv.get("search", "").split()),
+            routes=tuple(
+                (ipaddress.IPv4Network(n), ipaddress.IPv4Address(g))
+                for n, g in zip(words[::2], words[1::2], strict=False)
+            ),
+            lease_time=_int(kv.get("lease")),
+            server=_ip4([kv.get("serverid", "")]),
+            raw=tuple(sorted(kv.items())),
+        )
     except (KeyError, ValueError) as err:
         raise DriverError("parse lease", "udhcpc", f"{err}: {text[:200]!r}") from err
 
@@ -69,16 +77,26 @@ def parse_ipconfig(text: str) -> Lease:
                 kv[key] = value
     try:
         return Lease(
-            "ipconfig", ipaddress.IPv4Interface(f"{kv['IPV4ADDR']}/{kv['IPV4NETMASK']}"),
+            "ipconfig",
+            ipaddress.IPv4Interface(f"{kv['IPV4ADDR']}/{kv['IPV4NETMASK']}"),
             router=_ip4([kv.get("IPV4GATEWAY", "")]),
             dns=_ip4s(" ".join(kv.get(f"IPV4DNS{i}", "") for i in range(2))),
-            mtu=_int(kv.get("MTU")), hostname=kv.get("HOSTNAME") or None,
-            domain=kv.get("DNSDOMAIN") or None, search=tuple(d.rstrip(".") for d in kv.get("DOMAINSEARCH", "").split()),
-            lease_time=_int(kv.get("DHCPLEASETIME")), server=_ip4([kv.get("ROOTSERVER", "")]),
-            routes=tuple((ipaddress.IPv4Network(kv[f"IPV4ROUTE{i}SUBNET"]),
-                          ipaddress.IPv4Address(kv[f"IPV4ROUTE{i}GATEWAY"]))
-                         for i in range(len(kv)) if f"IPV4ROUTE{i}SUBNET" in kv),
-            raw=tuple(sorted(kv.items())))
+            mtu=_int(kv.get("MTU")),
+            hostname=kv.get("HOSTNAME") or None,
+            domain=kv.get("DNSDOMAIN") or None,
+            search=tuple(d.rstrip(".") for d in kv.get("DOMAINSEARCH", "").split()),
+            lease_time=_int(kv.get("DHCPLEASETIME")),
+            server=_ip4([kv.get("ROOTSERVER", "")]),
+            routes=tuple(
+                (
+                    ipaddress.IPv4Network(kv[f"IPV4ROUTE{i}SUBNET"]),
+                    ipaddress.IPv4Address(kv[f"IPV4ROUTE{i}GATEWAY"]),
+                )
+                for i in range(len(kv))
+                if f"IPV4ROUTE{i}SUBNET" in kv
+            ),
+            raw=tuple(sorted(kv.items())),
+        )
     except (KeyError, ValueError) as err:
         raise DriverError("parse lease", "ipconfig", f"{err}: {text[:200]!r}") from err
 

@@ -24,16 +24,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from vmnet.core.netns import check_netns, preexec
 from vmnet.core.errors import DriverError
-from vmnet.testing.console import KERNEL_ARGS, QEMU, SerialGuest, _validate, available
+from vmnet.core.netns import check_netns, preexec
+from vmnet.testing.console import KERNEL_ARGS, QEMU, SerialGuest, available, validate_nic
 from vmnet.testing.initramfs import default_cache_dir, guest_image
 
-LIBVIRT_PATHS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
-                 "cache": "/var/cache/libvirt", "log": "/var/log/libvirt"}
+LIBVIRT_PATHS = {
+    "etc": "/etc/libvirt",
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "cache": "/var/cache/libvirt",
+    "log": "/var/log/libvirt",
+}
 LIBVIRTD_CONF = 'auth_unix_rw = "none"\nauth_unix_ro = "none"\nlog_outputs = "3:stderr"\n'
-QEMU_CONF = ('user = "root"\ngroup = "root"\ndynamic_ownership = 0\nsecurity_driver = "none"\n'
-             'cgroup_controllers = [ ]\nstdio_handler = "file"\nnamespaces = [ ]\n')
+QEMU_CONF = (
+    'user = "root"\ngroup = "root"\ndynamic_ownership = 0\nsecurity_driver = "none"\n'
+    'cgroup_controllers = [ ]\nstdio_handler = "file"\nnamespaces = [ ]\n'
+)
 DOMAIN_XML = """<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>{memory}</memory>
@@ -82,11 +89,24 @@ def ensure_qemu_user() -> None:
     Debian's libvirtd resolves its built-in qemu user and group at start,
     before it reads qemu.conf, and fails without them.
     """
-    steps = [(["getent", "group", "kvm"], ["groupadd", "--system", "kvm"]),
-             (["getent", "group", "libvirt-qemu"], ["groupadd", "--system", "libvirt-qemu"]),
-             (["getent", "passwd", "libvirt-qemu"],
-              ["useradd", "--system", "-g", "kvm", "-d", "/var/lib/libvirt",
-               "-s", "/usr/sbin/nologin", "libvirt-qemu"])]
+    steps = [
+        (["getent", "group", "kvm"], ["groupadd", "--system", "kvm"]),
+        (["getent", "group", "libvirt-qemu"], ["groupadd", "--system", "libvirt-qemu"]),
+        (
+            ["getent", "passwd", "libvirt-qemu"],
+            [
+                "useradd",
+                "--system",
+                "-g",
+                "kvm",
+                "-d",
+                "/var/lib/libvirt",
+                "-s",
+                "/usr/sbin/nologin",
+                "libvirt-qemu",
+            ],
+        ),
+    ]
     for probe, create in steps:
         if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
             result = subprocess.run(create, capture_output=True, text=True, check=False)
@@ -120,22 +140,42 @@ class Libvirtd:
         (self.root / "etc" / "qemu.conf").write_text(QEMU_CONF)
         _copy_tree(default_caps_dir(), self.root / "cache" / "qemu" / "capabilities")
         binds = " && ".join(f"mount --bind {self.root / s} {p}" for s, p in LIBVIRT_PATHS.items())
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{binds} && exec libvirtd --pid-file {self.root / 'libvirtd.pid'}"]
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"{binds} && exec libvirtd --pid-file {self.root / 'libvirtd.pid'}",
+        ]
         with open(self.root / "libvirtd.log", "ab") as log:
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          preexec_fn=preexec(self.netns))  # noqa: PLW1509 (rule 1)
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=preexec(self.netns),
+            )
         deadline = time.monotonic() + self.timeout
         probe = ["virsh", "-c", self.uri, "uri"]
         while subprocess.run(probe, capture_output=True, check=False).returncode:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise DriverError("start libvirtd", self.netns, _last_error(self.root / "libvirtd.log"))
+                raise DriverError(
+                    "start libvirtd", self.netns, _last_error(self.root / "libvirtd.log")
+                )
             time.sleep(0.05)
 
     def virsh(self, *args: str, timeout: float = 60.0) -> str:
         """Run virsh against this libvirtd; return stdout or raise DriverError."""
-        result = subprocess.run(["virsh", "-c", self.uri, *args], capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            ["virsh", "-c", self.uri, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if result.returncode != 0:
             raise DriverError(f"virsh {args[0]}", self.netns, result.stderr.strip() or "failed")
         return result.stdout
@@ -191,10 +231,18 @@ class LibvirtGuest(SerialGuest):
     started (e.g. vmnet's own domain decoration).
     """
 
-    def __init__(self, libvirtd: Libvirtd, tap: str, mac: str, *, mtu: int | None = None,
-                 decorate: Callable[[str], str] | None = None, memory_mb: int = 256,
-                 timeout: float = 60.0) -> None:
-        self.vm_mac = _validate(tap, mac, mtu, memory_mb)
+    def __init__(
+        self,
+        libvirtd: Libvirtd,
+        tap: str,
+        mac: str,
+        *,
+        mtu: int | None = None,
+        decorate: Callable[[str], str] | None = None,
+        memory_mb: int = 256,
+        timeout: float = 60.0,
+    ) -> None:
+        self.vm_mac = validate_nic(tap, mac, mtu, memory_mb)
         self.libvirtd, self.tap, self.mtu_arg = libvirtd, tap, mtu
         self.domain = f"vmnet-{secrets.token_hex(4)}"
         super().__init__(f"libvirt guest {libvirtd.netns}/{self.domain}", timeout)
@@ -206,10 +254,18 @@ class LibvirtGuest(SerialGuest):
         """The domain this guest starts, after `decorate`."""
         image = guest_image()
         mtu = f"\n      <mtu size='{self.mtu_arg}'/>" if self.mtu_arg is not None else ""
-        xml = DOMAIN_XML.format(name=self.domain, memory=self._memory, kernel=image.kernel,
-                                initrd=image.initrd, cmdline=KERNEL_ARGS, mac=self.vm_mac,
-                                tap=self.tap, mtu=mtu, console=self._console,
-                                emulator=shutil.which(QEMU) or QEMU)
+        xml = DOMAIN_XML.format(
+            name=self.domain,
+            memory=self._memory,
+            kernel=image.kernel,
+            initrd=image.initrd,
+            cmdline=KERNEL_ARGS,
+            mac=self.vm_mac,
+            tap=self.tap,
+            mtu=mtu,
+            console=self._console,
+            emulator=shutil.which(QEMU) or QEMU,
+        )
         return self._decorate(xml) if self._decorate else xml
 
     def start(self) -> None:

@@ -32,8 +32,8 @@ from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pyroute2_netns
 
 from vmnet.core.addr import MacAddress
-from vmnet.core.netns import check_netns, run_in
 from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.netns import check_netns, run_in
 from vmnet.testing.wait import wait_until
 
 PREFIX = "vmt-"
@@ -166,8 +166,11 @@ def operstate(netns: str, ifname: str) -> str:
 
 def wait_operstate(netns: str, ifname: str, state: str, timeout: float = 5.0) -> None:
     """Wait until the kernel reports `state` for a link (linkwatch is async)."""
-    wait_until(lambda: operstate(netns, ifname) == state, timeout,
-               what=f"{ifname} in {netns} to be {state}")
+    wait_until(
+        lambda: operstate(netns, ifname) == state,
+        timeout,
+        what=f"{ifname} in {netns} to be {state}",
+    )
 
 
 def _link_opts(end: VethEnd) -> dict[str, Any]:
@@ -215,7 +218,11 @@ def _wrap(netns: str | None, argv: Sequence[str]) -> list[str]:
 
 
 def exec_in(
-    netns: str | None, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0,
+    netns: str | None,
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = 30.0,
     **kw: Any,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` inside `netns` through `ip netns exec` and wait for it.
@@ -238,8 +245,12 @@ def exec_in(
         raise CommandError(full, err.strerror or str(err)) from err
     if check and done.returncode != 0:
         tail = (done.stderr or "").strip().splitlines()[-1:] if isinstance(done.stderr, str) else []
-        raise CommandError(full, f"exit {done.returncode}" + (f": {tail[0]}" if tail else ""),
-                           done.stdout or "", done.stderr or "")
+        raise CommandError(
+            full,
+            f"exit {done.returncode}" + (f": {tail[0]}" if tail else ""),
+            done.stdout or "",
+            done.stderr or "",
+        )
     return done
 
 

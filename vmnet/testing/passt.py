@@ -47,8 +47,8 @@ from typing import Any, Self
 
 from lxml import etree
 
-from vmnet.core.netns import check_netns, preexec
 from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.netns import check_netns, preexec
 from vmnet.testing.qemu import QemuGuest
 
 PASST = "passt"
@@ -75,9 +75,15 @@ def passt_argv(interface: etree._Element, socket: str, *, log_file: str | None =
         ConfigError: the element is not a passt `<interface type='user'>`.
     """
     backend = interface.find("backend")
-    if interface.tag != "interface" or interface.get("type") != "user" \
-            or backend is None or backend.get("type") != "passt":
-        raise ConfigError("interface", "not an <interface type='user'> with <backend type='passt'/>")
+    if (
+        interface.tag != "interface"
+        or interface.get("type") != "user"
+        or backend is None
+        or backend.get("type") != "passt"
+    ):
+        raise ConfigError(
+            "interface", "not an <interface type='user'> with <backend type='passt'/>"
+        )
     argv = [PASST, "--one-off", "--socket", socket]
     argv += _opt("--mtu", interface.find("mtu"), "size")
     argv += _opt("--interface", interface.find("source"), "dev")
@@ -93,7 +99,9 @@ def passt_argv(interface: etree._Element, socket: str, *, log_file: str | None =
 
 def port_spec(forward: etree._Element) -> str:
     """passt's SPEC for one `<portForward>`: `10.0.0.1%eth0/22,~25,8000-8080:9000-9080`."""
-    prefix = (forward.get("address") or "") + (f"%{forward.get('dev')}" if forward.get("dev") else "")
+    prefix = (forward.get("address") or "") + (
+        f"%{forward.get('dev')}" if forward.get("dev") else ""
+    )
     ranges = [_range(r) for r in forward.findall("range")]
     return (prefix + "/" if prefix else "") + (",".join(ranges) or "all")
 
@@ -172,8 +180,13 @@ class Passt:
         os.chown(self.dir / "sock", *RUNAS)
         try:
             with open(self.dir / "passt.stderr", "wb") as err_file:
-                self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=err_file,
-                                              stderr=err_file, preexec_fn=_child(self.netns))  # noqa: PLW1509 (rule 2)
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=err_file,
+                    stderr=err_file,
+                    preexec_fn=_child(self.netns),
+                )
         except OSError as err:
             raise DriverError("start passt", self.netns, err.errno or 0) from err
         deadline = time.monotonic() + self.timeout
@@ -192,8 +205,9 @@ class Passt:
                 text = path.read_text(errors="replace")
             except OSError:
                 continue
-            lines += [ln.strip() for ln in text.splitlines()
-                      if ln.strip() and "to syslog" not in ln]
+            lines += [
+                ln.strip() for ln in text.splitlines() if ln.strip() and "to syslog" not in ln
+            ]
         return " ".join(lines[-1].split(": ", 1)[-1].split()) if lines else ""
 
     @property
@@ -244,7 +258,9 @@ class PasstGuest(QemuGuest):
 
 
 @contextmanager
-def passt_guest(netns: str, interface: etree._Element, **kw: Any) -> Iterator[tuple[PasstGuest, Passt]]:
+def passt_guest(
+    netns: str, interface: etree._Element, **kw: Any
+) -> Iterator[tuple[PasstGuest, Passt]]:
     """passt for `interface`, then a booted guest on it with the interface's MAC.
 
     Keyword arguments go to `PasstGuest` (`memory_mb`, `timeout`, `mtu`).
@@ -252,5 +268,8 @@ def passt_guest(netns: str, interface: etree._Element, **kw: Any) -> Iterator[tu
     mac = interface.find("mac")
     if mac is None or not mac.get("address"):
         raise ConfigError("interface", "passt <interface> without <mac address>")
-    with Passt(netns, interface) as daemon, PasstGuest(netns, daemon.socket, mac.get("address", ""), **kw) as guest:
+    with (
+        Passt(netns, interface) as daemon,
+        PasstGuest(netns, daemon.socket, mac.get("address", ""), **kw) as guest,
+    ):
         yield guest, daemon

@@ -20,32 +20,43 @@ from typing import Any
 import yaml
 
 from vmnet import manifest
-from vmnet.phases import phase1, phase2
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
-from vmnet.store.cache import Cache
+from vmnet.phases import phase1, phase2
 from vmnet.protocols import resolvconf
 from vmnet.serve.service import Service
+from vmnet.store.cache import Cache
 from vmnet.testing.cni import CniPod
 from vmnet.testing.snapshot import snapshot
 
-RESOLV = "nameserver 10.96.0.10\nnameserver fd00:10:96::a\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n"
+RESOLV = (
+    "nameserver 10.96.0.10\nnameserver fd00:10:96::a\n"
+    "search default.svc.cluster.local svc.cluster.local cluster.local\n"
+)
 
 
 def bridge_manifest(binding: str = "bridge", name: str = "testvm") -> dict[str, Any]:
     """A one-NIC VMI on the pod network with `binding` ("bridge", "masquerade", ...)."""
     return {
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"domain": {"devices": {"interfaces": [{"name": "default", binding: {}}]}},
-                 "networks": [{"name": "default", "pod": {}}]},
+        "spec": {
+            "domain": {"devices": {"interfaces": [{"name": "default", binding: {}}]}},
+            "networks": [{"name": "default", "pod": {}}],
+        },
     }
 
 
 class Plugged:
     """`pod` plugged with the VM of `spec` (a manifest dict or YAML text)."""
 
-    def __init__(self, pod: CniPod, spec: dict[str, Any] | str | None = None,
-                 resolv: str = RESOLV, options: phase1.PlugOptions | None = None) -> None:
+    def __init__(
+        self,
+        pod: CniPod,
+        spec: dict[str, Any] | str | None = None,
+        resolv: str = RESOLV,
+        options: phase1.PlugOptions | None = None,
+    ) -> None:
         self.pod = pod
         self.netns = pod.netns
         text = spec if isinstance(spec, str) else yaml.safe_dump(spec or bridge_manifest())
@@ -92,8 +103,9 @@ class Plugged:
             phase1.unplug(self.vmi, self.netns, self.cache)
             after = snapshot(self.netns)
             if check_restored and after != self._before:
-                raise AssertionError("unplug did not restore the pod: "
-                                     + "; ".join(after.diff(self._before)))
+                raise AssertionError(
+                    "unplug did not restore the pod: " + "; ".join(after.diff(self._before))
+                )
 
     def __repr__(self) -> str:
         return f"Plugged({self.netns} {[i.alias for i in self.interfaces]})"

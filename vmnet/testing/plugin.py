@@ -45,11 +45,18 @@ MANUAL_PODS = ("veth", "calico")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("vmnet_leak_check", "fail the session if vmnet.testing leaves namespaces, "
-                  "relays or child processes behind", type="bool", default=True)
+    parser.addini(
+        "vmnet_leak_check",
+        "fail the session if vmnet.testing leaves namespaces, relays or child processes behind",
+        type="bool",
+        default=True,
+    )
     parser.getgroup("vmnet").addoption(
-        "--vmnet-no-leak-check", action="store_true", default=False,
-        help="do not check for leaked namespaces, relays and child processes")
+        "--vmnet-no-leak-check",
+        action="store_true",
+        default=False,
+        help="do not check for leaked namespaces, relays and child processes",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -151,8 +158,9 @@ def node() -> Iterator[cni.Node]:
         made.close()
 
 
-def _make_pod(node: cni.Node, spec: Any = None, ifname: str = "eth0",
-              netns: str | None = None) -> cni.CniPod:
+def _make_pod(
+    node: cni.Node, spec: Any = None, ifname: str = "eth0", netns: str | None = None
+) -> cni.CniPod:
     if spec == "veth":
         return node.veth_pod(ifname=ifname)
     if spec == "calico":
@@ -218,14 +226,16 @@ def guest_factory() -> Iterator[Callable[..., Guest]]:
     Depends: root; a tap that exists when the factory is called
     Provides: `attach(pod, tap="tap0", mac=None, *, ifname="eth0", mtu=None)
         -> Guest`, where `pod` is a namespace name or anything with `.netns`
-        (a CniPod) and `mac` a MacAddress or string (default: random). Guests are closed (relay stopped, namespaces
-        removed) at teardown, newest first.
+        (a CniPod) and `mac` a MacAddress or string (default: random).
+        Guests are closed (relay stopped, namespaces removed) at teardown,
+        newest first.
     """
     _require("netns")
     guests: list[Guest] = []
 
-    def attach(pod: Any, tap: str = "tap0", mac: MacAddress | str | None = None,
-               **kw: Any) -> Guest:
+    def attach(
+        pod: Any, tap: str = "tap0", mac: MacAddress | str | None = None, **kw: Any
+    ) -> Guest:
         pod_ns = pod if isinstance(pod, str) else pod.netns
         try:
             parsed = MacAddress.parse(mac) if isinstance(mac, str) else mac

@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from vmnet.core.netns import check_netns, preexec
 from vmnet.core.errors import DriverError
+from vmnet.core.netns import check_netns, preexec
 from vmnet.testing.console import (
     IPCONFIG,
     KERNEL_ARGS,
@@ -31,8 +31,8 @@ from vmnet.testing.console import (
     QEMU,
     UDHCPC,
     SerialGuest,
-    _validate,
     available,
+    validate_nic,
 )
 from vmnet.testing.initramfs import find_kernel, guest_image
 from vmnet.testing.libvirt import (
@@ -75,12 +75,21 @@ class QemuGuest(SerialGuest):
     leaving powers off and reaps qemu.
     """
 
-    def __init__(self, netns: str, tap: str, mac: str, *, mtu: int | None = None,
-                 kernel: str | Path | None = None, memory_mb: int = 256,
-                 timeout: float = 60.0, cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        netns: str,
+        tap: str,
+        mac: str,
+        *,
+        mtu: int | None = None,
+        kernel: str | Path | None = None,
+        memory_mb: int = 256,
+        timeout: float = 60.0,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         check_netns(netns)
         find_kernel(kernel)
-        self.vm_mac = _validate(tap, mac, mtu, memory_mb)
+        self.vm_mac = validate_nic(tap, mac, mtu, memory_mb)
         super().__init__(f"qemu guest {netns}/{tap}", timeout)
         self.netns, self.tap, self.mtu_arg = netns, tap, mtu
         self._kernel, self._memory, self._cache_dir = kernel, memory_mb, cache_dir
@@ -93,20 +102,42 @@ class QemuGuest(SerialGuest):
         dev = f"virtio-net-pci,netdev=n0,mac={self.vm_mac},romfile="
         if self.mtu_arg is not None:
             dev += f",host_mtu={self.mtu_arg}"
-        return [QEMU, "-accel", "tcg", "-m", str(self._memory), "-nographic", "-nodefaults",
-                "-no-user-config", "-no-reboot", "-serial", "stdio",
-                "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-                "-append", KERNEL_ARGS,
-                "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
-                "-device", dev]
+        return [
+            QEMU,
+            "-accel",
+            "tcg",
+            "-m",
+            str(self._memory),
+            "-nographic",
+            "-nodefaults",
+            "-no-user-config",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-kernel",
+            str(image.kernel),
+            "-initrd",
+            str(image.initrd),
+            "-append",
+            KERNEL_ARGS,
+            "-netdev",
+            f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
+            "-device",
+            dev,
+        ]
 
     def start(self) -> None:
         """Start qemu; return at once (see wait_booted)."""
         argv = self.argv()
         self._started = time.monotonic()
         try:
-            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, preexec_fn=preexec(self.netns))  # noqa: PLW1509 (rule 1)
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                preexec_fn=preexec(self.netns),
+            )
         except OSError as err:
             raise DriverError("start", self.name, err.errno or 0) from err
         assert self._proc.stdout is not None

@@ -32,8 +32,8 @@ import threading
 import weakref
 from typing import Self
 
-from vmnet.core.netns import run_in
 from vmnet.core.errors import DriverError
+from vmnet.core.netns import run_in
 from vmnet.testing.netns import link_index, open_ipr
 
 TUNSETIFF = 0x400454CA
@@ -136,7 +136,7 @@ class TapRelay:
             poller.register(fd, select.POLLIN)
         try:
             while True:
-                for fd, events in poller.poll():
+                for fd, _events in poller.poll():
                     if fd == self._wake_r:
                         return
                     if fd == self._tap_fd:
@@ -183,7 +183,9 @@ class TapRelay:
             os.write(self._wake_w, b"x")
             self._thread.join(timeout)
             if self._thread.is_alive():
-                raise DriverError("relay_stop", self.tap, f"thread still running after {timeout:g}s")
+                raise DriverError(
+                    "relay_stop", self.tap, f"thread still running after {timeout:g}s"
+                )
         finally:
             if not self._thread.is_alive():
                 for fd in (self._tap_fd, self._wake_r, self._wake_w):
@@ -205,6 +207,9 @@ class TapRelay:
 def live_relays() -> list[str]:
     """Relays not stopped yet, and relay threads still alive (for leak checks)."""
     found = [repr(r) for r in list(_live)]
-    found += [t.name for t in threading.enumerate()
-              if t.name.startswith("vmt-relay:") and not any(t is r._thread for r in list(_live))]
+    found += [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("vmt-relay:") and not any(t is r._thread for r in list(_live))
+    ]
     return found

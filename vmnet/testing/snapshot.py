@@ -133,8 +133,7 @@ def snapshot(netns: str | None) -> NetSnapshot:
     return NetSnapshot(
         links=tuple(sorted(_link(m, names) for m in links)),
         addresses=tuple(sorted(_addr(m, names) for m in addrs)),
-        routes=tuple(sorted(_route(m, names) for m in routes
-                            if not m["flags"] & _RTM_F_CLONED)),
+        routes=tuple(sorted(_route(m, names) for m in routes if not m["flags"] & _RTM_F_CLONED)),
         rules=tuple(sorted(_rule(m) for m in rules)),
     )
 

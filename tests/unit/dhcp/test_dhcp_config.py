@@ -6,16 +6,18 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import pytest
 
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 from vmnet.core.errors import CacheError, ConfigError
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 
 FULL = DhcpConfig(
     client_mac=MacAddress.parse("12:34:56:78:90:ab"),
     address=IPv4Interface("10.222.222.1/30"),
     server_id=IPv4Address("169.254.75.10"),
     router=IPv4Address("10.222.222.254"),
-    routes=(Route(IPv4Network("0.0.0.0/0"), IPv4Address("10.222.222.254")),
-            Route(IPv4Network("10.222.0.0/16"), None)),
+    routes=(
+        Route(IPv4Network("0.0.0.0/0"), IPv4Address("10.222.222.254")),
+        Route(IPv4Network("10.222.0.0/16"), None),
+    ),
     dns=(IPv4Address("10.96.0.10"),),
     search=("default.svc.cluster.local", "cluster.local"),
     hostname="vm1",
@@ -38,8 +40,22 @@ def test_json_round_trip_through_text() -> None:
 
 def test_json_keys_are_stable() -> None:
     assert list(FULL.to_json()) == [
-        "client_mac", "address", "server_id", "router", "routes", "dns", "search", "hostname",
-        "domain_name", "mtu", "lease_time", "ntp", "tftp_server", "boot_file", "private_options"]
+        "client_mac",
+        "address",
+        "server_id",
+        "router",
+        "routes",
+        "dns",
+        "search",
+        "hostname",
+        "domain_name",
+        "mtu",
+        "lease_time",
+        "ntp",
+        "tftp_server",
+        "boot_file",
+        "private_options",
+    ]
     assert FULL.to_json()["private_options"] == [[240, b"private.options.kubevirt.io".hex()]]
 
 
@@ -94,8 +110,11 @@ def test_from_json_rejects_non_objects_and_missing_keys() -> None:
     ],
 )
 def test_constructor_rejects_bad_values(kwargs: dict[str, object], field: str) -> None:
-    base = {"client_mac": None, "address": IPv4Interface("10.0.0.5/24"),
-            "server_id": IPv4Address("10.0.0.1")}
+    base = {
+        "client_mac": None,
+        "address": IPv4Interface("10.0.0.5/24"),
+        "server_id": IPv4Address("10.0.0.1"),
+    }
     with pytest.raises(ConfigError) as info:
         DhcpConfig(**(base | kwargs))  # type: ignore[arg-type]
     assert info.value.field == field
@@ -103,8 +122,13 @@ def test_constructor_rejects_bad_values(kwargs: dict[str, object], field: str) -
 
 
 def test_lists_become_tuples_and_domain_is_derived() -> None:
-    cfg = DhcpConfig(None, IPv4Interface("10.0.0.5/24"), IPv4Address("10.0.0.1"),
-                     dns=[IPv4Address("1.1.1.1")], search=["a.b", "longer.a.b"])  # type: ignore[arg-type]
+    cfg = DhcpConfig(
+        None,
+        IPv4Interface("10.0.0.5/24"),
+        IPv4Address("10.0.0.1"),
+        dns=[IPv4Address("1.1.1.1")],
+        search=["a.b", "longer.a.b"],
+    )  # type: ignore[arg-type]
     assert cfg.dns == (IPv4Address("1.1.1.1"),)
     assert cfg.domain == "longer.a.b"
     assert FULL.domain == "example.org"

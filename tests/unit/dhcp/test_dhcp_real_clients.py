@@ -18,10 +18,16 @@ PRL = {
     "dhclient": (1, 28, 3, 15, 6, 119, 12, 26, 121, 42),
     "dhcpcd": (1, 121, 3, 6, 12, 15, 26, 28, 33, 42, 51, 54, 58, 59, 119),
 }
-CONFIG = DhcpConfig(MAC, IPv4Interface("10.11.0.5/24"), IPv4Address("169.254.75.10"),
-                    router=IPv4Address("10.11.0.1"), dns=(IPv4Address("10.96.0.10"),),
-                    search=("ns1.svc.cluster.local", "svc.cluster.local", "cluster.local"),
-                    hostname="vm-test", mtu=1400)
+CONFIG = DhcpConfig(
+    MAC,
+    IPv4Interface("10.11.0.5/24"),
+    IPv4Address("169.254.75.10"),
+    router=IPv4Address("10.11.0.1"),
+    dns=(IPv4Address("10.96.0.10"),),
+    search=("ns1.svc.cluster.local", "svc.cluster.local", "cluster.local"),
+    hostname="vm-test",
+    mtu=1400,
+)
 
 
 @pytest.mark.parametrize("client", sorted(PRL))
@@ -31,7 +37,7 @@ def test_real_discover_decodes_like_scapy(client: str) -> None:
     assert msg.message_type == 1 and msg.client_mac == MAC
     assert msg.parameter_request_list == PRL[client]
     scapy_opts = [o for o in BOOTP(data)[DHCP].options if isinstance(o, tuple)]
-    assert [o[0] for o in scapy_opts][0] == "message-type"
+    assert next(o[0] for o in scapy_opts) == "message-type"
     assert len(scapy_opts) == len(msg.options)
     assert BOOTP(data).xid == msg.xid
 

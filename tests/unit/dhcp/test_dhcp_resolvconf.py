@@ -4,18 +4,24 @@ from ipaddress import ip_address
 
 import pytest
 
-from vmnet.protocols import resolvconf
 from vmnet.core.errors import ConfigError
+from vmnet.protocols import resolvconf
 
 
 def test_nameservers_of_both_families_keep_order() -> None:
     conf = resolvconf.parse("nameserver 10.96.0.10\nnameserver fd00::10\nnameserver 1.1.1.1\n")
-    assert conf.nameservers == (ip_address("10.96.0.10"), ip_address("fd00::10"), ip_address("1.1.1.1"))
+    assert conf.nameservers == (
+        ip_address("10.96.0.10"),
+        ip_address("fd00::10"),
+        ip_address("1.1.1.1"),
+    )
     assert conf.ipv4_nameservers == (ip_address("10.96.0.10"), ip_address("1.1.1.1"))
 
 
 def test_bad_nameserver_lines_are_skipped() -> None:
-    conf = resolvconf.parse("nameserver mynameserver\nnameserver 1.2.3.4 extra\nnameserver 9.9.9.9\n")
+    conf = resolvconf.parse(
+        "nameserver mynameserver\nnameserver 1.2.3.4 extra\nnameserver 9.9.9.9\n"
+    )
     assert conf.nameservers == (ip_address("9.9.9.9"),)
 
 
@@ -32,24 +38,39 @@ def test_ipv6_only_nameservers_do_not_trigger_fallback() -> None:
 
 
 def test_search_lines_accumulate_lowercased_across_tabs() -> None:
-    conf = resolvconf.parse("search Default.svc.cluster.local\tsvc.cluster.local\nsearch Cluster.Local\n")
+    conf = resolvconf.parse(
+        "search Default.svc.cluster.local\tsvc.cluster.local\nsearch Cluster.Local\n"
+    )
     assert conf.search == ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
 
 
 @pytest.mark.parametrize(
     ("search", "sub", "expected"),
     [
-        (("ns.svc.cluster.local", "svc.cluster.local", "cluster.local"), "mysub",
-         ("mysub.ns.svc.cluster.local", "ns.svc.cluster.local", "svc.cluster.local", "cluster.local")),
-        (("mysub.ns.svc.cluster.local", "ns.svc.cluster.local"), "mysub",
-         ("mysub.ns.svc.cluster.local", "ns.svc.cluster.local")),
+        (
+            ("ns.svc.cluster.local", "svc.cluster.local", "cluster.local"),
+            "mysub",
+            (
+                "mysub.ns.svc.cluster.local",
+                "ns.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+            ),
+        ),
+        (
+            ("mysub.ns.svc.cluster.local", "ns.svc.cluster.local"),
+            "mysub",
+            ("mysub.ns.svc.cluster.local", "ns.svc.cluster.local"),
+        ),
         (("example.com",), "mysub", ("example.com",)),
         (("ns.svc.cluster.local",), "", ("ns.svc.cluster.local",)),
         (("ns.svc.cluster.local",), None, ("ns.svc.cluster.local",)),
         (("a.svc.x", "bb.svc.x"), "s", ("s.bb.svc.x", "a.svc.x", "bb.svc.x")),
     ],
 )
-def test_with_subdomain(search: tuple[str, ...], sub: str | None, expected: tuple[str, ...]) -> None:
+def test_with_subdomain(
+    search: tuple[str, ...], sub: str | None, expected: tuple[str, ...]
+) -> None:
     assert resolvconf.with_subdomain(search, sub) == expected
 
 

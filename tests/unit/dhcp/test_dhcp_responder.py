@@ -8,7 +8,12 @@ from vmnet.core.addr import MacAddress
 from vmnet.protocols.dhcp4 import options
 from vmnet.protocols.dhcp4.codec import BOOTREPLY, DhcpMessage, encode
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
-from vmnet.protocols.dhcp4.responder import BROADCAST_IP, BROADCAST_MAC, SingleLeaseResponder, effective_routes
+from vmnet.protocols.dhcp4.responder import (
+    BROADCAST_IP,
+    BROADCAST_MAC,
+    SingleLeaseResponder,
+    effective_routes,
+)
 
 MAC = MacAddress.parse("12:34:56:78:90:ab")
 OTHER = MacAddress.parse("12:34:56:78:90:ac")
@@ -16,15 +21,20 @@ LEASE = IPv4Address("10.222.222.1")
 SERVER = IPv4Address("169.254.75.10")
 ZERO = IPv4Address(0)
 CONFIG = DhcpConfig(
-    client_mac=MAC, address=IPv4Interface("10.222.222.1/30"), server_id=SERVER,
-    router=IPv4Address("10.222.222.2"), dns=(IPv4Address("10.96.0.10"),),
+    client_mac=MAC,
+    address=IPv4Interface("10.222.222.1/30"),
+    server_id=SERVER,
+    router=IPv4Address("10.222.222.2"),
+    dns=(IPv4Address("10.96.0.10"),),
     search=("default.svc.cluster.local", "svc.cluster.local", "cluster.local"),
-    hostname="vm1", mtu=1410,
+    hostname="vm1",
+    mtu=1410,
 )
 
 
-def request(kind: int, *, mac: MacAddress = MAC, opts: tuple[tuple[int, bytes], ...] = (),
-            **fields: object) -> DhcpMessage:
+def request(
+    kind: int, *, mac: MacAddress = MAC, opts: tuple[tuple[int, bytes], ...] = (), **fields: object
+) -> DhcpMessage:
     return DhcpMessage(xid=42, chaddr=mac.packed, options=((53, bytes([kind])), *opts), **fields)  # type: ignore[arg-type]
 
 
@@ -46,8 +56,14 @@ POLICY = [
     ("discover", 1, (), {}, 2, "offered"),
     ("selecting-ours", 3, (sid(SERVER), req_ip(LEASE)), {}, 5, "acked"),
     ("selecting-ours-wrong-ip", 3, (sid(SERVER), req_ip(IPv4Address("10.0.0.9"))), {}, 6, "nak"),
-    ("selecting-other-server", 3, (sid(IPv4Address("10.0.0.1")), req_ip(LEASE)), {}, None,
-     "ignored_other_server"),
+    (
+        "selecting-other-server",
+        3,
+        (sid(IPv4Address("10.0.0.1")), req_ip(LEASE)),
+        {},
+        None,
+        "ignored_other_server",
+    ),
     ("init-reboot-right", 3, (req_ip(LEASE),), {}, 5, "acked"),
     ("init-reboot-stale", 3, (req_ip(IPv4Address("10.1.1.1")),), {}, 6, "nak"),
     ("renewing-right", 3, (), {"ciaddr": LEASE}, 5, "acked"),
@@ -62,10 +78,18 @@ POLICY = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kind", "opts", "fields", "reply", "counter"), POLICY,
-                         ids=[p[0] for p in POLICY])
-def test_policy_table(responder: SingleLeaseResponder, name: str, kind: int, opts: tuple,  # type: ignore[type-arg]
-                      fields: dict, reply: int | None, counter: str) -> None:  # type: ignore[type-arg]
+@pytest.mark.parametrize(
+    ("name", "kind", "opts", "fields", "reply", "counter"), POLICY, ids=[p[0] for p in POLICY]
+)
+def test_policy_table(
+    responder: SingleLeaseResponder,
+    name: str,
+    kind: int,
+    opts: tuple,  # type: ignore[type-arg]
+    fields: dict,
+    reply: int | None,
+    counter: str,
+) -> None:  # type: ignore[type-arg]
     out = responder.respond(request(kind, opts=opts, **fields))
     assert (out and out.message.message_type) == reply
     assert getattr(responder.stats, counter) == 1
@@ -87,15 +111,22 @@ def test_foreign_mac_bootp_and_replies_are_ignored(responder: SingleLeaseRespond
 
 
 def test_any_client_when_no_mac_is_configured() -> None:
-    cfg = DhcpConfig(None, IPv4Interface("10.0.2.2/24"), IPv4Address("10.0.2.1"),
-                     router=IPv4Address("10.0.2.1"))
+    cfg = DhcpConfig(
+        None, IPv4Interface("10.0.2.2/24"), IPv4Address("10.0.2.1"), router=IPv4Address("10.0.2.1")
+    )
     out = SingleLeaseResponder(cfg).respond(request(1, mac=OTHER))
     assert out is not None and out.message.yiaddr == IPv4Address("10.0.2.2")
 
 
 def test_offer_and_ack_fields(responder: SingleLeaseResponder) -> None:
     offer = responder.respond(request(1, secs=9, hops=1)).message  # type: ignore[union-attr]
-    assert (offer.yiaddr, offer.ciaddr, offer.siaddr, offer.secs, offer.hops) == (LEASE, ZERO, ZERO, 0, 0)
+    assert (offer.yiaddr, offer.ciaddr, offer.siaddr, offer.secs, offer.hops) == (
+        LEASE,
+        ZERO,
+        ZERO,
+        0,
+        0,
+    )
     assert offer.chaddr[:6] == MAC.packed
     assert [c for c, _ in offer.options[:3]] == [53, 54, 51]
     assert offer.option(51) == options.u32(86313600)
@@ -135,7 +166,12 @@ def test_nak_is_minimal_and_broadcast(responder: SingleLeaseResponder) -> None:
 RELAY = IPv4Address("10.9.9.9")
 DEST = [
     ("relay", 1, {"giaddr": RELAY}, (RELAY, BROADCAST_MAC, 67)),
-    ("relay-nak", 3, {"giaddr": RELAY, "ciaddr": IPv4Address("1.1.1.1")}, (RELAY, BROADCAST_MAC, 67)),
+    (
+        "relay-nak",
+        3,
+        {"giaddr": RELAY, "ciaddr": IPv4Address("1.1.1.1")},
+        (RELAY, BROADCAST_MAC, 67),
+    ),
     ("ciaddr", 3, {"ciaddr": LEASE}, (LEASE, MAC, 68)),
     ("ciaddr-with-broadcast-flag", 3, {"ciaddr": LEASE, "flags": 0x8000}, (LEASE, MAC, 68)),
     ("broadcast-flag", 1, {"flags": 0x8000}, (BROADCAST_IP, BROADCAST_MAC, 68)),
@@ -145,8 +181,9 @@ DEST = [
 
 
 @pytest.mark.parametrize(("name", "kind", "fields", "expected"), DEST, ids=[d[0] for d in DEST])
-def test_destination_rfc2131_4_1(responder: SingleLeaseResponder, name: str, kind: int,
-                                 fields: dict, expected: tuple) -> None:  # type: ignore[type-arg]
+def test_destination_rfc2131_4_1(
+    responder: SingleLeaseResponder, name: str, kind: int, fields: dict, expected: tuple
+) -> None:  # type: ignore[type-arg]
     out = responder.respond(request(kind, **fields))
     assert out is not None
     assert (out.dest_ip, out.dest_mac, out.dest_port) == expected
@@ -174,10 +211,15 @@ def test_option_249_only_on_request_and_only_without_121(responder: SingleLeaseR
 
 
 def test_configured_boot_options_and_private_options() -> None:
-    cfg = DhcpConfig(MAC, IPv4Interface("10.0.0.5/24"), IPv4Address("10.0.0.1"),
-                     ntp=(IPv4Address("192.168.2.2"), IPv4Address("192.168.2.3")),
-                     tftp_server="10.0.0.7", boot_file="config",
-                     private_options=((240, b"private.options.kubevirt.io"),))
+    cfg = DhcpConfig(
+        MAC,
+        IPv4Interface("10.0.0.5/24"),
+        IPv4Address("10.0.0.1"),
+        ntp=(IPv4Address("192.168.2.2"), IPv4Address("192.168.2.3")),
+        tftp_server="10.0.0.7",
+        boot_file="config",
+        private_options=((240, b"private.options.kubevirt.io"),),
+    )
     offer = SingleLeaseResponder(cfg).respond(request(1)).message  # type: ignore[union-attr]
     assert offer.option(42) == bytes([192, 168, 2, 2, 192, 168, 2, 3])
     assert offer.option(66) == b"10.0.0.7"
@@ -189,42 +231,71 @@ def test_configured_boot_options_and_private_options() -> None:
 
 
 def test_infinite_lease_has_no_t1_t2() -> None:
-    cfg = DhcpConfig(MAC, IPv4Interface("10.0.0.5/24"), IPv4Address("10.0.0.1"), lease_time=0xFFFFFFFF)
+    cfg = DhcpConfig(
+        MAC, IPv4Interface("10.0.0.5/24"), IPv4Address("10.0.0.1"), lease_time=0xFFFFFFFF
+    )
     offer = SingleLeaseResponder(cfg).respond(request(1)).message  # type: ignore[union-attr]
     assert offer.option(51) == b"\xff\xff\xff\xff" and offer.option(58) is None
 
 
 def test_calico_routes_make_gateway_and_server_reachable() -> None:
-    cfg = DhcpConfig(MAC, IPv4Interface("10.244.1.7/32"), SERVER, router=IPv4Address("169.254.1.1"),
-                     routes=(Route(IPv4Network("0.0.0.0/0"), IPv4Address("169.254.1.1")),
-                             Route(IPv4Network("169.254.1.1/32"), None)))
+    cfg = DhcpConfig(
+        MAC,
+        IPv4Interface("10.244.1.7/32"),
+        SERVER,
+        router=IPv4Address("169.254.1.1"),
+        routes=(
+            Route(IPv4Network("0.0.0.0/0"), IPv4Address("169.254.1.1")),
+            Route(IPv4Network("169.254.1.1/32"), None),
+        ),
+    )
     assert options.classless_routes(effective_routes(cfg)) == bytes(
-        [32, 169, 254, 75, 10, 0, 0, 0, 0, 32, 169, 254, 1, 1, 0, 0, 0, 0, 0, 169, 254, 1, 1])
-    bare = DhcpConfig(MAC, IPv4Interface("10.244.1.7/32"), SERVER, router=IPv4Address("169.254.1.1"))
+        [32, 169, 254, 75, 10, 0, 0, 0, 0, 32, 169, 254, 1, 1, 0, 0, 0, 0, 0, 169, 254, 1, 1]
+    )
+    bare = DhcpConfig(
+        MAC, IPv4Interface("10.244.1.7/32"), SERVER, router=IPv4Address("169.254.1.1")
+    )
     assert effective_routes(bare) == effective_routes(cfg)
     offer = SingleLeaseResponder(cfg).respond(request(1)).message  # type: ignore[union-attr]
     assert offer.option(1) == b"\xff\xff\xff\xff" and offer.option(28) is None
 
 
 def test_plain_subnet_needs_no_option_121() -> None:
-    cfg = DhcpConfig(None, IPv4Interface("10.0.2.2/24"), IPv4Address("10.0.2.1"), router=IPv4Address("10.0.2.1"))
+    cfg = DhcpConfig(
+        None, IPv4Interface("10.0.2.2/24"), IPv4Address("10.0.2.1"), router=IPv4Address("10.0.2.1")
+    )
     assert effective_routes(cfg) == ()
-    offsubnet_server = DhcpConfig(None, IPv4Interface("10.0.2.2/24"), SERVER, router=IPv4Address("10.0.2.1"))
+    offsubnet_server = DhcpConfig(
+        None, IPv4Interface("10.0.2.2/24"), SERVER, router=IPv4Address("10.0.2.1")
+    )
     assert options.classless_routes(effective_routes(offsubnet_server)) == bytes(
-        [32, 169, 254, 75, 10, 0, 0, 0, 0, 0, 10, 0, 2, 1])
+        [32, 169, 254, 75, 10, 0, 0, 0, 0, 0, 10, 0, 2, 1]
+    )
 
 
 def test_onlink_routes_sorted_before_routes_via_gateways() -> None:
-    cfg = DhcpConfig(MAC, IPv4Interface("10.0.0.5/32"), SERVER,
-                     routes=(Route(IPv4Network("192.168.0.0/16"), IPv4Address("172.16.0.1")),
-                             Route(IPv4Network("169.254.0.0/16"), None)))
+    cfg = DhcpConfig(
+        MAC,
+        IPv4Interface("10.0.0.5/32"),
+        SERVER,
+        routes=(
+            Route(IPv4Network("192.168.0.0/16"), IPv4Address("172.16.0.1")),
+            Route(IPv4Network("169.254.0.0/16"), None),
+        ),
+    )
     assert [str(r.destination) for r in effective_routes(cfg)] == [
-        "172.16.0.1/32", "169.254.0.0/16", "192.168.0.0/16"]
+        "172.16.0.1/32",
+        "169.254.0.0/16",
+        "192.168.0.0/16",
+    ]
 
 
 def big_config() -> DhcpConfig:
     return DhcpConfig(
-        MAC, IPv4Interface("10.0.0.5/24"), IPv4Address("10.0.0.1"), router=IPv4Address("10.0.0.1"),
+        MAC,
+        IPv4Interface("10.0.0.5/24"),
+        IPv4Address("10.0.0.1"),
+        router=IPv4Address("10.0.0.1"),
         private_options=tuple((c, bytes([c]) * 120) for c in range(224, 229)),
     )
 

@@ -6,8 +6,8 @@ from ipaddress import IPv6Address, IPv6Interface
 import pytest
 
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.core.errors import CacheError, ConfigError
+from vmnet.protocols.dhcp6.config import Dhcp6Config
 
 BRIDGE = MacAddress.parse("02:00:00:00:00:00")
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")
@@ -15,8 +15,13 @@ GUEST = MacAddress.parse("52:54:00:aa:bb:02")
 
 def full() -> Dhcp6Config:
     return Dhcp6Config(
-        GUEST, IPv6Interface("fd10:0:2::2/120"), BRIDGE, dns=[IPv6Address("fd00::10")],
-        search=["svc.cluster.local", "cluster.local"], lease_time=3600, mtu=1400,
+        GUEST,
+        IPv6Interface("fd10:0:2::2/120"),
+        BRIDGE,
+        dns=[IPv6Address("fd00::10")],
+        search=["svc.cluster.local", "cluster.local"],
+        lease_time=3600,
+        mtu=1400,
         router_lifetime=600,
     )
 
@@ -32,7 +37,9 @@ def test_sequences_become_tuples() -> None:
     assert full().search == ("svc.cluster.local", "cluster.local")
 
 
-@pytest.mark.parametrize("cfg", [full(), Dhcp6Config(None, IPv6Interface("2001:db8::5/64"), BRIDGE)])
+@pytest.mark.parametrize(
+    "cfg", [full(), Dhcp6Config(None, IPv6Interface("2001:db8::5/64"), BRIDGE)]
+)
 def test_json_round_trip(cfg: Dhcp6Config) -> None:
     text = json.dumps(cfg.to_json())
     assert Dhcp6Config.from_json(json.loads(text)) == cfg
@@ -40,32 +47,41 @@ def test_json_round_trip(cfg: Dhcp6Config) -> None:
 
 def test_json_form() -> None:
     assert full().to_json() == {
-        "client_mac": "52:54:00:aa:bb:02", "address": "fd10:0:2::2/120",
-        "server_mac": "02:00:00:00:00:00", "dns": ["fd00::10"],
-        "search": ["svc.cluster.local", "cluster.local"], "lease_time": 3600, "mtu": 1400,
+        "client_mac": "52:54:00:aa:bb:02",
+        "address": "fd10:0:2::2/120",
+        "server_mac": "02:00:00:00:00:00",
+        "dns": ["fd00::10"],
+        "search": ["svc.cluster.local", "cluster.local"],
+        "lease_time": 3600,
+        "mtu": 1400,
         "router_lifetime": 600,
     }
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("client_mac", "52:54:00:aa:bb:02", "expected MacAddress"),
-    ("client_mac", MacAddress.parse("01:00:5e:00:00:01"), "not a unicast MAC"),
-    ("server_mac", None, "expected MacAddress"),
-    ("address", IPv6Interface("fe80::2/64"), "not a global"),
-    ("address", IPv6Interface("ff02::2/64"), "not a global"),
-    ("address", "fd10:0:2::2/120", "expected IPv6Interface"),
-    ("dns", "fd00::10", "expected a sequence"),
-    ("dns", ["fd00::10"], "expected IPv6Address items"),
-    ("search", ["bad..domain"], "not valid"),
-    ("lease_time", 0, "between 1 and"),
-    ("lease_time", True, "expected int"),
-    ("mtu", 1279, "between 1280"),
-    ("router_lifetime", 3, "0 or at least 4"),
-    ("router_lifetime", 9001, "between 0 and 9000"),
-])
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("client_mac", "52:54:00:aa:bb:02", "expected MacAddress"),
+        ("client_mac", MacAddress.parse("01:00:5e:00:00:01"), "not a unicast MAC"),
+        ("server_mac", None, "expected MacAddress"),
+        ("address", IPv6Interface("fe80::2/64"), "not a global"),
+        ("address", IPv6Interface("ff02::2/64"), "not a global"),
+        ("address", "fd10:0:2::2/120", "expected IPv6Interface"),
+        ("dns", "fd00::10", "expected a sequence"),
+        ("dns", ["fd00::10"], "expected IPv6Address items"),
+        ("search", ["bad..domain"], "not valid"),
+        ("lease_time", 0, "between 1 and"),
+        ("lease_time", True, "expected int"),
+        ("mtu", 1279, "between 1280"),
+        ("router_lifetime", 3, "0 or at least 4"),
+        ("router_lifetime", 9001, "between 0 and 9000"),
+    ],
+)
 def test_bad_values_name_the_field(field: str, value: object, match: str) -> None:
     kwargs: dict[str, object] = {
-        "client_mac": GUEST, "address": IPv6Interface("fd10:0:2::2/120"), "server_mac": BRIDGE,
+        "client_mac": GUEST,
+        "address": IPv6Interface("fd10:0:2::2/120"),
+        "server_mac": BRIDGE,
     }
     kwargs[field] = value
     with pytest.raises(ConfigError, match=match) as info:
@@ -73,16 +89,19 @@ def test_bad_values_name_the_field(field: str, value: object, match: str) -> Non
     assert info.value.field == field
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda d: d.update(extra=1), "extra"),
-    (lambda d: d.pop("address"), "address"),
-    (lambda d: d.update(address="fd10::2"), "address"),
-    (lambda d: d.update(client_mac="nope"), "client_mac"),
-    (lambda d: d.update(dns="fd00::10"), "dns"),
-    (lambda d: d.update(dns=[5]), "dns"),
-    (lambda d: d.update(mtu="1400"), "mtu"),
-    (lambda d: d.update(search=["a..b"]), "search"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda d: d.update(extra=1), "extra"),
+        (lambda d: d.pop("address"), "address"),
+        (lambda d: d.update(address="fd10::2"), "address"),
+        (lambda d: d.update(client_mac="nope"), "client_mac"),
+        (lambda d: d.update(dns="fd00::10"), "dns"),
+        (lambda d: d.update(dns=[5]), "dns"),
+        (lambda d: d.update(mtu="1400"), "mtu"),
+        (lambda d: d.update(search=["a..b"]), "search"),
+    ],
+)
 def test_from_json_errors_name_the_key(mutate, key: str) -> None:  # type: ignore[no-untyped-def]
     obj = full().to_json()
     mutate(obj)

@@ -14,9 +14,9 @@ from scapy.layers.inet6 import (
 )
 
 from vmnet.core.addr import MacAddress
+from vmnet.core.errors import DhcpDecodeError
 from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.protocols.dhcp6.ra import RaSchedule, build_ra, parse_rs
-from vmnet.core.errors import DhcpDecodeError
 
 BRIDGE = MacAddress.parse("02:00:00:00:00:00")
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")
@@ -24,17 +24,39 @@ LINK_LOCAL = "fe80::ff:fe00:0"
 
 
 def config(**over: object) -> Dhcp6Config:
-    base: dict[str, object] = {"client_mac": GUEST, "address": IPv6Interface("fd10:0:2::2/120"),
-                               "server_mac": BRIDGE, "mtu": 1400}
+    base: dict[str, object] = {
+        "client_mac": GUEST,
+        "address": IPv6Interface("fd10:0:2::2/120"),
+        "server_mac": BRIDGE,
+        "mtu": 1400,
+    }
     return Dhcp6Config(**(base | over))  # type: ignore[arg-type]
 
 
 def test_ra_bytes_by_hand() -> None:
     assert build_ra(config()) == bytes.fromhex(
-        "86" "00" "0000" "40" "c0" "0708" "00000000" "00000000"      # RA, M+O, lifetime 1800
-        "01" "01" "020000000000"                                    # source link-layer address
-        "05" "01" "0000" "00000578"                                 # MTU 1400
-        "03" "04" "78" "80" "00278d00" "00093a80" "00000000"        # /120, L=1 A=0, 30 d / 7 d
+        "86"
+        "00"
+        "0000"
+        "40"
+        "c0"
+        "0708"
+        "00000000"
+        "00000000"  # RA, M+O, lifetime 1800
+        "01"
+        "01"
+        "020000000000"  # source link-layer address
+        "05"
+        "01"
+        "0000"
+        "00000578"  # MTU 1400
+        "03"
+        "04"
+        "78"
+        "80"
+        "00278d00"
+        "00093a80"
+        "00000000"  # /120, L=1 A=0, 30 d / 7 d
         "fd100000000200000000000000000000"
     )
 
@@ -76,17 +98,20 @@ def test_parse_rs_reads_the_source_mac() -> None:
     assert parse_rs(rs(lladdr=None), 255, IPv6Address("::")).source_mac is None
 
 
-@pytest.mark.parametrize("data, hops, source, match", [
-    (rs(), 64, "fe80::1", "hop limit 64"),
-    (rs(), None, "fe80::1", "hop limit None"),
-    (rs()[:7], 255, "fe80::1", "not a solicitation"),
-    (b"\x86" + rs()[1:], 255, "fe80::1", "not a solicitation"),
-    (rs()[:1] + b"\x01" + rs()[2:], 255, "fe80::1", "not a solicitation"),
-    (rs()[:9] + b"\x00" + rs()[10:], 255, "fe80::1", "bad length"),
-    (rs()[:9] + b"\x02" + rs()[10:], 255, "fe80::1", "bad length"),
-    (rs() + b"\x01", 255, "fe80::1", "bad length"),
-    (rs(), 255, "::", "unspecified"),
-])
+@pytest.mark.parametrize(
+    "data, hops, source, match",
+    [
+        (rs(), 64, "fe80::1", "hop limit 64"),
+        (rs(), None, "fe80::1", "hop limit None"),
+        (rs()[:7], 255, "fe80::1", "not a solicitation"),
+        (b"\x86" + rs()[1:], 255, "fe80::1", "not a solicitation"),
+        (rs()[:1] + b"\x01" + rs()[2:], 255, "fe80::1", "not a solicitation"),
+        (rs()[:9] + b"\x00" + rs()[10:], 255, "fe80::1", "bad length"),
+        (rs()[:9] + b"\x02" + rs()[10:], 255, "fe80::1", "bad length"),
+        (rs() + b"\x01", 255, "fe80::1", "bad length"),
+        (rs(), 255, "::", "unspecified"),
+    ],
+)
 def test_parse_rs_rejects_what_rfc_4861_6_1_1_rejects(
     data: bytes, hops: int | None, source: str, match: str
 ) -> None:

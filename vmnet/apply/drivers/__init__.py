@@ -22,9 +22,11 @@ from vmnet.plan.state import LinkState, RouteState, TapSpec
 
 class Netlink(Protocol):
     def links(self, addresses: bool = True) -> list[LinkState]: ...
-    def link(self, *, name: str | None = None, index: int | None = None,
-             addresses: bool = True) -> LinkState | None:
+    def link(
+        self, *, name: str | None = None, index: int | None = None, addresses: bool = True
+    ) -> LinkState | None:
         """One link; `addresses=False` skips reading its addresses (they stay empty)."""
+
     def routes(self) -> list[RouteState]: ...
     def link_add(self, name: str, kind: str, *, mac: MacAddress | None = None) -> None: ...
     def link_del(self, index: int) -> None: ...
@@ -38,8 +40,9 @@ class Netlink(Protocol):
         master: int | None = None,
         up: bool | None = None,
     ) -> None: ...
-    def addr_add(self, index: int, interface: IPInterface, *,
-                 broadcast: IPAddress | None = None) -> None: ...
+    def addr_add(
+        self, index: int, interface: IPInterface, *, broadcast: IPAddress | None = None
+    ) -> None: ...
     def addr_del(self, index: int, interface: IPInterface) -> None: ...
     def route_add(self, route: RouteState) -> None: ...
     def route_del(self, route: RouteState) -> None: ...
@@ -93,5 +96,6 @@ def real(netns: str | None) -> Drivers:
     except BaseException:
         worker.close()
         raise
-    return Drivers(netlink, ProcSys(netns, worker=worker), TunTap(netns, worker=worker),
-                   NftCli(netns), worker)
+    return Drivers(
+        netlink, ProcSys(netns, worker=worker), TunTap(netns, worker=worker), NftCli(netns), worker
+    )

@@ -16,8 +16,8 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field, replace
 
-from vmnet.core.addr import IPAddress, IPInterface, MacAddress
 from vmnet.apply.drivers import Drivers
+from vmnet.core.addr import IPAddress, IPInterface, MacAddress
 from vmnet.core.errors import DriverError
 from vmnet.plan.state import RTPROT_KERNEL, AddrState, LinkState, RouteState, TapSpec
 
@@ -54,8 +54,9 @@ class FakeNetlink:
         found = sorted(self._links.values(), key=lambda link: link.index)
         return found if addresses else [replace(x, addresses=()) for x in found]
 
-    def link(self, *, name: str | None = None, index: int | None = None,
-             addresses: bool = True) -> LinkState | None:
+    def link(
+        self, *, name: str | None = None, index: int | None = None, addresses: bool = True
+    ) -> LinkState | None:
         if index is not None:
             found = self._links.get(index)
         else:
@@ -80,8 +81,9 @@ class FakeNetlink:
         self._mut("link_add", f"{kind} {name}")
         index = self._next
         self._next += 1
-        self._links[index] = LinkState(index, name, kind, mac or MacAddress.random_local(),
-                                       1500, False)
+        self._links[index] = LinkState(
+            index, name, kind, mac or MacAddress.random_local(), 1500, False
+        )
 
     def link_del(self, index: int) -> None:
         link = self._get(index)
@@ -92,24 +94,36 @@ class FakeNetlink:
             if other.master == index:
                 self._links[other.index] = replace(other, master=None)
 
-    def link_set(self, index: int, *, name: str | None = None, mac: MacAddress | None = None,
-                 mtu: int | None = None, master: int | None = None,
-                 up: bool | None = None) -> None:
+    def link_set(
+        self,
+        index: int,
+        *,
+        name: str | None = None,
+        mac: MacAddress | None = None,
+        mtu: int | None = None,
+        master: int | None = None,
+        up: bool | None = None,
+    ) -> None:
         link = self._get(index)
-        self._mut("link_set", f"{link.name} name={name} mac={mac} mtu={mtu} "
-                              f"master={master} up={up}")
+        self._mut(
+            "link_set", f"{link.name} name={name} mac={mac} mtu={mtu} master={master} up={up}"
+        )
         if name is not None and self.link(name=name) not in (None, link):
             raise DriverError("link set name", name, errno.EEXIST)
         self._links[index] = replace(
-            link, name=name or link.name, mac=mac or link.mac, mtu=mtu or link.mtu,
+            link,
+            name=name or link.name,
+            mac=mac or link.mac,
+            mtu=mtu or link.mtu,
             master=link.master if master is None else (master or None),
             up=link.up if up is None else up,
         )
         if master:
             self._learning.pop(index, None)  # a new bridge port starts with learning on
 
-    def addr_add(self, index: int, interface: IPInterface, *,
-                 broadcast: IPAddress | None = None) -> None:
+    def addr_add(
+        self, index: int, interface: IPInterface, *, broadcast: IPAddress | None = None
+    ) -> None:
         link = self._get(index)
         if any(a.interface == interface for a in link.addresses):
             raise DriverError("addr add", str(interface), errno.EEXIST)
@@ -117,16 +131,20 @@ class FakeNetlink:
         state = AddrState(interface, broadcast=broadcast)
         self._links[index] = replace(link, addresses=(*link.addresses, state))
         if interface.network.prefixlen < interface.max_prefixlen:
-            self._routes.append(RouteState(interface.network, None, oif=index,
-                                           protocol=RTPROT_KERNEL, scope=253))
+            self._routes.append(
+                RouteState(interface.network, None, oif=index, protocol=RTPROT_KERNEL, scope=253)
+            )
 
     def addr_del(self, index: int, interface: IPInterface) -> None:
         link = self._get(index)
         self._mut("addr_del", f"{interface} {link.name}")
         left = tuple(a for a in link.addresses if a.interface != interface)
         self._links[index] = replace(link, addresses=left)
-        self._routes = [r for r in self._routes
-                        if not (r.oif == index and r.destination.version == interface.version)]
+        self._routes = [
+            r
+            for r in self._routes
+            if not (r.oif == index and r.destination.version == interface.version)
+        ]
 
     def route_add(self, route: RouteState) -> None:
         self._mut("route_add", str(route.destination))

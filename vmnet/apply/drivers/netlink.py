@@ -24,8 +24,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
-from vmnet.core.netns import Worker, run_in
 from vmnet.core.errors import DriverError
+from vmnet.core.netns import Worker, run_in
 from vmnet.plan.state import RT_TABLE_MAIN, AddrState, LinkState, RouteState
 
 IFF_UP = 0x1
@@ -75,12 +75,14 @@ class Pyroute2Netlink:
         except NetlinkError as err:
             if err.code in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
                 return None
-            raise DriverError("link get", str(name if index is None else f"#{index}"),
-                              err.code) from err
+            raise DriverError(
+                "link get", str(name if index is None else f"#{index}"), err.code
+            ) from err
         return msg
 
-    def link(self, *, name: str | None = None, index: int | None = None,
-             addresses: bool = True) -> LinkState | None:
+    def link(
+        self, *, name: str | None = None, index: int | None = None, addresses: bool = True
+    ) -> LinkState | None:
         if name is None and index is None:
             return None
         msg = self._get(name, index)
@@ -108,9 +110,16 @@ class Pyroute2Netlink:
         with _op("link del", f"#{index}"):
             self._ipr.link("del", index=index)
 
-    def link_set(self, index: int, *, name: str | None = None, mac: MacAddress | None = None,
-                 mtu: int | None = None, master: int | None = None,
-                 up: bool | None = None) -> None:
+    def link_set(
+        self,
+        index: int,
+        *,
+        name: str | None = None,
+        mac: MacAddress | None = None,
+        mtu: int | None = None,
+        master: int | None = None,
+        up: bool | None = None,
+    ) -> None:
         attrs: dict[str, Any] = {}
         if name is not None:
             attrs["ifname"] = name
@@ -125,19 +134,26 @@ class Pyroute2Netlink:
         with _op(f"link set {','.join(attrs)}", f"#{index}"):
             self._ipr.link("set", index=index, **attrs)
 
-    def addr_add(self, index: int, interface: IPInterface, *,
-                 broadcast: IPAddress | None = None) -> None:
+    def addr_add(
+        self, index: int, interface: IPInterface, *, broadcast: IPAddress | None = None
+    ) -> None:
         extra: dict[str, Any] = {}
         if broadcast is not None:
             extra["broadcast"] = str(broadcast)
         with _op("addr add", f"{interface}@#{index}"):
-            self._ipr.addr("add", index=index, address=str(interface.ip),
-                           prefixlen=interface.network.prefixlen, **extra)
+            self._ipr.addr(
+                "add",
+                index=index,
+                address=str(interface.ip),
+                prefixlen=interface.network.prefixlen,
+                **extra,
+            )
 
     def addr_del(self, index: int, interface: IPInterface) -> None:
         with _op("addr del", f"{interface}@#{index}"):
-            self._ipr.addr("del", index=index, address=str(interface.ip),
-                           prefixlen=interface.network.prefixlen)
+            self._ipr.addr(
+                "del", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen
+            )
 
     def route_add(self, route: RouteState) -> None:
         with _op("route add", str(route.destination)):

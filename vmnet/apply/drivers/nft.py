@@ -10,8 +10,8 @@ import errno
 import shutil
 import subprocess
 
-from vmnet.core.netns import preexec
 from vmnet.core.errors import DriverError
+from vmnet.core.netns import preexec
 
 
 class NftCli:
@@ -26,8 +26,12 @@ class NftCli:
         if exe is None:
             raise DriverError(op, target, "nft not found (install the nftables package)")
         proc = subprocess.run(
-            [exe, *args], input=stdin, capture_output=True, text=True,
-            preexec_fn=preexec(self.netns), check=False,
+            [exe, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            preexec_fn=preexec(self.netns),
+            check=False,
         )
         if proc.returncode != 0:
             first = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[0]
@@ -52,7 +56,9 @@ class NftCli:
     def table_comment(self, family: str, table: str) -> str | None:
         """The table's comment, or None when the table is absent or has none."""
         try:
-            text = self._run(["list", "table", family, table], None, "nft list", f"{family} {table}")
+            text = self._run(
+                ["list", "table", family, table], None, "nft list", f"{family} {table}"
+            )
         except DriverError as err:
             if "No such file" in str(err):
                 return None
@@ -60,7 +66,7 @@ class NftCli:
         for line in text.splitlines()[1:3]:
             line = line.strip()
             if line.startswith('comment "') and line.endswith('"'):
-                return line[len('comment "'):-1]
+                return line[len('comment "') : -1]
         return None
 
     def delete_table(self, family: str, table: str) -> None:

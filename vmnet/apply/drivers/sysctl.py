@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import errno
 import os
-
 from collections.abc import Callable
 from typing import Any
 
-from vmnet.core.netns import Worker, run_in
 from vmnet.core.errors import DriverError
+from vmnet.core.netns import Worker, run_in
 
 
 class ProcSys:
     """`vmnet.apply.drivers.Sysctl` over /proc/sys."""
 
-    def __init__(self, netns: str | None = None, root: str = "/proc/sys",
-                 worker: Worker | None = None) -> None:
+    def __init__(
+        self, netns: str | None = None, root: str = "/proc/sys", worker: Worker | None = None
+    ) -> None:
         self.netns = netns
         self.root = root
         self._run: Callable[[Callable[[], Any]], Any] = (
-            worker.run if worker is not None else lambda fn: run_in(netns, fn))
+            worker.run if worker is not None else lambda fn: run_in(netns, fn)
+        )
 
     def _path(self, key: str) -> str:
         if ".." in key.split("/") or key.startswith("/"):

@@ -17,12 +17,11 @@ import fcntl
 import os
 import struct
 import time
-
 from collections.abc import Callable
 from typing import Any
 
-from vmnet.core.netns import Worker, run_in
 from vmnet.core.errors import DriverError
+from vmnet.core.netns import Worker, run_in
 from vmnet.plan.state import TapSpec
 
 TUNSETIFF = 0x400454CA
@@ -45,13 +44,19 @@ def tap_flags(queues: int) -> int:
 class TunTap:
     """`vmnet.apply.drivers.Tap` over /dev/net/tun."""
 
-    def __init__(self, netns: str | None = None, retries: int = 5, pause: float = 0.2,
-                 worker: Worker | None = None) -> None:
+    def __init__(
+        self,
+        netns: str | None = None,
+        retries: int = 5,
+        pause: float = 0.2,
+        worker: Worker | None = None,
+    ) -> None:
         self.netns = netns
         self.retries = retries
         self.pause = pause
         self._run: Callable[[Callable[[], Any]], Any] = (
-            worker.run if worker is not None else lambda fn: run_in(netns, fn))
+            worker.run if worker is not None else lambda fn: run_in(netns, fn)
+        )
 
     def create(self, name: str, spec: TapSpec) -> None:
         for attempt in range(self.retries):

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from vmnet import domain as dom
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp4.config import DhcpConfig
-from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.core.names import LinkNames
 from vmnet.manifest import Binding, Interface, Network, Vmi
 from vmnet.plan.state import NetPlan, NetworkRecord, PodNic, TapSpec
-from vmnet.core.names import LinkNames
+from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.protocols.dhcp6.config import Dhcp6Config
 
 LINK_LOCAL_BASE = ipaddress.IPv4Address("169.254.75.10")
 
@@ -115,9 +115,15 @@ class BindMechanism(abc.ABC):
         """The libvirt `<interface>` phase 2 writes (reference §7.2)."""
         iface = ctx.iface
         return dom.DomainInterface(
-            alias=iface.name, type="ethernet", mac=ctx.vm_mac, model=iface.model or "virtio",
-            target=self.tap_name(ctx), mtu=ctx.pod_nic.link.mtu, boot_order=iface.boot_order,
-            pci_address=iface.pci_address, link_down=iface.state == "down",
+            alias=iface.name,
+            type="ethernet",
+            mac=ctx.vm_mac,
+            model=iface.model or "virtio",
+            target=self.tap_name(ctx),
+            mtu=ctx.pod_nic.link.mtu,
+            boot_order=iface.boot_order,
+            pci_address=iface.pci_address,
+            link_down=iface.state == "down",
         )
 
 
@@ -134,8 +140,14 @@ def stable_mac(namespace: str, vm_name: str, network: str) -> MacAddress:
     return MacAddress.random_local(hashlib.sha256(key.encode()).digest()[:6])
 
 
-def choose_vm_mac(iface_mac: MacAddress | None, source: MacSource, namespace: str,
-                  vm_name: str, network: str, pod_mac: MacAddress | None) -> MacAddress:
+def choose_vm_mac(
+    iface_mac: MacAddress | None,
+    source: MacSource,
+    namespace: str,
+    vm_name: str,
+    network: str,
+    pod_mac: MacAddress | None,
+) -> MacAddress:
     """The manifest's MAC, else the stable one, else (KubeVirt) the pod NIC's."""
     if iface_mac is not None:
         return iface_mac

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from vmnet.plan.bindings import BindContext, BindMechanism
-from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 from vmnet.core.errors import DiscoveryError
+from vmnet.plan.bindings import BindContext, BindMechanism
 from vmnet.plan.state import RTPROT_KERNEL, LinkSpec, NetPlan, PodNic
+from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 
 ARP_IGNORE = "net/ipv4/conf/all/arp_ignore"
 
@@ -35,14 +35,39 @@ class BridgeBinding(BindMechanism):
             (ipaddress.IPv4Interface(f"{ctx.server_ip}/32"),) if nic.ipv4 is not None else ()
         )
         links = (
-            LinkSpec(name=names.bridge, kind="bridge", mac=ctx.bridge_mac,
-                     addresses=bridge_addrs, up=True),
-            LinkSpec(name=names.nic, index=nic.link.index, mac=ctx.nic_mac,
-                     master=names.bridge, addresses=(), up=True, learning=False),
-            LinkSpec(name=names.tap, kind="tap", mtu=nic.link.mtu, master=names.bridge,
-                     up=True, tap=ctx.tap),
-            LinkSpec(name=names.dummy, kind="dummy", mac=nic.link.mac, mtu=nic.link.mtu,
-                     addresses=nic.link.addresses, up=False, optional=True),
+            LinkSpec(
+                name=names.bridge,
+                kind="bridge",
+                mac=ctx.bridge_mac,
+                addresses=bridge_addrs,
+                up=True,
+            ),
+            LinkSpec(
+                name=names.nic,
+                index=nic.link.index,
+                mac=ctx.nic_mac,
+                master=names.bridge,
+                addresses=(),
+                up=True,
+                learning=False,
+            ),
+            LinkSpec(
+                name=names.tap,
+                kind="tap",
+                mtu=nic.link.mtu,
+                master=names.bridge,
+                up=True,
+                tap=ctx.tap,
+            ),
+            LinkSpec(
+                name=names.dummy,
+                kind="dummy",
+                mac=nic.link.mac,
+                mtu=nic.link.mtu,
+                addresses=nic.link.addresses,
+                up=False,
+                optional=True,
+            ),
         )
         sysctls = ((ARP_IGNORE, "1"),) if nic.ipv4 is not None else ()
         return NetPlan(links=links, sysctls=sysctls)
@@ -53,9 +78,15 @@ class BridgeBinding(BindMechanism):
             LinkSpec(name=names.tap, kind="tap", absent=True),
             LinkSpec(name=names.dummy, kind="dummy", absent=True),
             LinkSpec(name=names.bridge, kind="bridge", absent=True),
-            LinkSpec(name=nic.link.name, index=nic.link.index, mac=nic.link.mac,
-                     mtu=nic.link.mtu, addresses=nic.link.addresses, up=nic.link.up,
-                     routes=nic.routes if nic.link.up else None),
+            LinkSpec(
+                name=nic.link.name,
+                index=nic.link.index,
+                mac=nic.link.mac,
+                mtu=nic.link.mtu,
+                addresses=nic.link.addresses,
+                up=nic.link.up,
+                routes=nic.routes if nic.link.up else None,
+            ),
         )
         return NetPlan(links=links)
 

@@ -12,8 +12,8 @@ Rules:
 
 from __future__ import annotations
 
-from vmnet.plan.bindings import BindContext, BindMechanism
 from vmnet.core.errors import DiscoveryError
+from vmnet.plan.bindings import BindContext, BindMechanism
 from vmnet.plan.state import NetPlan
 
 

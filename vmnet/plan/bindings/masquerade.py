@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import ipaddress
 
-from vmnet.plan import nat as nft
 from vmnet.core.addr import MacAddress
+from vmnet.core.errors import ConfigError, DiscoveryError
+from vmnet.plan import nat as nft
 from vmnet.plan.bindings import BindContext, BindMechanism
+from vmnet.plan.state import LinkSpec, NetPlan
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 from vmnet.protocols.dhcp6.config import Dhcp6Config
-from vmnet.core.errors import ConfigError, DiscoveryError
-from vmnet.plan.state import LinkSpec, NetPlan
 
 BRIDGE_MAC = MacAddress(b"\x02\x00\x00\x00\x00\x00")
 DEFAULT_V4 = ipaddress.IPv4Network("10.0.2.0/24")
@@ -36,9 +36,12 @@ DEFAULT_V6 = ipaddress.IPv6Network("fd10:0:2::/120")
 ISTIO_ANNOTATION = "sidecar.istio.io/inject"
 
 
-def gateway_and_vm(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network,
-                   ) -> tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface,
-                              ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+def gateway_and_vm(
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> tuple[
+    ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+]:
     """Host #1 (gateway) and host #2 (VM) of `cidr`, with its prefix."""
     if cidr.num_addresses < 4:
         raise ConfigError("vmNetworkCIDR", f"{cidr}: less than 4 addresses on network")
@@ -63,18 +66,34 @@ class MasqueradeBinding(BindMechanism):
         nic, names = ctx.pod_nic, ctx.names
         cidrs = self._cidrs(ctx)
         if not cidrs:
-            raise DiscoveryError(f"discover {nic.name}: masquerade needs a global IPv4 or IPv6 "
-                                 f"address on the pod NIC to NAT to; {nic.name} has none")
+            raise DiscoveryError(
+                f"discover {nic.name}: masquerade needs a global IPv4 or IPv6 "
+                f"address on the pod NIC to NAT to; {nic.name} has none"
+            )
         links = (
-            LinkSpec(name=names.bridge, kind="bridge", mac=BRIDGE_MAC, mtu=nic.link.mtu,
-                     addresses=tuple(gateway_and_vm(c)[0] for c in cidrs), up=True),
-            LinkSpec(name=names.tap, kind="tap", mtu=nic.link.mtu, master=names.bridge,
-                     up=True, tap=ctx.tap),
+            LinkSpec(
+                name=names.bridge,
+                kind="bridge",
+                mac=BRIDGE_MAC,
+                mtu=nic.link.mtu,
+                addresses=tuple(gateway_and_vm(c)[0] for c in cidrs),
+                up=True,
+            ),
+            LinkSpec(
+                name=names.tap,
+                kind="tap",
+                mtu=nic.link.mtu,
+                master=names.bridge,
+                up=True,
+                tap=ctx.tap,
+            ),
         )
         sysctls: list[tuple[str, str]] = []
         if nic.ipv4 is not None:
-            sysctls += [("net/ipv4/ip_forward", "1"),
-                        (f"net/ipv4/conf/{names.bridge}/route_localnet", "1")]
+            sysctls += [
+                ("net/ipv4/ip_forward", "1"),
+                (f"net/ipv4/conf/{names.bridge}/route_localnet", "1"),
+            ]
         if nic.ipv6 is not None:
             sysctls.append(("net/ipv6/conf/all/forwarding", "1"))
         return NetPlan(links=links, sysctls=tuple(sysctls), nft=self.ruleset(ctx) or None)
@@ -86,12 +105,19 @@ class MasqueradeBinding(BindMechanism):
         for cidr in self._cidrs(ctx):
             gw, vm = gateway_and_vm(cidr)
             pod_ip = ctx.pod_nic.ipv4 if cidr.version == 4 else ctx.pod_nic.ipv6
-            specs.append(nft.NatSpec(
-                family="ip" if cidr.version == 4 else "ip6",
-                pod_iface=ctx.names.pod_iface, bridge=ctx.names.bridge,
-                vm_ip=vm.ip, gateway=gw.ip, pod_ip=pod_ip.ip if pod_ip else None,
-                ports=ports, istio=istio, marker=nft.marker_for(ctx.vmi.namespace, ctx.vmi.name),
-            ))
+            specs.append(
+                nft.NatSpec(
+                    family="ip" if cidr.version == 4 else "ip6",
+                    pod_iface=ctx.names.pod_iface,
+                    bridge=ctx.names.bridge,
+                    vm_ip=vm.ip,
+                    gateway=gw.ip,
+                    pod_ip=pod_ip.ip if pod_ip else None,
+                    ports=ports,
+                    istio=istio,
+                    marker=nft.marker_for(ctx.vmi.namespace, ctx.vmi.name),
+                )
+            )
         return nft.render(specs)
 
     def unplan(self, ctx: BindContext) -> NetPlan:
@@ -110,8 +136,12 @@ class MasqueradeBinding(BindMechanism):
         _, vm = gateway_and_vm(ctx.network.vm_ipv6_cidr or DEFAULT_V6)
         assert isinstance(vm, ipaddress.IPv6Interface)
         mtu = ctx.pod_nic.link.mtu
-        return Dhcp6Config(client_mac=ctx.vm_mac, address=vm, server_mac=BRIDGE_MAC,
-                           mtu=mtu if mtu >= 1280 else None)
+        return Dhcp6Config(
+            client_mac=ctx.vm_mac,
+            address=vm,
+            server_mac=BRIDGE_MAC,
+            mtu=mtu if mtu >= 1280 else None,
+        )
 
     def dhcp_config(self, ctx: BindContext) -> DhcpConfig | None:
         if ctx.pod_nic.ipv4 is None:
@@ -119,7 +149,10 @@ class MasqueradeBinding(BindMechanism):
         gw, vm = gateway_and_vm(ctx.network.vm_cidr or DEFAULT_V4)
         assert isinstance(vm, ipaddress.IPv4Interface) and isinstance(gw, ipaddress.IPv4Interface)
         return DhcpConfig(
-            client_mac=ctx.vm_mac, address=vm, server_id=gw.ip, router=gw.ip,
+            client_mac=ctx.vm_mac,
+            address=vm,
+            server_id=gw.ip,
+            router=gw.ip,
             routes=(Route(ipaddress.IPv4Network("0.0.0.0/0"), gw.ip),),
             mtu=ctx.pod_nic.link.mtu,
         )

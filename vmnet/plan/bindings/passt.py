@@ -27,10 +27,12 @@ class PasstBinding(BindMechanism):
 
     def plan(self, ctx: BindContext) -> NetPlan:
         gid = ctx.tap.gid or KUBEVIRT_GID
-        return NetPlan(sysctls=(
-            ("net/ipv4/ping_group_range", f"{gid} {gid}"),
-            ("net/ipv4/ip_unprivileged_port_start", "0"),
-        ))
+        return NetPlan(
+            sysctls=(
+                ("net/ipv4/ping_group_range", f"{gid} {gid}"),
+                ("net/ipv4/ip_unprivileged_port_start", "0"),
+            )
+        )
 
     def unplan(self, ctx: BindContext) -> NetPlan:
         return NetPlan()
@@ -39,9 +41,13 @@ class PasstBinding(BindMechanism):
         istio = ctx.annotations.get(ISTIO_ANNOTATION, "").lower() == "true"
         ports = [(p.protocol, p.port) for p in ctx.iface.ports]
         return dom.DomainInterface(
-            alias=ctx.iface.name, type="user", mac=ctx.vm_mac,
-            model=ctx.iface.model or "virtio", boot_order=ctx.iface.boot_order,
-            pci_address=ctx.iface.pci_address, link_down=ctx.iface.state == "down",
+            alias=ctx.iface.name,
+            type="user",
+            mac=ctx.vm_mac,
+            model=ctx.iface.model or "virtio",
+            boot_order=ctx.iface.boot_order,
+            pci_address=ctx.iface.pci_address,
+            link_down=ctx.iface.state == "down",
             source_dev=ctx.names.pod_iface,
             port_forwards=dom.passt_port_forwards(ports, istio=istio),
         )

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp4.options import OptionCode
 from vmnet.core.errors import DhcpDecodeError
+from vmnet.protocols.dhcp4.options import OptionCode
 
 BOOTREQUEST = 1
 BOOTREPLY = 2
@@ -174,9 +174,20 @@ def _merge(raw: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
 def encode(msg: DhcpMessage) -> bytes:
     """Serialize `msg` (see rules 4 and 5)."""
     head = _HEADER.pack(
-        msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-        msg.ciaddr.packed, msg.yiaddr.packed, msg.siaddr.packed, msg.giaddr.packed,
-        msg.chaddr, msg.sname, msg.file,
+        msg.op,
+        msg.htype,
+        msg.hlen,
+        msg.hops,
+        msg.xid,
+        msg.secs,
+        msg.flags,
+        msg.ciaddr.packed,
+        msg.yiaddr.packed,
+        msg.siaddr.packed,
+        msg.giaddr.packed,
+        msg.chaddr,
+        msg.sname,
+        msg.file,
     )
     body = b"".join([head, MAGIC_COOKIE, *(encode_option(c, v) for c, v in msg.options), _END])
     return body.ljust(MIN_MESSAGE, b"\0")
@@ -208,16 +219,16 @@ def frame_ipv4_udp(
     udp_len = 8 + len(payload)
     pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, 17, udp_len)
     udp = struct.pack("!HHHH", ports[0], ports[1], udp_len, 0) + payload
-    udp_sum = _checksum(pseudo + udp) or 0xFFFF
+    udp_sum = checksum(pseudo + udp) or 0xFFFF
     udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
     ip = struct.pack(
         "!BBHHHBBH4s4s", 0x45, 0x10, 20 + udp_len, 0, 0, 64, 17, 0, src.packed, dst.packed
     )
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     return ip + udp
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
     """RFC 1071 one's-complement sum, complemented.
 
     The 16-bit words read as one big-endian integer N: since 2**16 = 1

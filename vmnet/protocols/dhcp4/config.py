@@ -21,8 +21,8 @@ from typing import Any
 
 from vmnet.core import checks as jsonrec
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp4 import options
 from vmnet.core.errors import ConfigError
+from vmnet.protocols.dhcp4 import options
 
 DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's lease (reference §1)
 MAX_PRIVATE_OPTION = 1024
@@ -37,7 +37,9 @@ class Route:
 
     def __post_init__(self) -> None:
         if not isinstance(self.destination, IPv4Network):
-            raise ConfigError("routes", f"destination must be an IPv4 network: {self.destination!r}")
+            raise ConfigError(
+                "routes", f"destination must be an IPv4 network: {self.destination!r}"
+            )
         if self.gateway is not None and not isinstance(self.gateway, IPv4Address):
             raise ConfigError("routes", f"gateway must be an IPv4 address: {self.gateway!r}")
 
@@ -104,17 +106,13 @@ class DhcpConfig:
         Raises:
             CacheError: `obj` is not such a dict; the message names the key.
         """
-        return jsonrec.from_json(cls, obj, "dhcp config", ("client_mac", "address", "server_id"), _FROM_JSON)
+        return jsonrec.from_json(
+            cls, obj, "dhcp config", ("client_mac", "address", "server_id"), _FROM_JSON
+        )
 
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-
-
-
-
 
 
 def _check_mac(name: str, value: Any) -> MacAddress | None:
@@ -188,8 +186,6 @@ def _route_from_json(obj: Any) -> Route:
         raise ValueError(f"expected {{destination, gateway}}, got {obj!r}")
     gw = obj["gateway"]
     return Route(IPv4Network(obj["destination"]), None if gw is None else IPv4Address(gw))
-
-
 
 
 def _private_from_json(item: Any) -> tuple[int, bytes]:

@@ -140,11 +140,7 @@ def parse_classless_routes(data: bytes) -> tuple[tuple[IPv4Network, IPv4Address 
 
 def validate_domain(domain: str) -> None:
     """Raise ConfigError unless `domain` is a KubeVirt-valid search domain."""
-    if (
-        not isinstance(domain, str)
-        or len(domain.rstrip(".")) > 253
-        or not _DOMAIN_RE.match(domain)
-    ):
+    if not isinstance(domain, str) or len(domain.rstrip(".")) > 253 or not _DOMAIN_RE.match(domain):
         raise ConfigError("search", f"Search domain is not valid: {domain!r}")
 
 

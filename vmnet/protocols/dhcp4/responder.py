@@ -182,8 +182,9 @@ class SingleLeaseResponder:
         )
         return self._address(msg, reply, nak)
 
-    def _fit(self, head: list[tuple[int, bytes]], body: list[tuple[int, bytes]],
-             client_max: int | None) -> tuple[tuple[int, bytes], ...]:
+    def _fit(
+        self, head: list[tuple[int, bytes]], body: list[tuple[int, bytes]], client_max: int | None
+    ) -> tuple[tuple[int, bytes], ...]:
         limit = max(client_max or MIN_MAX_MESSAGE, MIN_MAX_MESSAGE) - IP_UDP_HEADERS
         while encoded_length(head + body) > limit and body:
             code, _ = body.pop()
@@ -203,7 +204,6 @@ class SingleLeaseResponder:
         if msg.broadcast or reply.yiaddr == _ZERO:
             return Reply(reply, src, BROADCAST_IP, BROADCAST_MAC)
         return Reply(reply, src, reply.yiaddr, mac)
-
 
 
 INFINITE_LEASE = 0xFFFFFFFF

@@ -84,7 +84,11 @@ class StatusCode(IntEnum):
 
 _IA_FIXED: dict[int, int] = {OptionCode.IA_NA: 12, OptionCode.IA_TA: 4, OptionCode.IA_PD: 12}
 _NESTED_FIXED: dict[int, int] = {**_IA_FIXED, OptionCode.IAADDR: 24, OptionCode.IAPREFIX: 25}
-_EXACT: dict[int, int] = {OptionCode.ELAPSED_TIME: 2, OptionCode.PREFERENCE: 1, OptionCode.RAPID_COMMIT: 0}
+_EXACT: dict[int, int] = {
+    OptionCode.ELAPSED_TIME: 2,
+    OptionCode.PREFERENCE: 1,
+    OptionCode.RAPID_COMMIT: 0,
+}
 _MULTIPLE: dict[int, int] = {OptionCode.ORO: 2, OptionCode.DNS_SERVERS: 16}
 
 
@@ -217,8 +221,8 @@ def decode(data: bytes) -> Dhcp6Message:
 
 def encode(msg: Dhcp6Message) -> bytes:
     """Serialize `msg` (rule 3)."""
-    return bytes((msg.msg_type,)) + msg.transaction_id.to_bytes(3, "big") + encode_options(
-        msg.options
+    return (
+        bytes((msg.msg_type,)) + msg.transaction_id.to_bytes(3, "big") + encode_options(msg.options)
     )
 
 
@@ -288,6 +292,9 @@ def ipv6_udp(packet: bytes) -> Udp6:
     if length < 8 or 40 + length > len(packet):
         raise DhcpDecodeError(f"dhcp6 frame: UDP length {length} does not fit")
     return Udp6(
-        IPv6Address(packet[8:24]), IPv6Address(packet[24:40]), sport, dport,
+        IPv6Address(packet[8:24]),
+        IPv6Address(packet[24:40]),
+        sport,
+        dport,
         bytes(packet[48 : 40 + length]),
     )

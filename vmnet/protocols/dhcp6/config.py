@@ -23,8 +23,8 @@ from typing import Any
 
 from vmnet.core import checks as jsonrec
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp6.options import domain_list
 from vmnet.core.errors import ConfigError
+from vmnet.protocols.dhcp6.options import domain_list
 
 DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's v6 lifetimes (reference §1)
 DEFAULT_ROUTER_LIFETIME = 1800  # RFC 4861 §6.2.1: 3 * MaxRtrAdvInterval (600 s)
@@ -68,13 +68,9 @@ class Dhcp6Config:
         Raises:
             CacheError: `obj` is not such a dict; the message names the key.
         """
-        return jsonrec.from_json(cls, obj, "dhcp6 config", ("client_mac", "address", "server_mac"), _FROM_JSON)
-
-
-
-
-
-
+        return jsonrec.from_json(
+            cls, obj, "dhcp6 config", ("client_mac", "address", "server_mac"), _FROM_JSON
+        )
 
 
 def _mac(*, optional: bool) -> Callable[[str, Any], Any]:
@@ -131,8 +127,6 @@ def _iface(value: Any) -> IPv6Interface:
     if not isinstance(value, str) or "/" not in value:
         raise TypeError(f"expected 'address/prefixlen', got {value!r}")
     return IPv6Interface(value)
-
-
 
 
 def _same(value: Any) -> Any:

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.core.errors import DhcpDecodeError
+from vmnet.protocols.dhcp6.config import Dhcp6Config
 
 ROUTER_SOLICITATION = 133
 ROUTER_ADVERTISEMENT = 134
@@ -66,16 +66,30 @@ def build_ra(config: Dhcp6Config) -> bytes:
     `03 04 78 80 00278d00 00093a80 00000000 fd10000000020000 0000000000000000`.
     """
     head = struct.pack(
-        "!BBHBBHII", ROUTER_ADVERTISEMENT, 0, 0, CUR_HOP_LIMIT, FLAG_MANAGED | FLAG_OTHER,
-        config.router_lifetime, 0, 0,
+        "!BBHBBHII",
+        ROUTER_ADVERTISEMENT,
+        0,
+        0,
+        CUR_HOP_LIMIT,
+        FLAG_MANAGED | FLAG_OTHER,
+        config.router_lifetime,
+        0,
+        0,
     )
     options = struct.pack("!BB", OPT_SOURCE_LLADDR, 1) + config.server_mac.packed
     if config.mtu is not None:
         options += struct.pack("!BBHI", OPT_MTU, 1, 0, config.mtu)
     net = config.address.network
     options += struct.pack(
-        "!BBBBIII16s", OPT_PREFIX_INFO, 4, net.prefixlen, PREFIX_ON_LINK,
-        PREFIX_VALID_LIFETIME, PREFIX_PREFERRED_LIFETIME, 0, net.network_address.packed,
+        "!BBBBIII16s",
+        OPT_PREFIX_INFO,
+        4,
+        net.prefixlen,
+        PREFIX_ON_LINK,
+        PREFIX_VALID_LIFETIME,
+        PREFIX_PREFERRED_LIFETIME,
+        0,
+        net.network_address.packed,
     )
     return head + options
 

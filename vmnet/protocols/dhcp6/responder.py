@@ -108,7 +108,9 @@ class Responder6:
     def __post_init__(self) -> None:
         self.server_duid = duid_ll(self.config.server_mac)
 
-    def respond(self, msg: Dhcp6Message, *, src_mac: MacAddress | None = None) -> Dhcp6Message | None:
+    def respond(
+        self, msg: Dhcp6Message, *, src_mac: MacAddress | None = None
+    ) -> Dhcp6Message | None:
         """The reply to `msg` (whose frame came from `src_mac`, if known), or None."""
         self.stats.received += 1
         rule = _RULES.get(msg.msg_type)
@@ -125,14 +127,14 @@ class Responder6:
 
     def _valid(self, msg: Dhcp6Message, needs_client: bool, server: str) -> bool:
         sid = msg.server_id
-        if server == _ABSENT and sid is not None or server == _OURS and sid is None:
+        if (server == _ABSENT and sid is not None) or (server == _OURS and sid is None):
             self.stats.ignored_invalid += 1
             return False
         if sid is not None and sid != self.server_duid:
             self.stats.ignored_other_server += 1
             return False
         informing = msg.msg_type == MessageType.INFORMATION_REQUEST
-        if needs_client and msg.client_id is None or informing and msg.ias:
+        if (needs_client and msg.client_id is None) or (informing and msg.ias):
             self.stats.ignored_invalid += 1
             return False
         return True
@@ -149,8 +151,12 @@ class Responder6:
             self.stats.advertised += 1
             extra: Options = ((int(OptionCode.PREFERENCE), MAX_PREFERENCE),)
             return self._reply(msg, MessageType.ADVERTISE, extra + self._ias(msg) + self._info())
-        if kind in (MessageType.SOLICIT, MessageType.REQUEST, MessageType.RENEW,
-                    MessageType.REBIND):
+        if kind in (
+            MessageType.SOLICIT,
+            MessageType.REQUEST,
+            MessageType.RENEW,
+            MessageType.REBIND,
+        ):
             return self._lease(msg)
         if kind == MessageType.CONFIRM:
             return self._confirm(msg)
