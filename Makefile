@@ -16,7 +16,7 @@ APT_PACKAGES = \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd
 
-.PHONY: all deps venv test test-fast demo lint type fuzz bench clean
+.PHONY: all deps venv gates lint format type layers test test-fast demo fuzz bench clean
 
 all: test
 
@@ -37,14 +37,14 @@ deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,dev]'
 	touch $@
 
 venv: $(VENV)/.installed
 
 test: deps venv
 	@$(PY) -m vmnet.testing.leaks --save .leaks-before.json
-	$(PY) -m pytest $(PYTEST_ARGS)
+	VMNET_NO_SKIP=1 $(PY) -m pytest $(PYTEST_ARGS)
 	@$(PY) -m vmnet.testing.leaks --check .leaks-before.json
 
 test-fast: venv
@@ -53,13 +53,22 @@ test-fast: venv
 demo: deps venv
 	$(PY) -m vmnet.testing.demo
 
+# The gates .ci/run runs before the tests (tool versions pinned in pyproject's dev extra).
+SOURCES = vmnet tests benchmarks examples
+
+gates: lint format type layers
+
 lint: venv
-	$(PY) -m pip install -q ruff
-	$(PY) -m ruff check vmnet tests
+	$(VENV)/bin/ruff check $(SOURCES)
+
+format: venv
+	$(VENV)/bin/ruff format --check $(SOURCES)
 
 type: venv
-	$(PY) -m pip install -q mypy types-PyYAML lxml-stubs
-	$(PY) -m mypy vmnet
+	$(VENV)/bin/mypy vmnet
+
+layers: venv
+	$(VENV)/bin/lint-imports
 
 # The long fuzz run (not part of `make test`): VMNET_FUZZ_SECONDS, VMNET_FUZZ_EXAMPLES.
 fuzz: venv

@@ -31,7 +31,7 @@ import yaml
 
 from benchmarks import loadgen, plug
 from vmnet.protocols.dhcp4.config import DhcpConfig
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import Node
 from vmnet.testing.wait import wait_until
 

@@ -18,9 +18,9 @@ import json
 
 import pytest
 
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import CniPod, bridge_config, host_local
-from vmnet.testing.plugged import bridge_manifest
+from vmnet.testing.plugging import bridge_manifest
 
 MY_SUBNET = "10.244.1.0/24"
 MY_CONFIG = bridge_config(

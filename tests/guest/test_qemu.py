@@ -36,7 +36,7 @@ def test_udhcpc_lease_applies_address_routes_mtu(pod: Pod, tmp_path: Path) -> No
         with QemuGuest(pod.netns, pod.tap, VM_MAC) as guest:
             assert guest.boot_seconds is not None and guest.boot_seconds < 30
             assert guest.guest_mac == MacAddress.parse(VM_MAC)
-            assert guest.mac() == MacAddress.parse(VM_MAC)
+            assert guest.link_mac() == MacAddress.parse(VM_MAC)
             assert guest.mtu() == 1500
             assert not guest.ping(str(GATEWAY.ip))
 
@@ -51,14 +51,14 @@ def test_udhcpc_lease_applies_address_routes_mtu(pod: Pod, tmp_path: Path) -> No
                 (ipaddress.IPv4Network("10.100.0.0/16"), GATEWAY.ip),
                 (ipaddress.IPv4Network("0.0.0.0/0"), GATEWAY.ip),
             )
-            assert lease.server == GATEWAY.ip and lease.lease_time == 3600
+            assert lease.server_id == GATEWAY.ip and lease.lease_time == 3600
             assert VM_IP in guest.ip_addr()
             routes = guest.ip_route()
             assert "10.100.0.0/16 via 10.99.0.1 dev eth0" in routes
             assert "default via 10.99.0.1 dev eth0" in routes
             assert guest.mtu() == 1400
             assert guest.ping(str(GATEWAY.ip))
-            assert not guest.ping("10.99.0.77", wait=1)
+            assert not guest.ping("10.99.0.77", timeout=1)
             qemu_pid = guest.pid
             assert qemu_pid is not None
         assert pids_in(pod.netns) == {server.pid}

@@ -70,7 +70,7 @@ def test_vmnet_server_leases_pod_ip_to_udhcpc_and_ipconfig() -> None:
         with QemuGuest(pod.netns, pod.tap, VM_MAC) as guest:
             lease = guest.dhcp("udhcpc")
 
-            assert lease.address == POD_IP and lease.server == BRIDGE_IP.ip
+            assert lease.address == POD_IP and lease.server_id == BRIDGE_IP.ip
             assert (lease.mtu, lease.hostname, lease.lease_time) == (1400, "vmi-guest", 7200)
             assert lease.dns == CONFIG.dns and lease.search == CONFIG.search
             assert lease.routes == ROUTES

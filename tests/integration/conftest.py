@@ -44,7 +44,7 @@ def guest_wire(guest_ns, mac):
     writes them to a tap that has no vnet header to say so (qemu's virtio NIC
     would carry that header).
     """
-    from vmnet.testing import netns as ns
+    from vmnet.testing import namespaces as ns
 
     ns.create_veth(ns.VethEnd(guest_ns, "wire0"), ns.VethEnd(guest_ns, "eth0", mac))
     ns.exec_in(guest_ns, ["ethtool", "-K", "eth0", "tx", "off"])
@@ -88,7 +88,7 @@ def vmnet_dhcp(netns, vm, cache, resolv_text="nameserver 10.96.0.10\n", *, expec
 
 def unplug_restores(netns, vm, cache, before):
     """`vmnet unplug` succeeds and the pod netns equals the snapshot `before`."""
-    from vmnet.testing.snapshot import snapshot
+    from vmnet.testing.snapshots import snapshot
 
     res = vmnet("unplug", "--netns", netns, "--vmi", str(vm), "--cache-dir", str(cache))
     assert res.returncode == 0, res.stderr

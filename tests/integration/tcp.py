@@ -7,7 +7,7 @@ returns what the server answered, or None when the connection fails.
 
 import sys
 
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.wait import wait_until
 
 SERVER = """

@@ -12,10 +12,10 @@ from tests.integration.conftest import (
     vmnet,
     vmnet_dhcp,
 )
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.dhcpclients import run_client
 from vmnet.testing.relay import TapRelay
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing.snapshots import snapshot
 from vmnet.testing.wait import wait_until
 
 pytestmark = [pytest.mark.netns, needs_root, needs_cni]

@@ -7,7 +7,7 @@ on-link /32 route to 169.254.1.1 and the default route via it.
 
 import pytest
 
-from vmnet.testing.plugged import bridge_manifest
+from vmnet.testing.plugging import bridge_manifest
 
 pytestmark = [pytest.mark.netns]
 
@@ -28,7 +28,7 @@ def test_bridge_guest_on_a_calico_pod_has_a_working_default_route(
     guest = guest_factory(plugged, plugged.tap, plugged.mac)
     lease = guest.dhcp(client, workdir=str(tmp_path), timeout=20)
     assert lease.address == plugged.address
-    routes = guest.run(["ip", "-4", "route"]).stdout
+    routes = guest.check("ip -4 route")
     assert "default via 169.254.1.1 dev eth0" in routes
     assert "169.254.1.1 dev eth0" in routes
     assert guest.ping(NODE_ADDRESS)

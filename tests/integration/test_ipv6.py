@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from vmnet.testing.dhcpclients6 import run_client6
-from vmnet.testing.plugged import bridge_manifest
+from vmnet.testing.plugging import bridge_manifest
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 
@@ -41,9 +41,9 @@ def test_guest_gets_fd10_0_2_2_a_default_route_and_reaches_outside(
     lease = run_client6(client, guest.netns, "eth0", workdir=str(tmp_path), timeout=30)
     assert lease.address == ipaddress.ip_address("fd10:0:2::2")
     assert lease.dns == (ipaddress.ip_address("fd00:10:96::a"),)
-    addrs = guest.run(["ip", "-6", "addr", "show", "dev", "eth0"]).stdout
+    addrs = guest.check("ip -6 addr show dev eth0")
     assert "fd10:0:2::2" in addrs
-    routes = guest.run(["ip", "-6", "route"]).stdout
+    routes = guest.check("ip -6 route")
     assert f"default via {BRIDGE_LL} dev eth0" in routes, routes
     assert guest.ping(gateway6)  # the CNI's IPv6 gateway, outside the pod, through NAT66
     assert plugged.responders6[0].stats.ra_sent >= 1

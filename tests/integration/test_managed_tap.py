@@ -5,9 +5,9 @@ from lxml import etree
 
 from vmnet.phases import phase1, phase2
 from vmnet.store.cache import Cache
-from vmnet.testing import netns as ns
-from vmnet.testing.plugged import bridge_manifest
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing import namespaces as ns
+from vmnet.testing.plugging import bridge_manifest
+from vmnet.testing.snapshots import snapshot
 
 pytestmark = [pytest.mark.netns, pytest.mark.qemu]
 

@@ -17,7 +17,7 @@ from vmnet.plan.bindings import stable_mac
 from vmnet.testing.cni import Node, bridge_config, static_ipam
 from vmnet.testing.dhcpclients import ClientSession
 from vmnet.testing.guest import Guest
-from vmnet.testing.plugged import Plugged, bridge_manifest
+from vmnet.testing.plugging import Plugged, bridge_manifest
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local", "static")]
 
@@ -85,7 +85,7 @@ def test_bridge_guest_init_reboots_into_the_target_pod(two_pods, tmp_path):
         assert target.configs[0][1].server_id == source.configs[0][1].server_id
         source.close()
         guest.reattach(pod_b.netns, target.tap)
-        guest.run(["ip", "addr", "flush", "dev", "eth0"])  # the guest reboots
+        guest.check("ip addr flush dev eth0")  # the guest reboots
         lease = guest.dhcp(
             "dhclient",
             workdir=wd(tmp_path, "b"),
@@ -146,7 +146,7 @@ def test_masquerade_guest_keeps_10_0_2_2_and_ports_follow_the_new_pod(node, node
         assert domain_mac(source) == domain_mac(target)
         source.close()
         guest.reattach(pod_b.netns, target.tap)
-        guest.run(["ip", "addr", "flush", "dev", "eth0"])
+        guest.check("ip addr flush dev eth0")
         lease = guest.dhcp(
             "dhclient",
             workdir=wd(tmp_path, "b"),

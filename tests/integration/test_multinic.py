@@ -16,11 +16,11 @@ from tests.integration.conftest import (
     vmnet_dhcp,
 )
 from vmnet.core.names import hashed_pod_iface
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import host_local
 from vmnet.testing.dhcpclients import run_client
 from vmnet.testing.relay import TapRelay
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing.snapshots import snapshot
 
 pytestmark = [pytest.mark.netns, needs_root, needs_cni]
 

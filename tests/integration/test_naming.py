@@ -16,11 +16,11 @@ import yaml
 from lxml import etree
 
 from tests.integration.conftest import guest_wire, vmnet
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import host_local
 from vmnet.testing.dhcpclients import run_client
 from vmnet.testing.relay import TapRelay
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing.snapshots import snapshot
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 

@@ -18,9 +18,9 @@ from lxml import etree
 from tests.integration import tcp
 from tests.integration.conftest import vmnet
 from vmnet.core.errors import ConfigError, DriverError
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing import passt
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing.snapshots import snapshot
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 
@@ -112,7 +112,7 @@ def test_guest_behind_passt_gets_the_pod_ip_routes_and_egress(passt_pod, node):
         assert lease.router == pod.gateway
         assert pod.address in guest.ip_addr()
         assert f"default via {pod.gateway} dev eth0" in guest.ip_route()
-        assert guest.mac() == guest.vm_mac
+        assert guest.link_mac() == guest.vm_mac
         # ICMP goes out through passt's ping sockets: uid 107 needs ping_group_range
         assert guest.ping(str(pod.gateway)) and guest.ping(NODE_ADDR)
 

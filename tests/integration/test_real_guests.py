@@ -6,7 +6,7 @@ import pytest
 
 from vmnet.phases import phase2
 from vmnet.testing.cni import bridge_config
-from vmnet.testing.plugged import bridge_manifest
+from vmnet.testing.plugging import bridge_manifest
 
 pytestmark = [pytest.mark.netns, pytest.mark.qemu, pytest.mark.cni("bridge", "host-local")]
 

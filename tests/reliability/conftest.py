@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import pytest
 
 from vmnet.core.netns import run_in
-from vmnet.testing import netns as ns
-from vmnet.testing.snapshot import NetSnapshot, snapshot
+from vmnet.testing import namespaces as ns
+from vmnet.testing.snapshots import NetSnapshot, snapshot
 
 VOLATILE_SYSCTLS = re.compile(
     r"^net/(netfilter/nf_conntrack_(count|buckets)|ipv4/tcp_.*mem|ipv4/udp_mem"

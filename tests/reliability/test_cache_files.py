@@ -26,7 +26,7 @@ from tests.reliability.forkcli import ForkCli
 from vmnet.core.errors import CacheError, DriverError
 from vmnet.plan.state import NetworkRecord
 from vmnet.store.cache import SCHEMA, Cache, safe_name
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import bridge_config
 
 GOOD = {"answer": 42}

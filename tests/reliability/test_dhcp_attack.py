@@ -35,7 +35,7 @@ from vmnet.core.netns import run_in
 from vmnet.phases import phase2
 from vmnet.protocols import resolvconf
 from vmnet.store.cache import Cache
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import bridge_config
 from vmnet.testing.wait import wait_until
 

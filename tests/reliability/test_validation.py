@@ -25,9 +25,9 @@ from tests.reliability.conftest import BRIDGE_VM, MASQUERADE_VM, assert_same, pi
 from tests.reliability.forkcli import ForkCli
 from vmnet.core.addr import MacAddress
 from vmnet.plan.state import LinkState, PodNic
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import bridge_config
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing.snapshots import snapshot
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 BARE_NIC = "bare0"

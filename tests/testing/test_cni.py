@@ -10,7 +10,7 @@ import pytest
 
 from vmnet.core.errors import ConfigError
 from vmnet.testing import cni
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cnidata import CniResult
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni]

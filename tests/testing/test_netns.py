@@ -9,8 +9,8 @@ import pytest
 
 from vmnet.core.addr import MacAddress
 from vmnet.core.errors import ConfigError, DriverError
-from vmnet.testing import netns as ns
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing import namespaces as ns
+from vmnet.testing.snapshots import snapshot
 
 pytestmark = pytest.mark.netns
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import vmnet
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.plugin import missing
 
 REPO = Path(vmnet.__file__).resolve().parents[1]
@@ -17,7 +17,7 @@ INNER = """
 import os
 import pytest
 
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 
 
 @pytest.mark.netns
@@ -77,7 +77,7 @@ def test_session_fails_listing_a_leaked_namespace(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VMT_LEAK", "1")
-    run = project.runpytest_subprocess("-p", "vmnet.testing")
+    run = project.runpytest_subprocess("-p", "vmnet.testing", "--vmnet-leak-check")
     leaked = _recorded(project)[-1]
     try:
         run.assert_outcomes(passed=2, skipped=2, errors=1)
@@ -87,11 +87,11 @@ def test_session_fails_listing_a_leaked_namespace(
 
 
 @pytest.mark.netns
-def test_leak_check_can_be_turned_off(
+def test_leak_check_is_off_unless_asked_for(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VMT_LEAK", "1")
-    run = project.runpytest_subprocess("-p", "vmnet.testing", "--vmnet-no-leak-check")
+    run = project.runpytest_subprocess("-p", "vmnet.testing")
     try:
         run.assert_outcomes(passed=2, skipped=2)
     finally:
@@ -104,7 +104,7 @@ def test_fixtures_clean_up_when_the_test_fails(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VMT_FAIL", "1")
-    run = project.runpytest_subprocess("-p", "vmnet.testing")
+    run = project.runpytest_subprocess("-p", "vmnet.testing", "--vmnet-leak-check")
     run.assert_outcomes(passed=2, skipped=1, failed=1)
     run.stdout.no_fnmatch_line("*leaked*")
     names = _recorded(project)
@@ -119,3 +119,45 @@ def test_missing_names_the_missing_piece() -> None:
         == "needs CNI plugin /usr/lib/cni/nosuch (containernetworking-plugins)"
     )
     assert missing("unrelated-marker") is None
+
+
+def test_installing_vmnet_changes_no_other_suite(pytester: pytest.Pytester) -> None:
+    """Without `-p vmnet.testing`, a project's run knows none of the plugin's
+    markers, fixtures or options, even with plugin autoloading on."""
+    pytester.makepyfile(test_other="def test_plain():\n    pass\n")
+    run = pytester.runpytest_subprocess("--markers", "--fixtures")
+    run.stdout.no_fnmatch_line("*needs root and network namespaces*")
+    run.stdout.no_fnmatch_line("*guest_factory*")
+    assert pytester.runpytest_subprocess("--vmnet-leak-check").ret != 0
+
+
+def test_star_import_gives_the_documented_fixtures_and_types() -> None:
+    import vmnet.testing
+
+    names: dict[str, object] = {}
+    exec("from vmnet.testing import *", names)
+    fixtures = {
+        "netns",
+        "node",
+        "pod",
+        "pod_factory",
+        "calico_pod",
+        "guest_factory",
+        "plugged",
+        "vm",
+    }
+    types = {
+        "CniPod",
+        "Node",
+        "Guest",
+        "QemuGuest",
+        "LibvirtGuest",
+        "GuestShell",
+        "Lease",
+        "Plugged",
+        "CommandResult",
+        "NetSnapshot",
+    }
+    assert fixtures | types <= set(names)
+    assert set(vmnet.testing.__all__) == set(names) - {"__builtins__"}
+    assert "pytest_addoption" not in names and "vmnet_leak_check" not in names

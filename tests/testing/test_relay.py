@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import threading
 
@@ -12,7 +13,7 @@ from vmnet.apply.drivers.tap import TunTap
 from vmnet.core.addr import MacAddress
 from vmnet.core.errors import DriverError
 from vmnet.plan.state import TapSpec
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.guest import Guest
 from vmnet.testing.relay import TapRelay, live_relays
 from vmnet.testing.wait import wait_until
@@ -40,12 +41,12 @@ def test_guest_pings_across_the_tap(netns: str, guest_factory) -> None:
     _tap_pod(netns, ("tap0", 1))
     guest = guest_factory(netns, "tap0", VM_MAC)
     assert str(guest.mac) == VM_MAC and guest.ifname == "eth0"
-    links = json.loads(guest.run(["ip", "-j", "link"]).stdout)
+    links = json.loads(guest.check("ip -j link"))
     assert [(link["ifname"], link.get("address")) for link in links] == [
         ("lo", "00:00:00:00:00:00"),
         ("eth0", VM_MAC),
     ]
-    guest.run(["ip", "addr", "add", "10.30.0.2/24", "dev", "eth0"])
+    guest.check("ip addr add 10.30.0.2/24 dev eth0")
     assert guest.ping("10.30.0.1", count=2)
     fdb = ns.exec_in(netns, ["bridge", "fdb", "show", "br", "k6t-eth0"]).stdout
     assert f"{VM_MAC} dev tap0" in fdb
@@ -57,14 +58,14 @@ def test_guest_mtu_follows_the_tap(netns: str, guest_factory) -> None:
     _tap_pod(netns, ("tap0", 1))
     ns.ip_batch(netns, ["link set tap0 mtu 1400"])
     guest = guest_factory(netns)
-    links = json.loads(guest.run(["ip", "-j", "link", "show", "eth0"]).stdout)
+    links = json.loads(guest.check("ip -j link show eth0"))
     assert links[0]["mtu"] == 1400
 
 
 def test_tcp_through_the_relay(netns: str, guest_factory) -> None:
     _tap_pod(netns, ("tap0", 1))
     guest = guest_factory(netns)
-    guest.run(["ip", "addr", "add", "10.30.0.2/24", "dev", "eth0"])
+    guest.check("ip addr add 10.30.0.2/24 dev eth0")
     script = (
         "import socket;s=socket.create_server(('10.30.0.1',5555));print('up',flush=True);"
         "c,_=s.accept();n=0\nwhile (d:=c.recv(65536)):n+=len(d)\nprint(n)"
@@ -76,7 +77,7 @@ def test_tcp_through_the_relay(netns: str, guest_factory) -> None:
             "import socket;s=socket.create_connection(('10.30.0.1',5555));"
             "s.sendall(b'x'*3000000);s.close()"
         )
-        guest.run(["python3", "-c", client])
+        guest.check(shlex.join(["python3", "-c", client]))
         assert server.communicate(timeout=30)[0].strip() == "3000000"
     finally:
         server.kill()
@@ -162,7 +163,7 @@ def test_guest_dhcp_through_the_relay(netns: str, guest_factory, client: str) ->
         guest = guest_factory(netns, "tap0", VM_MAC)
         lease = guest.dhcp(client, timeout=20)
         assert str(lease.address) == "10.30.0.50/24"
-        assert "10.30.0.50/24" in guest.run(["ip", "-4", "addr", "show", "eth0"]).stdout
+        assert "10.30.0.50/24" in guest.check("ip -4 addr show eth0")
         assert guest.ping("10.30.0.1")
     finally:
         dnsmasq.terminate()

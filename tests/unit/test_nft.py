@@ -89,7 +89,7 @@ def test_marker_is_stable_and_safe():
 )
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_nft_accepts_the_golden_ruleset(case):
-    from vmnet.testing import netns as ns
+    from vmnet.testing import namespaces as ns
 
     with ns.temp_netns() as name:
         proc = ns.exec_in(name, ["nft", "-c", "-f", str(GOLDEN / f"{case}.nft")], check=False)

@@ -13,12 +13,11 @@ Rules:
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vmnet.apply.applier import Applier
 from vmnet.apply.discovery import discover, link_names
@@ -188,31 +187,20 @@ def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
         cache.write(SYSCTL_RECORD, None, saved)
 
 
-def _with_drivers(fn: Callable[..., PlugResult]) -> Callable[..., PlugResult]:
-    """Open real drivers for `netns` when none are given, and close them after."""
-
-    @functools.wraps(fn)
-    def run(
-        vmi: Vmi,
-        netns: str | None,
-        cache: Cache,
-        *args: Any,
-        drivers: Drivers | None = None,
-        **kw: Any,
-    ) -> PlugResult:
-        if drivers is not None:
-            return fn(vmi, netns, cache, *args, drivers=drivers, **kw)
-        check_netns(netns)
-        opened = real(netns)
-        try:
-            return fn(vmi, netns, cache, *args, drivers=opened, **kw)
-        finally:
-            opened.close()
-
-    return run
+@contextlib.contextmanager
+def _drivers_for(netns: str | None, given: Drivers | None) -> Iterator[Drivers]:
+    """`given`, or real drivers opened on `netns` and closed afterwards."""
+    if given is not None:
+        yield given
+        return
+    check_netns(netns)
+    opened = real(netns)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
-@_with_drivers
 def plug(
     vmi: Vmi,
     netns: str | None,
@@ -221,15 +209,41 @@ def plug(
     drivers: Drivers | None = None,
     on_mutation: Callable[[str], None] | None = None,
 ) -> PlugResult:
-    """Phase 1 for every interface of `vmi`; see the module rules."""
-    assert drivers is not None
-    options = options or PlugOptions()
+    """Phase 1: bind every interface of `vmi` in the pod namespace `netns`.
+
+    Args:
+        vmi: the parsed manifest (`vmnet.load`).
+        netns: the pod's network namespace, a name in /run/netns or a path
+            such as /proc/PID/ns/net; None for the caller's own.
+        cache: where the records phase 2 and unplug read are kept.
+        options: tap owner, pod interface overrides, MAC source, migration.
+        drivers: the side effects to use (default: real ones on `netns`).
+        on_mutation: called after every change (the crash-test hook).
+
+    Returns:
+        What was plugged and unplugged, and every change made.
+
+    Raises:
+        ConfigError, DiscoveryError, CacheError: bad input; nothing changed.
+        DriverError, CriticalNetworkError: a change failed; a re-run converges.
+    """
+    with _drivers_for(netns, drivers) as opened:
+        return _plug(vmi, cache, options or PlugOptions(), opened, on_mutation)
+
+
+def _plug(
+    vmi: Vmi,
+    cache: Cache,
+    options: PlugOptions,
+    drivers: Drivers,
+    on_mutation: Callable[[str], None] | None,
+) -> PlugResult:
     result = PlugResult()
     prepared = prepare(vmi, drivers, cache, options)
     binding_keys = [k for ctx in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
     _save_sysctls(cache, drivers, binding_keys)
     applier = Applier(drivers, on_mutation)
-    for _index, (iface, net) in enumerate(vmi.pairs()):
+    for iface, net in vmi.pairs():
         record = cache.network(net.name) if iface.state == "absent" else None
         if record is not None:  # hot-unplug: the interface was plugged, now it is absent
             _unplug_record(applier, cache, BindContext(vmi, iface, net, record))
@@ -266,7 +280,6 @@ def _with_state(
     )
 
 
-@_with_drivers
 def unplug(
     vmi: Vmi,
     netns: str | None,
@@ -274,8 +287,20 @@ def unplug(
     drivers: Drivers | None = None,
     on_mutation: Callable[[str], None] | None = None,
 ) -> PlugResult:
-    """Undo phase 1 for every network recorded in `cache`."""
-    assert drivers is not None
+    """Undo phase 1 for every network recorded in `cache`: the pod namespace
+    goes back to what the CNI plugin left (names, MACs, MTUs, addresses,
+    routes, sysctls), and the records are removed.
+
+    Args and errors are those of `plug`; a manifest that lacks a network the
+    cache has is a ConfigError.
+    """
+    with _drivers_for(netns, drivers) as opened:
+        return _unplug(vmi, cache, opened, on_mutation)
+
+
+def _unplug(
+    vmi: Vmi, cache: Cache, drivers: Drivers, on_mutation: Callable[[str], None] | None
+) -> PlugResult:
     pairs = {net.name: (i, iface, net) for i, (iface, net) in enumerate(vmi.pairs())}
     records = sorted(cache.networks(), key=lambda r: r.index, reverse=True)
     for record in records:

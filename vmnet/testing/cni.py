@@ -32,7 +32,7 @@ from typing import Any
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
 from vmnet.core.errors import ConfigError, DriverError
 from vmnet.core.netns import netns_path
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
 from vmnet.testing.cnidata import (
     CONFIGS,
     UPLINK,

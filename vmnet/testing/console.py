@@ -17,7 +17,6 @@ Subclasses start the VM and attach the console: `vmnet.testing.qemu.QemuGuest`
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ from vmnet.core.addr import MacAddress
 from vmnet.core.errors import ConfigError, DriverError
 from vmnet.testing.initramfs import BEGIN, END, READY, missing_inputs
 from vmnet.testing.lease import Lease, parse_ipconfig, parse_udhcpc
+from vmnet.testing.shell import CommandResult, GuestShell
 
 QEMU = "qemu-system-x86_64"
 KERNEL_ARGS = "console=ttyS0 panic=-1 quiet"
@@ -52,7 +52,7 @@ def available(kernel: str | Path | None = None) -> str | None:
     return missing_inputs(kernel)
 
 
-class SerialGuest:
+class SerialGuest(GuestShell):
     """The console protocol over any byte stream; subclasses start the VM."""
 
     def __init__(self, name: str, timeout: float) -> None:
@@ -131,7 +131,7 @@ class SerialGuest:
             self.guest_mac = MacAddress.parse(mac) if mac != "none" else None
         return self.boot_seconds
 
-    def run(self, cmd: str, timeout: float = 30.0) -> tuple[int, str]:
+    def run(self, cmd: str, timeout: float = 30.0) -> CommandResult:
         """Run `cmd` with the guest's sh; return (exit code, stdout+stderr)."""
         line = base64.b64encode(cmd.encode())
         if len(line) > MAX_LINE:
@@ -155,16 +155,9 @@ class SerialGuest:
                 re.DOTALL,
             )
             match = self._wait_for(pattern, mark, timeout, f"run {cmd[:40]!r}")
-        return int(match.group(2)), match.group(1).decode(errors="replace")
+        return CommandResult(int(match.group(2)), match.group(1).decode(errors="replace"))
 
-    def check(self, cmd: str, timeout: float = 30.0) -> str:
-        """Run `cmd`; return its output, or raise DriverError if it failed."""
-        rc, out = self.run(cmd, timeout)
-        if rc != 0:
-            raise DriverError(f"run {cmd[:40]!r}", self.name, f"exit {rc}: {out.strip()[-200:]!r}")
-        return out
-
-    def dhcp(self, client: str = "udhcpc", ifname: str = "eth0", timeout: float = 30.0) -> Lease:
+    def dhcp(self, client: str = "udhcpc", *, ifname: str = "eth0", timeout: float = 30.0) -> Lease:
         """Lease with a real DHCP client in the guest and apply what it got.
 
         Args:
@@ -179,33 +172,6 @@ class SerialGuest:
             self.check(f"rm -f /run/net-{ifname}.conf; " + IPCONFIG.format(ifname=ifname), timeout)
             return parse_ipconfig(self.check(f"cat /run/net-{ifname}.conf"))
         raise ConfigError("client", f"unknown DHCP client {client!r} (udhcpc, ipconfig)")
-
-    def ip_addr(
-        self, ifname: str = "eth0"
-    ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
-        """The addresses on `ifname`, as the guest sees them."""
-        out = self.check(f"ip -o addr show dev {ifname}")
-        found = re.findall(r"\binet6? (\S+)", out)
-        return [ipaddress.ip_interface(a) for a in found]
-
-    def ip_route(self, family: int = 4) -> list[str]:
-        """The guest's routes, one normalised `ip route` line each."""
-        out = self.check(f"ip -{family} route show")
-        return [" ".join(line.split()) for line in out.splitlines() if line.strip()]
-
-    def mtu(self, ifname: str = "eth0") -> int:
-        """The MTU of `ifname` in the guest."""
-        return int(self.check(f"cat /sys/class/net/{ifname}/mtu"))
-
-    def mac(self, ifname: str = "eth0") -> MacAddress:
-        """The MAC of `ifname` in the guest."""
-        return MacAddress.parse(self.check(f"cat /sys/class/net/{ifname}/address").strip())
-
-    def ping(self, addr: str, count: int = 1, wait: int = 2) -> bool:
-        """True when `addr` answers a ping from the guest."""
-        ip = ipaddress.ip_address(addr)
-        rc, _ = self.run(f"ping -c {count} -W {wait} {ip}", timeout=count * wait + 10)
-        return rc == 0
 
 
 def validate_nic(tap: str, mac: str, mtu: int | None, memory_mb: int) -> MacAddress:

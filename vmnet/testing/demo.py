@@ -26,7 +26,7 @@ from vmnet.store.cache import Cache
 from vmnet.testing import cni
 from vmnet.testing.cni import CniPod, Node
 from vmnet.testing.guest import Guest
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing.snapshots import snapshot
 
 MANIFEST = """\
 apiVersion: kubevirt.io/v1

@@ -21,13 +21,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from vmnet.core.errors import ConfigError, VmnetError
 from vmnet.core.netns import check_netns
 from vmnet.protocols.dhcp4.options import parse_classless_routes
+from vmnet.testing.lease import Lease
 
 CLIENTS = ("udhcpc", "dhclient", "dhcpcd")
 POLL = 0.05
@@ -81,24 +81,6 @@ _LEASE_REASONS = {
 
 class ClientError(VmnetError):
     """A DHCP client got no lease, or its output could not be parsed."""
-
-
-@dataclass(frozen=True)
-class Lease:
-    """What one client received, as the client itself reported it."""
-
-    client: str
-    address: IPv4Interface
-    router: IPv4Address | None
-    dns: tuple[IPv4Address, ...]
-    search: tuple[str, ...]
-    domain: str | None
-    hostname: str | None
-    mtu: int | None
-    routes: tuple[tuple[IPv4Network, IPv4Address], ...]
-    server_id: IPv4Address | None
-    lease_time: int | None
-    raw: dict[str, str] = field(repr=False)
 
 
 def run_client(
@@ -356,16 +338,16 @@ def _parse(client: str, env: dict[str, str]) -> Lease:
     return Lease(
         client,
         IPv4Interface(f"{ip}/{mask}"),
-        _first(router),
-        _ips(dns),
-        tuple(d.rstrip(".") for d in (search or "").split()),
-        domain,
-        host,
-        _int(mtu),
-        routes(rts),
-        _first(sid),
-        _int(lease),
-        env,
+        router=_first(router),
+        dns=_ips(dns),
+        search=tuple(d.rstrip(".") for d in (search or "").split()),
+        domain=domain,
+        hostname=host,
+        mtu=_int(mtu),
+        routes=routes(rts),
+        server_id=_first(sid),
+        lease_time=_int(lease),
+        raw=tuple(sorted(env.items())),
     )
 
 

@@ -18,27 +18,24 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import math
 import socket
 import struct
-import subprocess
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import Self
 
 from vmnet.core.addr import MacAddress
 from vmnet.core.netns import run_in
-from vmnet.testing import netns as ns
+from vmnet.testing import namespaces as ns
+from vmnet.testing.lease import Lease
 from vmnet.testing.relay import TapRelay
-
-if TYPE_CHECKING:
-    from vmnet.testing.dhcpclients import Lease
+from vmnet.testing.shell import CommandResult, GuestShell
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017
 WIRE = "wire0"
 
 
-class Guest:
+class Guest(GuestShell):
     """A DHCP-client-ready guest attached to tap `tap` in `pod_netns`."""
 
     def __init__(
@@ -71,39 +68,43 @@ class Guest:
             self.close()
             raise
 
-    def dhcp(self, client: str = "udhcpc", **kw: Any) -> Lease:
-        """Lease an address on eth0 with a real DHCP client.
+    def dhcp(
+        self,
+        client: str = "udhcpc",
+        *,
+        ifname: str | None = None,
+        timeout: float = 30.0,
+        workdir: str | None = None,
+        lease_file_text: str | None = None,
+    ) -> Lease:
+        """Lease an address with a real DHCP client in the guest namespace.
 
         Args:
-            client: "udhcpc", "dhclient", "dhcpcd" (or what dhcpclients knows).
-            **kw: passed to `vmnet.testing.dhcpclients.run_client`
-                (timeout, workdir, lease_file_text).
+            client: "udhcpc", "dhclient", "dhcpcd" (what `vmnet.testing.dhcpclients` runs).
+            ifname: the guest's interface (default: the one it was made with).
+            workdir: where the client keeps its files (default: a temporary directory).
+            lease_file_text: dhclient only: seeds its lease file (INIT-REBOOT).
         """
         from vmnet.testing.dhcpclients import run_client
 
-        return run_client(client, self.netns, self.ifname, **kw)
+        return run_client(
+            client,
+            self.netns,
+            ifname or self.ifname,
+            timeout=timeout,
+            workdir=workdir,
+            lease_file_text=lease_file_text,
+        )
 
-    def run(
-        self, argv: Sequence[str], check: bool = True, timeout: float = 30.0
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a command in the guest namespace and capture its output."""
-        return ns.exec_in(self.netns, argv, check=check, timeout=timeout)
+    def run(self, cmd: str | Sequence[str], timeout: float = 30.0) -> CommandResult:
+        """Run `cmd` (a shell line, or an argv) in the guest namespace."""
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        proc = ns.exec_in(self.netns, argv, check=False, timeout=timeout)
+        return CommandResult(proc.returncode, proc.stdout + proc.stderr)
 
-    def ping(self, addr: str | object, count: int = 1, timeout: float = 5.0) -> bool:
-        """True if `count` echo replies from `addr` arrive within `timeout` seconds."""
-        argv = [
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            str(count),
-            "-i",
-            "0.2",
-            "-w",
-            str(max(1, math.ceil(timeout))),
-            str(addr),
-        ]
-        return self.run(argv, check=False, timeout=timeout + 5).returncode == 0
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.netns
 
     def reattach(self, pod_netns: str, tap: str = "tap0") -> None:
         """Move the guest's wire to another pod's tap, as a migrated VM's NIC.

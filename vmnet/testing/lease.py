@@ -19,7 +19,12 @@ from vmnet.core.errors import DriverError
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """What a guest DHCP client got, as the client itself reported it."""
+    """What a guest DHCP client got, as the client itself reported it.
+
+    The one lease type of vmnet.testing: namespace guests (udhcpc, dhclient,
+    dhcpcd through `vmnet.testing.dhcpclients`) and serial-console guests
+    (udhcpc, klibc ipconfig) report the same fields. `raw` holds every
+    name=value pair the client wrote, sorted."""
 
     client: str
     address: ipaddress.IPv4Interface
@@ -31,7 +36,7 @@ class Lease:
     search: tuple[str, ...] = ()
     routes: tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address], ...] = ()
     lease_time: int | None = None
-    server: ipaddress.IPv4Address | None = None
+    server_id: ipaddress.IPv4Address | None = None
     raw: tuple[tuple[str, str], ...] = ()
 
 
@@ -54,7 +59,7 @@ def parse_udhcpc(text: str) -> Lease:
                 for n, g in zip(words[::2], words[1::2], strict=False)
             ),
             lease_time=_int(kv.get("lease")),
-            server=_ip4([kv.get("serverid", "")]),
+            server_id=_ip4([kv.get("serverid", "")]),
             raw=tuple(sorted(kv.items())),
         )
     except (KeyError, ValueError) as err:
@@ -86,7 +91,7 @@ def parse_ipconfig(text: str) -> Lease:
             domain=kv.get("DNSDOMAIN") or None,
             search=tuple(d.rstrip(".") for d in kv.get("DOMAINSEARCH", "").split()),
             lease_time=_int(kv.get("DHCPLEASETIME")),
-            server=_ip4([kv.get("ROOTSERVER", "")]),
+            server_id=_ip4([kv.get("ROOTSERVER", "")]),
             routes=tuple(
                 (
                     ipaddress.IPv4Network(kv[f"IPV4ROUTE{i}SUBNET"]),

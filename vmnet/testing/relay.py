@@ -34,7 +34,7 @@ from typing import Self
 
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import run_in
-from vmnet.testing.netns import link_index, open_ipr
+from vmnet.testing.namespaces import link_index, open_ipr
 
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from vmnet.testing.netns import open_ipr
+from vmnet.testing.namespaces import open_ipr
 
 _DAD_FLAGS = 0x04 | 0x08 | 0x40  # IFA_F_OPTIMISTIC | IFA_F_DADFAILED | IFA_F_TENTATIVE
 _RTM_F_CLONED = 0x200

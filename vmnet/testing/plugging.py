@@ -26,7 +26,7 @@ from vmnet.protocols import resolvconf
 from vmnet.serve.service import Service
 from vmnet.store.cache import Cache
 from vmnet.testing.cni import CniPod
-from vmnet.testing.snapshot import snapshot
+from vmnet.testing.snapshots import snapshot
 
 RESOLV = (
     "nameserver 10.96.0.10\nnameserver fd00:10:96::a\n"
