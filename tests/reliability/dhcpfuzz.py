@@ -1,10 +1,12 @@
 """The DHCPv4 path a hostile guest can reach, as one pure function, for fuzzers.
 
-`handle(data)` is what `vmnet.serve.dhcp4` does with one datagram, minus the
-sockets: decode, respond, encode, frame. The invariants every fuzzer checks
-(Hypothesis in the suite, atheris in `tox -e fuzz`):
+`handle(data)` drives `vmnet.protocols.dhcp4.exchange.Exchange.handle`, the
+function the server runs on every datagram, and checks what it returns. The
+invariants every fuzzer checks (Hypothesis in the suite, atheris in
+`tox -e fuzz`):
 
-1. Only `DhcpDecodeError` escapes, and only from `decode`.
+1. Nothing escapes; only a datagram that does not decode is dropped as
+   malformed (the responder never fails on a message that decodes).
 2. No reply to a client other than the configured MAC (Ethernet, hlen 6).
 3. A reply goes to that MAC or to broadcast, echoes xid and chaddr, offers
    no address but the lease (or none), fits the client's maximum message
@@ -19,6 +21,7 @@ from vmnet.core.addr import MacAddress
 from vmnet.core.errors import DhcpDecodeError
 from vmnet.protocols.dhcp4.codec import IP_UDP_HEADERS, decode, encode, frame_ipv4_udp
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.protocols.dhcp4.exchange import Exchange
 from vmnet.protocols.dhcp4.responder import BROADCAST_MAC, SERVER_PORT, SingleLeaseResponder
 
 VM_MAC = MacAddress.parse("52:54:00:12:34:56")
@@ -63,29 +66,42 @@ class Violation(AssertionError):
     """An invariant of the module docstring does not hold."""
 
 
-def handle(data: bytes, responder: SingleLeaseResponder) -> bytes | None:
-    """One datagram through the server's path; the frame sent, or None."""
+def handle(data: bytes, target: SingleLeaseResponder | Exchange) -> bytes | None:
+    """One datagram through the server's own byte path (`Exchange.handle`);
+    the IPv4 packet it would send, or None. Raises Violation when an
+    invariant of the module docstring does not hold."""
+    exchange = target if isinstance(target, Exchange) else Exchange(target)
+    stats = exchange.responder.stats
+    malformed = stats.dropped_malformed
+    out = exchange.handle(data)  # nothing may escape
     try:
         msg = decode(data)
     except DhcpDecodeError:
+        if out is not None:
+            raise Violation("replied to a datagram that does not decode") from None
         return None
-    reply = responder.respond(msg)
-    if reply is None:
+    if stats.dropped_malformed != malformed:
+        raise Violation("the responder failed on a message that decodes")
+    if out is None:
         return None
-    config = responder.config
+    config = exchange.responder.config
     if config.client_mac is not None and msg.client_mac != config.client_mac:
         raise Violation(f"replied to foreign client {msg.chaddr[: msg.hlen].hex(':')}")
-    if reply.dest_mac not in (BROADCAST_MAC, msg.client_mac):
-        raise Violation(f"reply sent to {reply.dest_mac}, not the client or broadcast")
-    out = reply.message
-    if out.xid != msg.xid or out.chaddr != msg.chaddr:
+    if out.dest_mac not in (BROADCAST_MAC, msg.client_mac):
+        raise Violation(f"reply sent to {out.dest_mac}, not the client or broadcast")
+    payload = out.packet[IP_UDP_HEADERS:]
+    sent = decode(payload)
+    if sent.xid != msg.xid or sent.chaddr != msg.chaddr:
         raise Violation("reply does not echo xid and chaddr")
-    if out.yiaddr not in (_ZERO, config.address.ip):
-        raise Violation(f"reply offers {out.yiaddr}, the lease is {config.address.ip}")
-    payload = encode(out)
+    if sent.yiaddr not in (_ZERO, config.address.ip):
+        raise Violation(f"reply offers {sent.yiaddr}, the lease is {config.address.ip}")
     limit = max(msg.max_message_size or 576, 576) - IP_UDP_HEADERS
     if len(payload) > limit:
         raise Violation(f"reply of {len(payload)} bytes exceeds the client's {limit}")
-    if decode(payload) != out:
-        raise Violation("reply does not decode back to itself")
-    return frame_ipv4_udp(reply.src_ip, reply.dest_ip, (SERVER_PORT, reply.dest_port), payload)
+    if encode(sent) != payload:
+        raise Violation("reply does not encode back to itself")
+    reply = out.reply
+    ports = (SERVER_PORT, reply.dest_port)
+    if frame_ipv4_udp(reply.src_ip, reply.dest_ip, ports, payload) != out.packet:
+        raise Violation("the frame is not the reply's IPv4 and UDP headers")
+    return out.packet

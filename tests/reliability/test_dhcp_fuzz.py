@@ -12,6 +12,7 @@ number of examples (300 in the suite; `tox -e fuzz` runs many more).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.dhcpfuzz import CONFIGS, VM_MAC, handle
-from vmnet.protocols.dhcp4.codec import MAGIC_COOKIE, DhcpMessage, encode
+from vmnet.protocols.dhcp4.codec import IP_UDP_HEADERS, MAGIC_COOKIE, DhcpMessage, encode
+from vmnet.protocols.dhcp4.exchange import Exchange
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 
 EXAMPLES = int(os.environ.get("VMNET_FUZZ_EXAMPLES", "300"))
@@ -99,6 +101,22 @@ def test_structured_requests_keep_the_invariants(config: str, msg: DhcpMessage) 
     if msg.client_mac != VM_MAC:
         assert sent is None
         assert responder.stats.ignored_foreign + responder.stats.ignored_other == 1
+
+
+@FUZZ
+@given(st.sampled_from(sorted(CONFIGS)), st.lists(requests, min_size=2, max_size=6), st.data())
+def test_a_stream_through_one_exchange_keeps_the_invariants(
+    config: str, msgs: list[DhcpMessage], data: st.DataObject
+) -> None:
+    """The server's memo of OFFERs lives across datagrams: feed one exchange a
+    stream, with retransmissions (same request, new xid and secs) mixed in."""
+    exchange = Exchange(SingleLeaseResponder(CONFIGS[config]))
+    for msg in msgs:
+        handle(encode(msg), exchange)
+        xid = data.draw(st.integers(0, 2**32 - 1))
+        again = handle(encode(replace(msg, xid=xid, secs=msg.secs ^ 1)), exchange)
+        if again is not None:
+            assert again[IP_UDP_HEADERS + 4 : IP_UDP_HEADERS + 8] == xid.to_bytes(4, "big")
 
 
 @FUZZ

@@ -16,6 +16,7 @@ import pytest
 from vmnet.core.addr import MacAddress
 from vmnet.protocols.dhcp4 import codec
 from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.protocols.dhcp4.exchange import Exchange
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 from vmnet.serve import dhcp4 as server
 
@@ -128,12 +129,13 @@ def test_retransmitted_discover_gets_the_same_offer_with_its_own_xid():
         rx.setblocking(False)
         endpoint = server.Endpoint("k6t-eth0", None, rx, _Wire())
         served = SingleLeaseResponder(config)
+        exchange = Exchange(served, endpoint.ifname)
         for xid, secs in ((7, 0), (8, 3), (9, 9)):
             tx.sendto(_discover(xid, secs), rx.getsockname())
         for _ in range(3):
-            assert server._handle_one(endpoint, served)
-        assert not server._handle_one(endpoint, served)
-        assert len(endpoint.offers) == 1
+            assert server.serve_one(endpoint, exchange)
+        assert not server.serve_one(endpoint, exchange)
+        assert len(exchange.offers) == 1
         assert (served.stats.received, served.stats.offered) == (3, 3)
         fresh = SingleLeaseResponder(config)
         for (packet, address), xid, secs in zip(
