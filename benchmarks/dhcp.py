@@ -8,7 +8,7 @@ Rules:
 2. vmnet is the real `vmnet dhcp` command (a separate process), reading
    phase 1's cache. dnsmasq (dnsmasq-base) serves the same interface for the
    same single static lease; it needs an in-subnet address there
-   (machine-notes), added only while it runs. `--quiet-dhcp` since vmnet
+   added only while it runs. `--quiet-dhcp` since vmnet
    logs nothing per transaction either.
 3. The servers run one after the other, never at once; each is stopped and
    waited for, whatever happens.

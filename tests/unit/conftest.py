@@ -10,7 +10,7 @@ POD_MAC = MacAddress.parse("12:34:56:78:90:ab")
 
 
 def cni_pod_nic(addresses=("10.222.222.1/30", "2001::1/64"), routes=None):
-    """The pod NIC of reference §10.1, as a CNI plugin leaves it."""
+    """The pod NIC of docs/kubevirt.md, Test vectors, as a CNI plugin leaves it."""
     link = LinkState(
         0,
         "eth0",

@@ -252,7 +252,7 @@ def test_migration_target_needs_the_bridge_annotation(vmi, drivers, tmp_path):
 
 def test_hot_plug_and_hot_unplug_of_a_secondary_bridge(drivers, tmp_path):
     """A secondary network added later is plugged; marked `state: absent`, it is
-    unplugged and its pod NIC given back, the primary untouched (reference §4.8)."""
+    unplugged and its pod NIC given back, the primary untouched (docs/kubevirt.md, Hot-unplug)."""
     sec_link = LinkState(
         0, "pod7087ef4cd1f", "veth", MacAddress.parse("12:34:56:78:90:cd"), 1500, True
     )

@@ -1,6 +1,6 @@
 """Discovery of the pod NIC a CNI plugin made. Read-only.
 
-Rules (reference §3):
+Rules (docs/kubevirt.md, Discovery):
 1. The pod NIC is found by name; a missing one is `pod link (<name>) is missing`.
 2. Its routes are every main-table route whose output interface is the NIC,
    both families, in kernel dump order.

@@ -1,4 +1,4 @@
-"""Link names, as KubeVirt derives them (reference §2).
+"""Link names, as KubeVirt derives them (docs/kubevirt.md, Names).
 
 Rules:
 1. The primary network's pod interface is `eth0`. A secondary Multus network's

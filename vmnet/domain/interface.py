@@ -5,7 +5,7 @@ Rules:
    `__post_init__` and a problem is a `ConfigError` naming the interface.
 2. Children of a new `<interface>` come in KubeVirt's struct order (package
    rule 4); passt gets `<backend type='passt'>` and no tap target.
-3. Port rules follow KubeVirt `converter/network/passt.go` (reference §7.3).
+3. Port rules follow KubeVirt `converter/network/passt.go` (docs/kubevirt.md, passt binding).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _interface_problems(i: DomainInterface) -> list[str]:
 def passt_port_forwards(
     ports: Sequence[tuple[str, int | tuple[int, int]]], istio: bool = False
 ) -> tuple[PortForward, ...]:
-    """KubeVirt's passt port rules (`converter/network/passt.go`, reference §7.3).
+    """KubeVirt's passt port rules (`converter/network/passt.go`, docs/kubevirt.md, passt binding).
 
     Args:
         ports: (protocol, port or (start, end)) from the manifest; protocol

@@ -64,7 +64,7 @@ class PlugResult:
 
 
 def pod_iface_names(vmi: Vmi, existing: list[str], iface_map: Mapping[str, str]) -> dict[str, str]:
-    """Network name -> pod interface name (reference §2.1), overrides first."""
+    """Network name -> pod interface name (docs/kubevirt.md, Names), overrides first."""
     unknown = set(iface_map) - {n.name for n in vmi.networks}
     if unknown:
         raise ConfigError("--iface", f"no network named {min(unknown)!r} in the manifest")

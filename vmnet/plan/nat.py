@@ -1,6 +1,6 @@
 """The masquerade NAT ruleset, rendered from data into one nft script.
 
-Rules (reference §4.4, KubeVirt `masquerade.go`, with vmnet's changes noted):
+Rules (docs/kubevirt.md, Masquerade binding, KubeVirt `masquerade.go`, with vmnet's changes noted):
 1. Pure: `render(spec) -> str`; the nft driver applies the text in one
    `nft -f -` transaction.
 2. vmnet owns its tables: `table ip vmnet_nat` / `table ip6 vmnet_nat`, never

@@ -185,7 +185,7 @@ class PodNic:
 
 @dataclass(frozen=True, slots=True)
 class TapSpec:
-    """How to create a tap: owner and queue count (§4.6 of the reference)."""
+    """How to create a tap: owner and queue count (docs/kubevirt.md, Taps)."""
 
     uid: int = 0
     gid: int = 0

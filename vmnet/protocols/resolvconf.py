@@ -1,4 +1,4 @@
-"""Read the pod's resolv.conf the way KubeVirt does (reference §6.5).
+"""Read the pod's resolv.conf the way KubeVirt does (docs/kubevirt.md, resolv.conf).
 
 Rules:
 1. Nameservers: lines starting with `nameserver` that have exactly two

@@ -6,7 +6,7 @@ Rules:
    two snapshots taken a millisecond apart agree), and gets an empty
    `/etc/netns/<name>/resolv.conf`: `ip netns exec` bind-mounts that file over
    `/etc/resolv.conf`, so a DHCP client script run in the namespace cannot
-   rewrite the machine's own resolver (machine-notes).
+   rewrite the machine's own resolver.
 2. The test process never enters a namespace (vmnet.core.netns rule 1):
    netlink goes through `IPRoute(netns=name, flags=0)`, commands through
    `ip netns exec` / `ip -n`, and /proc/sys writes through `run_in`.

@@ -6,7 +6,7 @@ Rules:
    that poll, not a guess at how long the system needs.
 2. A timeout names what was awaited and how long, so a failing test reads
    "timed out after 5s waiting for tap0 to have carrier".
-3. Time comes from an injectable monotonic clock (STYLE rule 18).
+3. Time comes from an injectable monotonic clock (injected, for tests).
 """
 
 from __future__ import annotations

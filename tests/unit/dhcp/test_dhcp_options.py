@@ -1,4 +1,4 @@
-"""Option encoders: KubeVirt's vectors (reference §10.4) and RFC worked examples."""
+"""Option encoders: KubeVirt's vectors (docs/kubevirt.md, Test vectors) and RFC worked examples."""
 
 from ipaddress import IPv4Address, IPv4Network
 

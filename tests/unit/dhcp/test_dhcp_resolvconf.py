@@ -1,4 +1,4 @@
-"""resolv.conf parsing and the subdomain rule (reference §6.5, KubeVirt resolveconf_test)."""
+"""resolv.conf parsing and the subdomain rule (docs/kubevirt.md, resolv.conf, KubeVirt resolveconf_test)."""
 
 from ipaddress import ip_address
 

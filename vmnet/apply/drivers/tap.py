@@ -1,6 +1,6 @@
 """The tap driver: persistent taps made with the TUN/TAP ioctls.
 
-Rules (reference §4.6, libvirt's own flags):
+Rules (docs/kubevirt.md, Taps, libvirt's own flags):
 1. The tap is created inside the pod namespace, on a thread that entered it.
 2. One queue: IFF_TAP|IFF_NO_PI|IFF_TUN_EXCL|IFF_ONE_QUEUE. Several queues:
    IFF_TAP|IFF_NO_PI|IFF_MULTI_QUEUE. qemu re-attaches with its own flags;

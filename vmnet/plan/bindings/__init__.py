@@ -112,7 +112,7 @@ class BindMechanism(abc.ABC):
         return ctx.names.tap
 
     def domain_interface(self, ctx: BindContext) -> dom.DomainInterface:
-        """The libvirt `<interface>` phase 2 writes (reference §7.2)."""
+        """The libvirt `<interface>` phase 2 writes (docs/kubevirt.md, Domain XML)."""
         iface = ctx.iface
         return dom.DomainInterface(
             alias=iface.name,

@@ -1,4 +1,4 @@
-"""Bridge binding: the pod's IP and MAC move to the VM (reference §4.2).
+"""Bridge binding: the pod's IP and MAC move to the VM (docs/kubevirt.md, Bridge binding).
 
 Rules:
 1. Links, in apply order: bridge `k6t-S` (up, 169.254.75.1k/32 when the pod
@@ -91,7 +91,7 @@ class BridgeBinding(BindMechanism):
         return NetPlan(links=links)
 
     def dhcp_config(self, ctx: BindContext) -> DhcpConfig | None:
-        """The lease for the VM: the pod's IPv4, gateway and routes (§3.2).
+        """The lease for the VM: the pod's IPv4, gateway and routes (docs/kubevirt.md, Discovery).
 
         None when the pod has no global IPv4 (IPAM disabled: plain L2).
         """

@@ -1,4 +1,4 @@
-"""Masquerade binding: the VM sits behind NAT on the pod IP (reference §4.3).
+"""Masquerade binding: the VM sits behind NAT on the pod IP (docs/kubevirt.md, Masquerade binding).
 
 Rules:
 1. Links: bridge `k6t-S` (MAC 02:00:00:00:00:00, pod MTU, up, the gateway

@@ -1,4 +1,4 @@
-"""passt binding: user-mode networking, no links in the pod (reference §4.5).
+"""passt binding: user-mode networking, no links in the pod (docs/kubevirt.md, passt binding).
 
 Rules:
 1. Phase 1 creates no link. It lets the VM's group open ICMP echo sockets

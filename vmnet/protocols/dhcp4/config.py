@@ -3,7 +3,7 @@
 Rules:
 1. A `DhcpConfig` is validated when it is built: a bad value raises
    `ConfigError(field, cause)` naming the field, so a config that exists can
-   always be encoded (no error at serve time, unlike KubeVirt §6.2 where an
+   always be encoded (no error at serve time, unlike KubeVirt (docs/kubevirt.md, DHCPv4), where an
    invalid search domain panics virt-launcher).
 2. Sequences are stored as tuples; any iterable is accepted and converted.
 3. `to_json` gives plain JSON types with stable keys; `from_json` accepts only
@@ -24,7 +24,7 @@ from vmnet.core.addr import MacAddress
 from vmnet.core.errors import ConfigError
 from vmnet.protocols.dhcp4 import options
 
-DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's lease (reference §1)
+DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's lease (docs/kubevirt.md, Constants)
 MAX_PRIVATE_OPTION = 1024
 
 

@@ -26,7 +26,7 @@ from vmnet.core.addr import MacAddress
 from vmnet.core.errors import ConfigError
 from vmnet.protocols.dhcp6.options import domain_list
 
-DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's v6 lifetimes (reference §1)
+DEFAULT_LEASE_TIME = 86313600  # 999 days, KubeVirt's v6 lifetimes (docs/kubevirt.md, Constants)
 DEFAULT_ROUTER_LIFETIME = 1800  # RFC 4861 §6.2.1: 3 * MaxRtrAdvInterval (600 s)
 MIN_MTU = 1280  # RFC 8200 §5
 MAX_ROUTER_LIFETIME = 9000  # RFC 4861 §6.2.1

@@ -7,7 +7,7 @@ Rules:
    is that MAC; without a frame, when the Client Identifier is a DUID-LLT or
    DUID-LL carrying it. The frame decides when known: a guest may build its
    DUID from another NIC or use DUID-UUID (RFC 6355). Others are ignored and
-   counted (KubeVirt answers anyone, reference §6.3).
+   counted (KubeVirt answers anyone, docs/kubevirt.md, DHCPv6 and router advertisements).
 3. Messages are validated as RFC 8415 §16 says (Client Identifier present,
    Server Identifier absent or ours as the type requires, no IA in an
    Information-request); invalid ones are dropped and counted.
