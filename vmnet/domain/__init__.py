@@ -11,7 +11,9 @@ Rules:
    the spec sets them. `<model>` and an empty ethernet `<source>` are added only
    if absent, `<rom enabled='no'>` only if there is no `<boot>`. Any other child
    is kept where it is.
-4. A child that vmnet adds goes where KubeVirt's struct order puts it (docs/kubevirt.md, Domain XML), so decorating twice gives the same tree as decorating once.
+4. A child that vmnet adds goes where KubeVirt's struct order puts it
+   (docs/kubevirt.md, Domain XML), so decorating twice gives the same tree
+   as decorating once.
 5. Domain XML is untrusted input: no DTD, no entity expansion, no network
    access (XXE and "billion laughs", OWASP XML External Entity Prevention).
 

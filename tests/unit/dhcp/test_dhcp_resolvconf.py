@@ -1,4 +1,5 @@
-"""resolv.conf parsing and the subdomain rule (docs/kubevirt.md, resolv.conf, KubeVirt resolveconf_test)."""
+"""resolv.conf parsing and the subdomain rule, as in KubeVirt's resolveconf_test
+(docs/kubevirt.md, resolv.conf)."""
 
 from ipaddress import ip_address
 
