@@ -7,8 +7,9 @@ guest namespace to the VM's tap the way qemu would.
 
 Run it as root:
 
-    pytest -p vmnet.testing examples/test_my_cni_plugin.py   # from a checkout
-    pytest examples/test_my_cni_plugin.py                           # vmnet installed
+    pytest -p vmnet.testing examples/test_my_cni_plugin.py
+
+or put `pytest_plugins = ["vmnet.testing"]` in the project's conftest.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Drivers: one per kind of side effect, each a small Protocol.
 
-Rules:
-1. Only `vmnet/driver/*` and `vmnet/testing/*` import pyroute2 or subprocess.
-2. A real method adds error context and nothing else: failures become
-   `DriverError(op, target, errno)`.
-3. Every driver is bound to one network namespace at construction; nothing
-   moves the calling thread (see `vmnet.core.netns`).
-4. `vmnet.apply.drivers.fake` holds stateful fakes with the same contract, for unit
-   tests of plans and of the apply engine.
+- Only the drivers (and vmnet.testing) speak netlink: an import contract
+  in pyproject.toml holds it.
+- A real method adds error context and nothing else: failures become
+  `DriverError(op, target, errno)`.
+- Every driver is bound to one network namespace at construction; nothing
+  moves the calling thread (see `vmnet.core.netns`).
+- `vmnet.apply.drivers.fake` holds stateful fakes with the same contract,
+  for unit tests of plans and of the applier.
 """
 
 from __future__ import annotations

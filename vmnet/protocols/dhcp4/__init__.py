@@ -1,8 +1,8 @@
 """vmnet's single-lease DHCPv4 responder (see docs/dhcp.md).
 
-Layers: `config` (what is handed out) -> `options` (pure encoders) ->
-`codec` (sans-IO bytes <-> DhcpMessage) -> `responder` (pure policy) ->
-`server` (the only module here that touches sockets).
+`config` (what is handed out) -> `options` (pure encoders) -> `codec`
+(bytes <-> DhcpMessage) -> `responder` (the lease policy) -> `exchange` (one
+datagram in, one framed reply out). The sockets are `vmnet.serve.dhcp4`.
 """
 
 from vmnet.protocols.dhcp4.codec import DhcpMessage, decode, encode
