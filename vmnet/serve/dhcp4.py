@@ -24,7 +24,6 @@ Rules:
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import selectors
 import socket
@@ -33,16 +32,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, run_in
 from vmnet.protocols.dhcp4.exchange import Exchange, Outgoing
 from vmnet.protocols.dhcp4.responder import SERVER_PORT, SingleLeaseResponder
+from vmnet.serve.sockets import check_ifname, require_up
 
 ETH_P_IP = 0x0800
-SIOCGIFFLAGS = 0x8913
 IP_PKTINFO = 8  # linux/in.h; struct in_pktinfo {int ifindex; in_addr spec_dst, addr}
 _PKTINFO = struct.Struct("=i4s4s")
-IFF_UP = 0x1
 POLL_SECONDS = 0.1
 BURST = 64  # packets served per endpoint per wake-up: drains a queue, stays fair
 _CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
@@ -77,8 +75,7 @@ def open_endpoint(netns: str | None, ifname: str) -> Endpoint:
             port 67 busy, no permission.
     """
     check_netns(netns)
-    if not 0 < len(ifname) < 16 or "/" in ifname or any(c.isspace() for c in ifname):
-        raise ConfigError("ifname", f"invalid interface name {ifname!r}")
+    check_ifname(ifname)
     try:
         rx, tx = run_in(netns, lambda: _open(ifname))
     except OSError as err:
@@ -89,9 +86,7 @@ def open_endpoint(netns: str | None, ifname: str) -> Endpoint:
 def _open(ifname: str) -> tuple[socket.socket, socket.socket]:
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        ifreq = fcntl.ioctl(rx, SIOCGIFFLAGS, struct.pack("16sH14x", ifname.encode(), 0))
-        if not struct.unpack("16sH14x", ifreq)[1] & IFF_UP:
-            raise OSError(errno.ENETDOWN, "link is down")
+        require_up(rx, ifname)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         rx.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)

@@ -26,27 +26,23 @@ Rules:
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import socket
 import struct
 import time
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, run_in
 from vmnet.protocols.dhcp6.ra import HOP_LIMIT
+from vmnet.serve.sockets import attach_filter, check_ifname, require_up
 
 SERVER_PORT = 547
 ALL_DHCP = "ff02::1:2"
 ALL_NODES = "ff02::1"
 ALL_ROUTERS = "ff02::2"
 ETH_P_IPV6 = 0x86DD
-SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
-SO_ATTACH_FILTER = 26
 ICMP6_FILTER = 1  # linux/icmpv6.h; a set bit blocks that type
 IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
 # ldb [6]; jeq #17 else drop; ldh [42]; jeq #547 else drop; ret all; ret 0
@@ -116,8 +112,7 @@ def open_endpoint6(netns: str | None, ifname: str, *, wait_link_local: float = 0
             EADDRNOTAVAIL) when the wait runs out.
     """
     check_netns(netns)
-    if not 0 < len(ifname) < 16 or "/" in ifname or any(c.isspace() for c in ifname):
-        raise ConfigError("ifname", f"invalid interface name {ifname!r}")
+    check_ifname(ifname)
     try:
         endpoint = Endpoint6(ifname, netns, *run_in(netns, lambda: _open(ifname)))
     except OSError as err:
@@ -141,9 +136,7 @@ def _open(ifname: str) -> tuple[int, socket.socket, socket.socket, socket.socket
     opened: list[socket.socket] = []
     try:
         opened.append(udp := socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
-        ifreq = fcntl.ioctl(udp, SIOCGIFFLAGS, struct.pack("16sH14x", ifname.encode(), 0))
-        if not struct.unpack("16sH14x", ifreq)[1] & IFF_UP:
-            raise OSError(errno.ENETDOWN, "link is down")
+        require_up(udp, ifname)
         udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
@@ -172,9 +165,7 @@ def _join(sock: socket.socket, group: str, ifindex: int) -> None:
 
 
 def _attach_bpf(sock: socket.socket) -> None:
-    program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in _BPF))
-    fprog = struct.pack("HL", len(_BPF), ctypes.addressof(program))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    attach_filter(sock, b"".join(struct.pack("=HBBI", *insn) for insn in _BPF))
 
 
 def _setup_icmp(icmp: socket.socket, ifname: str, ifindex: int) -> None:

@@ -22,7 +22,6 @@ Rules:
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import socket
 import struct
@@ -30,8 +29,8 @@ import threading
 from collections.abc import Sequence
 
 from vmnet.core.addr import MacAddress
+from vmnet.serve.sockets import attach_filter
 
-SO_ATTACH_FILTER = 26  # asm-generic/socket.h
 SO_MEMINFO = 55
 SK_MEMINFO_VARS = 9  # linux/sock_diag.h
 SK_MEMINFO_DROPS = 8
@@ -64,10 +63,7 @@ def client_filter(mac: MacAddress) -> bytes:
 
 def attach_client_filter(sock: socket.socket, mac: MacAddress) -> None:
     """Keep only `mac`'s requests on `sock` (rule 2)."""
-    prog = client_filter(mac)
-    buf = ctypes.create_string_buffer(prog, len(prog))
-    fprog = struct.pack("@HP", len(prog) // 8, ctypes.addressof(buf))  # struct sock_fprog
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    attach_filter(sock, client_filter(mac))
 
 
 def socket_drops(sock: socket.socket) -> int:

@@ -1,0 +1,44 @@
+"""Socket helpers every serving module needs, written once.
+
+- `check_ifname`: an interface name the kernel could have (1-15 bytes, no
+  slash, no white space), else ConfigError("ifname", ...), before anything
+  is opened;
+- `require_up`: OSError(ENETDOWN) unless the link is up (SIOCGIFFLAGS),
+  OSError(ENODEV) if it does not exist;
+- `attach_filter`: a classic BPF program (`struct sock_filter[]` bytes) as
+  the socket's filter (SO_ATTACH_FILTER, Documentation/networking/filter.rst).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import socket
+import struct
+
+from vmnet.core.errors import ConfigError
+
+SIOCGIFFLAGS = 0x8913  # linux/sockios.h
+IFF_UP = 0x1
+SO_ATTACH_FILTER = 26  # asm-generic/socket.h
+_IFREQ = struct.Struct("16sH14x")
+_INSN = 8  # sizeof(struct sock_filter)
+
+
+def check_ifname(ifname: str) -> str:
+    if not 0 < len(ifname) < 16 or "/" in ifname or any(c.isspace() for c in ifname):
+        raise ConfigError("ifname", f"invalid interface name {ifname!r}")
+    return ifname
+
+
+def require_up(sock: socket.socket, ifname: str) -> None:
+    ifreq = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(ifname.encode(), 0))
+    if not _IFREQ.unpack(ifreq)[1] & IFF_UP:
+        raise OSError(errno.ENETDOWN, "link is down")
+
+
+def attach_filter(sock: socket.socket, program: bytes) -> None:
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("@HP", len(program) // _INSN, ctypes.addressof(buf))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
