@@ -28,7 +28,7 @@ from typing import Any
 from vmnet.apply.drivers import Drivers
 from vmnet.core.addr import IPInterface
 from vmnet.core.errors import DriverError
-from vmnet.plan.nat import fingerprints as nft_fingerprints
+from vmnet.plan.nat import NatTable
 from vmnet.plan.state import RT_TABLE_MAIN, AddrState, LinkSpec, LinkState, NetPlan, RouteState
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,8 @@ class Applier:
                     table,
                 )
 
-    def _nft_current(self, script: str) -> bool:
-        want = nft_fingerprints(script)
-        return bool(want) and all(
-            self.drivers.nft.table_comment(family, table) == comment
-            for (family, table), comment in want.items()
-        )
+    def _nft_current(self, nat: tuple[NatTable, ...]) -> bool:
+        return all(self.drivers.nft.table_comment(t.family, t.name) == t.comment for t in nat)
 
     def _names(self) -> dict[str, int]:
         """Name -> ifindex of the namespace's links: one dump, then kept up to

@@ -1,8 +1,9 @@
 """The masquerade NAT ruleset, rendered from data into one nft script.
 
 Rules (docs/kubevirt.md, Masquerade binding, KubeVirt `masquerade.go`, with vmnet's changes noted):
-1. Pure: `render(spec) -> str`; the nft driver applies the text in one
-   `nft -f -` transaction.
+1. Pure: `tables(specs)` gives the NAT as data (`NatTable`: family, name,
+   identifying comment, text); the nft driver applies the text in one
+   `nft -f -` transaction, and nothing parses it back.
 2. vmnet owns its tables: `table ip vmnet_nat` / `table ip6 vmnet_nat`, never
    the shared `nat` table, and every rule carries `comment "vmnet:<vm>"`.
    The script first declares then deletes the table, then defines it: applying
@@ -23,7 +24,6 @@ Rules (docs/kubevirt.md, Masquerade binding, KubeVirt `masquerade.go`, with vmne
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import dataclass
 
 from vmnet.core.addr import IPAddress
@@ -59,30 +59,38 @@ def _set(items: list[str]) -> str:
     return "{ " + ", ".join(items) + " }"
 
 
-def render(specs: list[NatSpec]) -> str:
-    """One nft script for every family in `specs`.
+@dataclass(frozen=True, slots=True)
+class NatTable:
+    """One table of the ruleset, as data: where it goes, the comment that
+    identifies its exact rules, and the nft text that makes it.
 
-    Each table carries `comment "<marker> ruleset:<digest>"`, the digest being
-    that of the table's own rules, so `fingerprints()` tells whether the
-    tables in a namespace are exactly the ones this script would make.
+    `comment` is `<marker> ruleset:<digest>`, the digest being that of the
+    table's own rules: a table in a namespace whose comment is this one is
+    exactly this table, so applying it again would change nothing.
     """
-    return "".join(_table(spec) for spec in specs)
+
+    family: str
+    name: str
+    comment: str
+    script: str
 
 
-def fingerprints(script: str) -> dict[tuple[str, str], str]:
-    """(family, table) -> the table comment, for every table `script` defines."""
-    out: dict[tuple[str, str], str] = {}
-    lines = script.splitlines()
-    for line, nxt in itertools.pairwise(lines):
-        words = line.split()
-        if len(words) == 4 and words[0] == "table" and words[3] == "{":
-            stripped = nxt.strip()
-            if stripped.startswith('comment "'):
-                out[(words[1], words[2])] = stripped[len('comment "') : -1]
-    return out
+def tables(specs: list[NatSpec]) -> tuple[NatTable, ...]:
+    """The tables for every family in `specs`, in order."""
+    return tuple(_table(spec) for spec in specs)
 
 
-def _table(s: NatSpec) -> str:
+def render(specs: list[NatSpec]) -> str:
+    """One nft script for every family in `specs` (what the driver applies)."""
+    return script(tables(specs))
+
+
+def script(nat: tuple[NatTable, ...]) -> str:
+    """The tables' text as one nft transaction."""
+    return "".join(table.script for table in nat)
+
+
+def _table(s: NatSpec) -> NatTable:
     f = s.family
     loop = "127.0.0.1" if f == "ip" else "::1"
     c = f'comment "{s.marker}"'
@@ -112,15 +120,16 @@ def _table(s: NatSpec) -> str:
         "  }",
     ]
     digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:16]
+    comment = f"{s.marker} ruleset:{digest}"
     lines = [
         f"table {f} {TABLE} {{}}",
         f"delete table {f} {TABLE}",
         f"table {f} {TABLE} {{",
-        f'  comment "{s.marker} ruleset:{digest}"',
+        f'  comment "{comment}"',
         *body,
         "}",
     ]
-    return "\n".join(lines) + "\n"
+    return NatTable(f, TABLE, comment, "\n".join(lines) + "\n")
 
 
 def _inbound(s: NatSpec, loop: str, c: str) -> tuple[list[str], list[str], list[str]]:

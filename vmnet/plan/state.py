@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmnet.core.addr import IPAddress, IPInterface, IPNetwork, MacAddress, is_global_unicast
+from vmnet.plan.nat import NatTable
 
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2  # rtnetlink.h: route installed by the kernel (connected, prefix)
@@ -228,7 +229,7 @@ class NetPlan:
     links: tuple[LinkSpec, ...] = ()
     routes: tuple[RouteState, ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
-    nft: str | None = None
+    nft: tuple[NatTable, ...] = ()
     nft_delete: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = field(default=(), compare=False)
 

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
 from vmnet.core.netns import Worker
+from vmnet.plan.nat import NatTable
 from vmnet.plan.state import LinkState, RouteState, TapSpec
 
 
@@ -61,7 +62,7 @@ class Tap(Protocol):
 
 
 class Nft(Protocol):
-    def apply(self, ruleset: str) -> None: ...
+    def apply(self, nat: tuple[NatTable, ...]) -> None: ...
     def delete_table(self, family: str, table: str) -> None: ...
     def has_table(self, family: str, table: str) -> bool: ...
     def table_comment(self, family: str, table: str) -> str | None: ...

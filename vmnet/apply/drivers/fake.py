@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from vmnet.apply.drivers import Drivers
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
 from vmnet.core.errors import DriverError
+from vmnet.plan.nat import NatTable, script
 from vmnet.plan.state import RTPROT_KERNEL, AddrState, LinkState, RouteState, TapSpec
 
 
@@ -212,24 +213,22 @@ class FakeTap:
 
 @dataclass
 class FakeNft:
-    tables: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Tables by (family, name); `applied` keeps each transaction's text."""
+
+    tables: dict[tuple[str, str], NatTable] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
 
-    def apply(self, ruleset: str) -> None:
-        self.applied.append(ruleset)
-        for line in ruleset.splitlines():
-            words = line.split()
-            if len(words) == 4 and words[0] == "table" and words[3] == "{":
-                self.tables[(words[1], words[2])] = ruleset
+    def apply(self, nat: tuple[NatTable, ...]) -> None:
+        self.applied.append(script(nat))
+        for table in nat:
+            self.tables[(table.family, table.name)] = table
 
     def has_table(self, family: str, table: str) -> bool:
         return (family, table) in self.tables
 
     def table_comment(self, family: str, table: str) -> str | None:
-        from vmnet.plan.nat import fingerprints
-
-        script = self.tables.get((family, table))
-        return None if script is None else fingerprints(script).get((family, table))
+        found = self.tables.get((family, table))
+        return None if found is None else found.comment
 
     def delete_table(self, family: str, table: str) -> None:
         self.tables.pop((family, table), None)

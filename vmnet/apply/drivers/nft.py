@@ -12,6 +12,7 @@ import subprocess
 
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import preexec
+from vmnet.plan.nat import NatTable, script
 
 
 class NftCli:
@@ -38,8 +39,8 @@ class NftCli:
             raise DriverError(op, target, first)
         return proc.stdout
 
-    def apply(self, ruleset: str) -> None:
-        self._run(["-f", "-"], ruleset, "nft apply", "ruleset")
+    def apply(self, nat: tuple[NatTable, ...]) -> None:
+        self._run(["-f", "-"], script(nat), "nft apply", "ruleset")
 
     def check(self, ruleset: str) -> None:
         self._run(["-c", "-f", "-"], ruleset, "nft check", "ruleset")

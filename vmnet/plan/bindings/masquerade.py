@@ -96,9 +96,9 @@ class MasqueradeBinding(BindMechanism):
             ]
         if nic.ipv6 is not None:
             sysctls.append(("net/ipv6/conf/all/forwarding", "1"))
-        return NetPlan(links=links, sysctls=tuple(sysctls), nft=self.ruleset(ctx) or None)
+        return NetPlan(links=links, sysctls=tuple(sysctls), nft=self.nat(ctx))
 
-    def ruleset(self, ctx: BindContext) -> str:
+    def nat(self, ctx: BindContext) -> tuple[nft.NatTable, ...]:
         specs = []
         istio = ctx.annotations.get(ISTIO_ANNOTATION, "").lower() == "true"
         ports = tuple((p.protocol.lower(), p.port) for p in ctx.iface.ports)
@@ -118,7 +118,7 @@ class MasqueradeBinding(BindMechanism):
                     marker=nft.marker_for(ctx.vmi.namespace, ctx.vmi.name),
                 )
             )
-        return nft.render(specs)
+        return nft.tables(specs)
 
     def unplan(self, ctx: BindContext) -> NetPlan:
         names = ctx.names
