@@ -144,23 +144,29 @@ def validate_domain(domain: str) -> None:
         raise ConfigError("search", f"Search domain is not valid: {domain!r}")
 
 
-def domain_search(domains: Sequence[str]) -> bytes:
-    """Option 119 value (RFC 3397 §2, RFC 1035 §3.1 labels, no compression).
+def dns_names(names: Sequence[str]) -> bytes:
+    """RFC 1035 §3.1 names as labels, uncompressed, each name validated.
 
     ``["foo.com", "foo.local"]`` -> ``3 f o o 3 c o m 0 3 f o o 5 l o c a l 0``.
     """
     out = bytearray()
-    for domain in domains:
-        validate_domain(domain)
-        for label in domain.rstrip(".").split("."):
+    for name in names:
+        validate_domain(name)
+        for label in name.rstrip(".").split("."):
             out.append(len(label))
             out += label.encode("ascii")
         out.append(0)
+    return bytes(out)
+
+
+def domain_search(domains: Sequence[str]) -> bytes:
+    """Option 119 value (RFC 3397 §2): `dns_names`, capped at 255 bytes as KubeVirt does."""
+    out = dns_names(domains)
     if len(out) > MAX_SEARCH_BYTES:
         raise ConfigError(
             "search", f"Search domains length exceeded allowable size: was {len(out)} long"
         )
-    return bytes(out)
+    return out
 
 
 def parse_domain_search(data: bytes) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from ipaddress import IPv6Address
 
 from vmnet.core.addr import MacAddress
-from vmnet.protocols.dhcp4.options import validate_domain
+from vmnet.protocols.dhcp4.options import dns_names
 
 DUID_LLT = 1
 DUID_LL = 3
@@ -44,17 +44,11 @@ def ipv6_list(addrs: Iterable[IPv6Address]) -> bytes:
 
 
 def domain_list(names: Sequence[str]) -> bytes:
-    """Option 24 value (RFC 3646 §4): RFC 1035 §3.1 labels, no compression.
+    """Option 24 value (RFC 3646 §4): the names as RFC 1035 labels, no compression.
 
     `["svc.local"]` -> `03 s v c 05 l o c a l 00`.
 
     Raises:
         ConfigError: ("search", ...) for a name that is not a valid domain.
     """
-    out = bytearray()
-    for name in names:
-        validate_domain(name)
-        for label in name.rstrip(".").split("."):
-            out += bytes((len(label),)) + label.encode("ascii")
-        out.append(0)
-    return bytes(out)
+    return dns_names(names)
