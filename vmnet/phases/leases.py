@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from vmnet.core.errors import CacheError
 from vmnet.core.names import LinkNames
@@ -24,6 +25,8 @@ from vmnet.protocols import resolvconf
 from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.store.cache import Cache
+
+T = TypeVar("T")
 
 
 def finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
@@ -47,20 +50,20 @@ def hostname(vmi: Vmi) -> str:
 
 def lease(cache: Cache, network: str) -> DhcpConfig | None:
     """The DHCPv4 lease phase 1 recorded for `network`, validated; None if it has none."""
-    body = cache.read("dhcp", network)
-    try:
-        return None if body is None else DhcpConfig.from_json(body)
-    except CacheError as err:
-        raise CacheError(f"read cache {cache.path('dhcp', network)}: {err}") from err
+    return _read(cache, "dhcp", network, DhcpConfig.from_json)
 
 
 def lease6(cache: Cache, network: str) -> Dhcp6Config | None:
     """The DHCPv6 lease phase 1 recorded for `network`, validated; None if it has none."""
-    body = cache.read("dhcp6", network)
+    return _read(cache, "dhcp6", network, Dhcp6Config.from_json)
+
+
+def _read(cache: Cache, kind: str, network: str, build: Callable[[object], T]) -> T | None:
+    body = cache.read(kind, network)
     try:
-        return None if body is None else Dhcp6Config.from_json(body)
+        return None if body is None else build(body)
     except CacheError as err:
-        raise CacheError(f"read cache {cache.path('dhcp6', network)}: {err}") from err
+        raise CacheError(f"read cache {cache.path(kind, network)}: {err}") from err
 
 
 def dhcp_configs(
@@ -97,7 +100,7 @@ def _complete(
     vmi: Vmi, iface: Interface, base: DhcpConfig, resolv: resolvconf.ResolvConf
 ) -> DhcpConfig:
     extra: dict[str, object] = {
-        "dns": tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv4Address)),
+        "dns": resolv.ipv4_nameservers,
         "search": resolvconf.with_subdomain(resolv.search, vmi.subdomain),
         "hostname": hostname(vmi),
     }
