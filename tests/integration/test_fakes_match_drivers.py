@@ -17,6 +17,7 @@ from vmnet.apply.drivers.fake import fake_drivers
 from vmnet.phases import phase1
 from vmnet.plan.state import RT_TABLE_MAIN
 from vmnet.store.cache import Cache
+from vmnet.testing.cnidata import bridge_config
 
 pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
 
@@ -24,6 +25,12 @@ VMS = {
     "bridge": {"bridge": {}},
     "masquerade": {"masquerade": {}},
 }
+DUAL_STACK = bridge_config(
+    ipam={
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd00:22::/64"}]],
+    }
+)
 
 
 def _vmi(binding: str) -> manifest.Vmi:
@@ -67,6 +74,7 @@ def _kernel_ll(interface: object) -> bool:
     return getattr(interface, "version", 4) == 6 and interface.ip.is_link_local  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("pod", ["bridge", DUAL_STACK], ids=["ipv4", "dual-stack"], indirect=True)
 @pytest.mark.parametrize("binding", sorted(VMS))
 def test_plug_replug_unplug_agree_on_fakes_and_the_kernel(pod, tmp_path, binding: str) -> None:
     vmi = _vmi(binding)

@@ -28,7 +28,8 @@ def cni_pod_nic(addresses=("10.222.222.1/30", "2001::1/64"), routes=None):
                 protocol=3,
             ),
             RouteState(ipaddress.ip_network("10.222.222.0/30"), None, protocol=2, scope=253),
-            RouteState(ipaddress.ip_network("2001::/64"), None, protocol=2, scope=253),
+            RouteState(ipaddress.ip_network("2001::/64"), None, protocol=2, priority=256),
+            RouteState(ipaddress.ip_network("fe80::/64"), None, protocol=2, priority=256),
         )
     return link, routes
 

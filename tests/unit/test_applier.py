@@ -102,4 +102,9 @@ def test_a_route_set_is_exact_and_on_link_routes_come_first() -> None:
         "route add 169.254.1.1/32",
         "route add 0.0.0.0/0",
     ]
-    assert {str(r.destination) for r in drivers.netlink.routes()} == {"0.0.0.0/0", "169.254.1.1/32"}
+    # the kernel's own fe80::/64 route, added when the link came up, is left alone
+    assert {str(r.destination) for r in drivers.netlink.routes()} == {
+        "0.0.0.0/0",
+        "169.254.1.1/32",
+        "fe80::/64",
+    }

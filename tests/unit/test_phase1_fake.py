@@ -12,7 +12,7 @@ from vmnet.core.addr import MacAddress
 from vmnet.core.errors import DiscoveryError, DriverError
 from vmnet.phases import phase1
 from vmnet.plan.bindings import MacSource, stable_mac
-from vmnet.plan.state import LinkState, NetworkState
+from vmnet.plan.state import LinkState, NetworkState, RouteState
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
 from vmnet.store.cache import Cache
 
@@ -256,7 +256,8 @@ def test_hot_plug_and_hot_unplug_of_a_secondary_bridge(drivers, tmp_path):
     sec_link = LinkState(
         0, "pod7087ef4cd1f", "veth", MacAddress.parse("12:34:56:78:90:cd"), 1500, True
     )
-    drivers.netlink.add_existing(sec_link)
+    link_local = RouteState(ipaddress.ip_network("fe80::/64"), None, protocol=2, priority=256)
+    drivers.netlink.add_existing(sec_link, (link_local,))
     cache = Cache(str(tmp_path))
     phase1.plug(manifest.parse(BRIDGE_VM), None, cache, drivers=drivers)
     before_secondary = view(drivers)

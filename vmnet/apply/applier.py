@@ -177,6 +177,8 @@ class Applier:
             del names[cur.name]
         names[spec.name] = cur.index
         if spec.addresses is not None:
+            if down:  # the kernel drops a link's IPv6 addresses when it goes down
+                cur = self.nl.link(index=cur.index, addresses=True) or cur
             self._ensure_addresses(spec, cur)
         if spec.routes is not None:
             self._ensure_routes(spec, cur.index)
@@ -218,7 +220,12 @@ class Applier:
         assert spec.routes is not None
         want = {r.key for r in spec.routes}
         for have in self.nl.routes():
-            if have.oif == index and have.key not in want and have.table == RT_TABLE_MAIN:
+            if (
+                have.oif == index
+                and have.key not in want
+                and have.table == RT_TABLE_MAIN
+                and not (have.destination.version == 6 and have.destination.is_link_local)
+            ):
                 self.mutate(f"route del {have.destination} {spec.name}", self.nl.route_del, have)
         # on-link routes first: a route via a gateway needs the gateway reachable
         for route in sorted(spec.routes, key=lambda r: r.gateway is not None):

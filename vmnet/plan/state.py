@@ -204,7 +204,8 @@ class LinkSpec:
     `optional` links are skipped with a warning when the kernel lacks their
     driver (the dummy that keeps the pod IP visible). `routes`, when set, is
     the exact set of main-table routes through the link once it is up: what
-    the kernel added by itself and is not listed is deleted.
+    the kernel added by itself and is not listed is deleted, except the
+    fe80::/64 route that belongs to the link's own IPv6 link-local address.
     """
 
     name: str

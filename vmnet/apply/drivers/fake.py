@@ -14,6 +14,7 @@ Rules:
 from __future__ import annotations
 
 import errno
+import ipaddress
 from dataclasses import dataclass, field, replace
 
 from vmnet.apply.drivers import Drivers
@@ -111,6 +112,9 @@ class FakeNetlink:
         )
         if name is not None and self.link(name=name) not in (None, link):
             raise DriverError("link set name", name, errno.EEXIST)
+        if link.up and up is False:
+            self._down(index)
+            link = self._get(index)
         self._links[index] = replace(
             link,
             name=name or link.name,
@@ -119,8 +123,27 @@ class FakeNetlink:
             master=link.master if master is None else (master or None),
             up=link.up if up is None else up,
         )
+        if up and not link.up:
+            self._up(index)
         if master:
             self._learning.pop(index, None)  # a new bridge port starts with learning on
+
+    def _down(self, index: int) -> None:
+        """What the kernel does to a link going down: it forgets the link's
+        IPv6 addresses (keep_addr_on_down=0) and every route through it."""
+        link = self._get(index)
+        kept = tuple(a for a in link.addresses if a.interface.version == 4)
+        self._links[index] = replace(link, addresses=kept)
+        self._routes = [r for r in self._routes if r.oif != index]
+
+    def _up(self, index: int) -> None:
+        """What the kernel does to a link coming up: it adds the fe80::/64
+        route for the link-local address it generates."""
+        fe80 = ipaddress.IPv6Network("fe80::/64")
+        if not any(r.oif == index and r.destination == fe80 for r in self._routes):
+            self._routes.append(
+                RouteState(fe80, None, oif=index, protocol=RTPROT_KERNEL, priority=256)
+            )
 
     def addr_add(
         self, index: int, interface: IPInterface, *, broadcast: IPAddress | None = None
@@ -132,12 +155,22 @@ class FakeNetlink:
         state = AddrState(interface, broadcast=broadcast)
         self._links[index] = replace(link, addresses=(*link.addresses, state))
         if interface.network.prefixlen < interface.max_prefixlen:
+            v6 = interface.version == 6  # the kernel's v6 prefix route: metric 256, global scope
             self._routes.append(
-                RouteState(interface.network, None, oif=index, protocol=RTPROT_KERNEL, scope=253)
+                RouteState(
+                    interface.network,
+                    None,
+                    oif=index,
+                    protocol=RTPROT_KERNEL,
+                    scope=0 if v6 else 253,
+                    priority=256 if v6 else None,
+                )
             )
 
     def addr_del(self, index: int, interface: IPInterface) -> None:
         link = self._get(index)
+        if all(a.interface != interface for a in link.addresses):
+            raise DriverError("addr del", str(interface), errno.EADDRNOTAVAIL)
         self._mut("addr_del", f"{interface} {link.name}")
         left = tuple(a for a in link.addresses if a.interface != interface)
         self._links[index] = replace(link, addresses=left)
