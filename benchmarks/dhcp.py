@@ -66,7 +66,7 @@ def topology(node: Node) -> Iterator[Setup]:
             yaml.safe_dump(vm, f)
         run = plug.VmnetPlug(pod, "bridge", workdir)
         run()
-        config = DhcpConfig.from_json(run.cache.read("dhcp", "default"))
+        config = run.cache.load("dhcp", "default", DhcpConfig)
         assert config.client_mac is not None
         vm_mac, lease = str(config.client_mac), str(config.address)
         ns.create_veth(

@@ -288,6 +288,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]:
     from vmnet.phases import leases
+    from vmnet.store import codec
 
     out: dict[str, object] = {"cacheDir": cache.root}
     vmis = {r.vmi for r in records}
@@ -296,7 +297,7 @@ def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]
         out["vmi"] = {"namespace": namespace, "name": name}
     out["networks"] = [
         {
-            **r.to_json(),
+            **codec.encode(r),
             "mac": str(r.vm_mac),
             "podNicMac": str(r.pod_nic.link.mac),
             "dhcp": _json_or_none(leases.lease(cache, r.network)),
@@ -308,7 +309,9 @@ def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]
 
 
 def _json_or_none(config: DhcpConfig | Dhcp6Config | None) -> dict[str, object] | None:
-    return None if config is None else config.to_json()
+    from vmnet.store import codec
+
+    return None if config is None else codec.encode(config)
 
 
 COMMANDS = {

@@ -25,6 +25,7 @@ from tests.reliability.conftest import BRIDGE_VM, MASQUERADE_VM, assert_same, pi
 from tests.reliability.forkcli import ForkCli
 from vmnet.core.addr import MacAddress
 from vmnet.plan.state import LinkState, PodNic
+from vmnet.store import codec
 from vmnet.testing import namespaces as ns
 from vmnet.testing.cni import bridge_config
 from vmnet.testing.snapshots import snapshot
@@ -85,9 +86,9 @@ RECORD = {
     "vmi": "tenant1/testvm",
     "tap": {"uid": 0, "gid": 0, "queues": 1},
     "warnings": [],
-    "podNic": PodNic(
-        LinkState(2, "eth0", "veth", MacAddress.parse("02:00:00:00:00:03"), 1500, True)
-    ).to_json(),
+    "podNic": codec.encode(
+        PodNic(LinkState(2, "eth0", "veth", MacAddress.parse("02:00:00:00:00:03"), 1500, True))
+    ),
 }
 VMI = "<the --vmi path>"
 CASES: dict[str, Case] = {
@@ -243,7 +244,9 @@ CASES: dict[str, Case] = {
     "cache truncated": Case("corrupted", cache=_raw_cache('{"schema": 1, "kind": "netw')),
     "cache empty": Case("corrupted", cache=_raw_cache("")),
     "cache foreign json": Case("not a vmnet network record", cache=_raw_cache("[1, 2, 3]")),
-    "cache record missing keys": Case("missing key", cache=_record(1, {"network": "default"})),
+    "cache record missing keys": Case(
+        "key 'binding': missing", cache=_record(2, {"network": "default"})
+    ),
     "cache record of another network": Case(
         "record is for network", cache=_record(1, {**RECORD, "network": "other"})
     ),

@@ -52,7 +52,7 @@ def test_masquerade_plug_leaves_the_pod_nic_alone(drivers, tmp_path):
     assert "tcp dport { 80 } counter dnat to 10.11.12.2" in ruleset
     assert "udp dport { 53 } counter dnat to 10.11.12.2" in ruleset
     assert "tcp dport { 80 } counter dnat to fd10:0:2::2" in ruleset
-    config = DhcpConfig.from_json(cache.read("dhcp", "default"))
+    config = cache.load("dhcp", "default", DhcpConfig)
     assert config.address == ipaddress.ip_interface("10.11.12.2/28")
     assert config.server_id == config.router == ipaddress.ip_address("10.11.12.1")
     assert config.client_mac == stable_mac("ns1", "vm1", "default")

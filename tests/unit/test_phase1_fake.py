@@ -65,7 +65,7 @@ def test_bridge_plug_builds_the_kubevirt_topology(drivers, vmi, tmp_path):
     record = cache.network("default")
     assert record.state == NetworkState.FINISHED
     assert any("dummy" in w for w in record.warnings)
-    config = DhcpConfig.from_json(cache.read("dhcp", "default"))
+    config = cache.load("dhcp", "default", DhcpConfig)
     assert config.client_mac == stable_mac("ns1", "vm1", "default") != POD_MAC
     assert config.address == ipaddress.ip_interface("10.222.222.1/30")
     assert config.server_id == ipaddress.ip_address("169.254.75.10")
@@ -198,7 +198,7 @@ def test_crash_hook_kills_the_process_at_the_nth_mutation(monkeypatch):
 def test_kubevirt_mac_source_gives_the_vm_the_pod_mac(drivers, vmi, tmp_path):
     cache = Cache(str(tmp_path))
     phase1.plug(vmi, None, cache, phase1.PlugOptions(mac_source=MacSource.POD), drivers=drivers)
-    assert DhcpConfig.from_json(cache.read("dhcp", "default")).client_mac == POD_MAC
+    assert cache.load("dhcp", "default", DhcpConfig).client_mac == POD_MAC
     assert cache.network("default").vm_mac == POD_MAC
 
 
@@ -216,7 +216,7 @@ def test_stable_mac_is_the_same_in_every_pod_and_differs_per_vm(vmi, tmp_path):
         macs.append(
             (
                 cache.network("default").vm_mac,
-                DhcpConfig.from_json(cache.read("dhcp", "default")).server_id,
+                cache.load("dhcp", "default", DhcpConfig).server_id,
                 d.netlink.link(name="k6t-eth0").mac,
             )
         )

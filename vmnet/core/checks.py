@@ -1,51 +1,17 @@
-"""Rebuilding frozen config dataclasses from their cached JSON.
+"""Field checks for frozen config dataclasses.
 
-Rules:
-1. A cached record is untrusted input. Every problem (not an object, an
-unknown or missing key, a value its converter or the dataclass refuses) is
-one `CacheError` naming the record and the key; nothing else escapes.
-2. The field checks (`typed`, `ranged`, `tuple_of`) raise `ConfigError`
-   naming the field; `check_fields` runs them when a config is built.
+`typed`, `ranged` and `tuple_of` each raise `ConfigError` naming the field;
+`check_fields` runs them from a dataclass's `__post_init__`, so a config that
+exists has passed them, whether it was built by code or decoded from the
+cache (the decoder turns the error into a `CacheError` naming the key).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import fields
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from vmnet.core.errors import CacheError, ConfigError, VmnetError
-
-T = TypeVar("T")
-
-
-def from_json(
-    cls: type[T],
-    obj: object,
-    what: str,
-    required: Iterable[str],
-    converters: Mapping[str, Callable[[Any], Any]],
-) -> T:
-    """Build `cls` from `obj`, converting each key with `converters[key]`."""
-    if not isinstance(obj, dict):
-        raise CacheError(f"{what}: expected an object, got {type(obj).__name__}")
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    for key in obj:
-        if key not in known:
-            raise CacheError(f"{what} key {key!r}: unknown key")
-    for key in required:
-        if key not in obj:
-            raise CacheError(f"{what} key {key!r}: missing")
-    kwargs: dict[str, Any] = {}
-    for key, value in obj.items():
-        try:
-            kwargs[key] = converters[key](value)
-        except (VmnetError, ValueError, TypeError, AttributeError, KeyError) as err:
-            raise CacheError(f"{what} key {key!r}: {err}") from err
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:
-        raise CacheError(f"{what} key {err.field!r}: {err.cause}") from err
+from vmnet.core.errors import ConfigError
 
 
 def check_fields(obj: object, checks: Mapping[str, Callable[[str, Any], Any]]) -> None:
@@ -95,14 +61,3 @@ def tuple_of(kind: type) -> Callable[[str, Any], tuple[Any, ...]]:
         return items
 
     return check
-
-
-def list_of(conv: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
-    """A JSON converter: a list, each item converted, as a tuple."""
-
-    def parse(value: Any) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {value!r}")
-        return tuple(conv(item) for item in value)
-
-    return parse

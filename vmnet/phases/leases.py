@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 from vmnet.core.errors import CacheError
 from vmnet.core.names import LinkNames
@@ -25,8 +24,6 @@ from vmnet.protocols import resolvconf
 from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.store.cache import Cache
-
-T = TypeVar("T")
 
 
 def finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
@@ -50,20 +47,14 @@ def hostname(vmi: Vmi) -> str:
 
 def lease(cache: Cache, network: str) -> DhcpConfig | None:
     """The DHCPv4 lease phase 1 recorded for `network`, validated; None if it has none."""
-    return _read(cache, "dhcp", network, DhcpConfig.from_json)
+    config: DhcpConfig | None = cache.load("dhcp", network, DhcpConfig)
+    return config
 
 
 def lease6(cache: Cache, network: str) -> Dhcp6Config | None:
     """The DHCPv6 lease phase 1 recorded for `network`, validated; None if it has none."""
-    return _read(cache, "dhcp6", network, Dhcp6Config.from_json)
-
-
-def _read(cache: Cache, kind: str, network: str, build: Callable[[object], T]) -> T | None:
-    body = cache.read(kind, network)
-    try:
-        return None if body is None else build(body)
-    except CacheError as err:
-        raise CacheError(f"read cache {cache.path(kind, network)}: {err}") from err
+    config: Dhcp6Config | None = cache.load("dhcp6", network, Dhcp6Config)
+    return config
 
 
 def dhcp_configs(

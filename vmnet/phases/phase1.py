@@ -168,14 +168,12 @@ def check_migration(vmi: Vmi, options: PlugOptions) -> None:
 
 def _saved_sysctls(cache: Cache) -> dict[str, str | None]:
     """The sysctl record: `net/...` keys to the value before plug (None: absent)."""
-    saved = cache.read(SYSCTL_RECORD) or {}
-    for key, value in saved.items():
+    saved: dict[str, str | None] = cache.load(SYSCTL_RECORD, None, dict[str, str | None]) or {}
+    for key in saved:
         if not _SYSCTL_KEY.match(key) or ".." in key.split("/"):
             raise CacheError(
                 f"read cache {cache.path(SYSCTL_RECORD)}: {key!r} is not a net/ sysctl"
             )
-        if value is not None and not isinstance(value, str):
-            raise CacheError(f"read cache {cache.path(SYSCTL_RECORD)}: {key} is not a string")
     return saved
 
 
@@ -184,7 +182,7 @@ def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
     missing = [k for k in keys if k not in saved]
     if missing:
         saved.update({k: drivers.sysctl.get(k) for k in missing})
-        cache.write(SYSCTL_RECORD, None, saved)
+        cache.save(SYSCTL_RECORD, None, saved)
 
 
 @contextlib.contextmanager
@@ -265,7 +263,7 @@ def _plug(
 def _write_leases(cache: Cache, network: str, v4: object, v6: object) -> None:
     for kind, config in (("dhcp", v4), ("dhcp6", v6)):
         if config is not None:
-            cache.write(kind, network, config.to_json())  # type: ignore[attr-defined]
+            cache.save(kind, network, config)
         else:
             cache.remove(kind, network)
 

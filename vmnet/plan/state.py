@@ -1,21 +1,17 @@
 """Frozen value types for what phase 1 reads and what it wants.
 
-Rules:
-1. Everything here is plain data: no I/O, no netlink objects, hashable.
-2. `LinkState`, `AddrState` and `RouteState` describe the kernel as read;
-   `LinkSpec` and `NetPlan` describe the kernel as wanted. A binding turns the
-   first into the second (`plan`), a generic executor makes it so (`apply`).
-3. Every type round-trips through plain JSON (`to_json`/`from_json`) because
-   the discovered pod NIC is cached before the first mutation: a phase 1 that
-   was interrupted, and unplug, work from that record, not from the kernel.
+Plain, hashable data with no I/O. `LinkState`, `AddrState` and `RouteState`
+describe the kernel as read; `LinkSpec` and `NetPlan` describe it as wanted:
+a binding turns the first into the second, the applier makes it so.
+`NetworkRecord` is what phase 1 caches per network, pod NIC included, before
+its first mutation, so an interrupted phase 1 and unplug work from that
+record, not from the kernel.
 """
 
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
 
 from vmnet.core.addr import IPAddress, IPInterface, IPNetwork, MacAddress, is_global_unicast
 from vmnet.plan.nat import NatTable
@@ -33,24 +29,6 @@ class AddrState:
     flags: int = 0
     scope: int = 0
     broadcast: IPAddress | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "address": str(self.interface),
-            "flags": self.flags,
-            "scope": self.scope,
-            "broadcast": str(self.broadcast) if self.broadcast else None,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> AddrState:
-        brd = obj.get("broadcast")
-        return cls(
-            ipaddress.ip_interface(obj["address"]),
-            int(obj["flags"]),
-            int(obj["scope"]),
-            ipaddress.ip_address(brd) if brd else None,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,34 +54,6 @@ class RouteState:
         """What makes two routes the same route for the kernel."""
         return (self.destination, self.gateway, self.table, self.priority or 0, self.type)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "destination": str(self.destination),
-            "gateway": str(self.gateway) if self.gateway else None,
-            "oif": self.oif,
-            "protocol": self.protocol,
-            "scope": self.scope,
-            "type": self.type,
-            "priority": self.priority,
-            "prefsrc": str(self.prefsrc) if self.prefsrc else None,
-            "table": self.table,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> RouteState:
-        gw, src = obj.get("gateway"), obj.get("prefsrc")
-        return cls(
-            destination=ipaddress.ip_network(obj["destination"]),
-            gateway=ipaddress.ip_address(gw) if gw else None,
-            oif=obj.get("oif"),
-            protocol=int(obj.get("protocol", 0)),
-            scope=int(obj.get("scope", 0)),
-            type=int(obj.get("type", RTN_UNICAST)),
-            priority=obj.get("priority"),
-            prefsrc=ipaddress.ip_address(src) if src else None,
-            table=int(obj.get("table", RT_TABLE_MAIN)),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class LinkState:
@@ -118,32 +68,6 @@ class LinkState:
     master: int | None = None
     addresses: tuple[AddrState, ...] = ()
     learning: bool | None = field(default=None, compare=False)  # bridge ports only
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "kind": self.kind,
-            "mac": str(self.mac) if self.mac else None,
-            "mtu": self.mtu,
-            "up": self.up,
-            "master": self.master,
-            "addresses": [a.to_json() for a in self.addresses],
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> LinkState:
-        mac = obj.get("mac")
-        return cls(
-            index=int(obj["index"]),
-            name=str(obj["name"]),
-            kind=obj.get("kind"),
-            mac=MacAddress.parse(mac) if mac else None,
-            mtu=int(obj["mtu"]),
-            up=bool(obj["up"]),
-            master=obj.get("master"),
-            addresses=tuple(AddrState.from_json(a) for a in obj.get("addresses", [])),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,16 +96,6 @@ class PodNic:
             if ip.version == version and is_global_unicast(ip):
                 return addr.interface
         return None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"link": self.link.to_json(), "routes": [r.to_json() for r in self.routes]}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> PodNic:
-        return cls(
-            LinkState.from_json(obj["link"]),
-            tuple(RouteState.from_json(r) for r in obj.get("routes", [])),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,37 +173,3 @@ class NetworkRecord:
     vm_mac: MacAddress
     vmi: str = ""
     warnings: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "network": self.network,
-            "binding": self.binding,
-            "state": self.state.name.lower(),
-            "podIface": self.pod_iface,
-            "index": self.index,
-            "primary": self.primary,
-            "podNic": self.pod_nic.to_json(),
-            "nicMac": str(self.nic_mac),
-            "vmMac": str(self.vm_mac),
-            "vmi": self.vmi,
-            "tap": {"uid": self.tap.uid, "gid": self.tap.gid, "queues": self.tap.queues},
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> NetworkRecord:
-        tap = obj["tap"]
-        return cls(
-            network=str(obj["network"]),
-            binding=str(obj["binding"]),
-            state=NetworkState[str(obj["state"]).upper()],
-            pod_iface=str(obj["podIface"]),
-            index=int(obj["index"]),
-            primary=bool(obj["primary"]),
-            pod_nic=PodNic.from_json(obj["podNic"]),
-            nic_mac=MacAddress.parse(obj["nicMac"]),
-            tap=TapSpec(int(tap["uid"]), int(tap["gid"]), int(tap["queues"])),
-            vm_mac=MacAddress.parse(obj["vmMac"]),
-            vmi=str(obj.get("vmi", "")),
-            warnings=tuple(str(w) for w in obj.get("warnings", [])),
-        )

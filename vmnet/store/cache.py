@@ -1,14 +1,15 @@
 """The phase-1 cache: typed, versioned JSON records on disk.
 
-Rules:
-1. Every file is one JSON object `{"schema": N, "kind": K, ...}`; a reader
-   checks both and raises CacheError (never a traceback) on a missing,
-   truncated, corrupted or foreign file.
-2. Writes are atomic and durable: a temporary file in the same directory,
-   mode 0600, fsync, `os.replace`, fsync of the directory.
-3. Names used in file names are checked: nothing can climb out of the root.
-4. The per-network record is written *before* the first mutation and carries
-   the pod NIC as discovered: an interrupted phase 1 and unplug work from it.
+Every file is one JSON object `{"schema": N, "kind": K, "data": ...}`, where
+`data` is the record in the one form `vmnet.store.codec` gives every cached
+type (camelCase keys). A reader checks kind and schema and raises
+`CacheError`, never a traceback, on a missing, truncated, corrupted or
+foreign file; records of schema 1 (vmnet 0.1, snake_case DHCP keys) are
+migrated as they are read. Writes are atomic and durable (a temporary file
+in the same directory, mode 0600, fsync, `os.replace`, fsync of the
+directory), and names used in file names cannot climb out of the root. The
+per-network record is written before the first mutation and carries the pod
+NIC as discovered, so an interrupted phase 1 and unplug work from it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import json
 import os
 import re
 import tempfile
-from typing import Any
+from typing import Any, TypeVar
 
 from vmnet.core.errors import CacheError, DriverError
 from vmnet.plan.state import NetworkRecord
+from vmnet.store import codec
 
-SCHEMA = 1
+SCHEMA = 2
+T = TypeVar("T")
 _SAFE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -63,14 +66,28 @@ class Cache:
             raise CacheError(f"read cache {path}: corrupted or truncated JSON ({err})") from err
         if not isinstance(obj, dict) or obj.get("kind") != kind:
             raise CacheError(f"read cache {path}: not a vmnet {kind} record")
-        if obj.get("schema") != SCHEMA:
+        schema = obj.get("schema")
+        if schema not in (1, SCHEMA) or isinstance(schema, bool):
             raise CacheError(
-                f"read cache {path}: schema {obj.get('schema')!r}, this vmnet reads {SCHEMA}"
+                f"read cache {path}: schema {schema!r}, this vmnet reads 1 to {SCHEMA}"
             )
         body = obj.get("data")
         if not isinstance(body, dict):
             raise CacheError(f"read cache {path}: record has no data")
-        return body
+        return _from_schema1(kind, body) if schema == 1 else body
+
+    def load(self, kind: str, name: str | None, tp: type[T] | Any) -> T | None:
+        """The record decoded as `tp`, or None when there is no such file."""
+        body = self.read(kind, name)
+        if body is None:
+            return None
+        try:
+            return codec.decode(tp, body)  # type: ignore[no-any-return]
+        except CacheError as err:
+            raise CacheError(f"read cache {self.path(kind, name)}: {err}") from err
+
+    def save(self, kind: str, name: str | None, value: object) -> None:
+        self.write(kind, name, codec.encode(value))
 
     def write(self, kind: str, name: str | None, data: dict[str, Any]) -> None:
         path = self.path(kind, name)
@@ -103,22 +120,15 @@ class Cache:
             raise DriverError("remove cache", path, err.errno or errno.EIO) from err
 
     def network(self, name: str) -> NetworkRecord | None:
-        body = self.read("network", name)
-        if body is None:
-            return None
-        path = self.path("network", name)
-        try:
-            record = NetworkRecord.from_json(body)
-        except KeyError as err:
-            raise CacheError(f"read cache {path}: bad record (missing key {err})") from err
-        except (TypeError, ValueError, AttributeError) as err:
-            raise CacheError(f"read cache {path}: bad record ({err})") from err
-        if record.network != name:
-            raise CacheError(f"read cache {path}: record is for network {record.network!r}")
+        record: NetworkRecord | None = self.load("network", name, NetworkRecord)
+        if record is not None and record.network != name:
+            raise CacheError(
+                f"read cache {self.path('network', name)}: record is for network {record.network!r}"
+            )
         return record
 
     def put_network(self, record: NetworkRecord) -> None:
-        self.write("network", record.network, record.to_json())
+        self.save("network", record.network, record)
 
     def networks(self) -> list[NetworkRecord]:
         out = []
@@ -135,6 +145,25 @@ class Cache:
                 if record is not None:
                     out.append(record)
         return out
+
+
+def _from_schema1(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 body in schema 2's form: the DHCP records had snake_case
+    keys, and an address of the pod NIC was keyed `address`, not `interface`."""
+    if kind in ("dhcp", "dhcp6"):
+        return {codec.camel(key): value for key, value in body.items()}
+    if kind == "network":
+        nic = body.get("podNic")
+        link = nic.get("link") if isinstance(nic, dict) else None
+        addresses = link.get("addresses") if isinstance(link, dict) else None
+        if isinstance(link, dict) and isinstance(addresses, list):
+            link["addresses"] = [
+                {("interface" if k == "address" else k): v for k, v in a.items()}
+                if isinstance(a, dict)
+                else a
+                for a in addresses
+            ]
+    return body
 
 
 def _fsync_dir(path: str) -> None:

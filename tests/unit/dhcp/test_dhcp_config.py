@@ -1,6 +1,7 @@
 """DhcpConfig validation and its JSON round trip."""
 
 import json
+import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from vmnet.core.addr import MacAddress
 from vmnet.core.errors import CacheError, ConfigError
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.store import codec
 
 FULL = DhcpConfig(
     client_mac=MacAddress.parse("12:34:56:78:90:ab"),
@@ -32,31 +34,31 @@ FULL = DhcpConfig(
 
 
 def test_json_round_trip_through_text() -> None:
-    text = json.dumps(FULL.to_json(), sort_keys=True)
-    assert DhcpConfig.from_json(json.loads(text)) == FULL
+    text = json.dumps(codec.encode(FULL), sort_keys=True)
+    assert codec.decode(DhcpConfig, json.loads(text)) == FULL
     minimal = DhcpConfig(None, IPv4Interface("10.0.2.2/24"), IPv4Address("10.0.2.1"))
-    assert DhcpConfig.from_json(json.loads(json.dumps(minimal.to_json()))) == minimal
+    assert codec.decode(DhcpConfig, json.loads(json.dumps(codec.encode(minimal)))) == minimal
 
 
-def test_json_keys_are_stable() -> None:
-    assert list(FULL.to_json()) == [
-        "client_mac",
+def test_json_keys_are_the_fields_in_camel_case() -> None:
+    assert list(codec.encode(FULL)) == [
+        "clientMac",
         "address",
-        "server_id",
+        "serverId",
         "router",
         "routes",
         "dns",
         "search",
         "hostname",
-        "domain_name",
+        "domainName",
         "mtu",
-        "lease_time",
+        "leaseTime",
         "ntp",
-        "tftp_server",
-        "boot_file",
-        "private_options",
+        "tftpServer",
+        "bootFile",
+        "privateOptions",
     ]
-    assert FULL.to_json()["private_options"] == [[240, b"private.options.kubevirt.io".hex()]]
+    assert codec.encode(FULL)["privateOptions"] == [[240, b"private.options.kubevirt.io".hex()]]
 
 
 @pytest.mark.parametrize(
@@ -64,31 +66,31 @@ def test_json_keys_are_stable() -> None:
     [
         ({"address": "10.0.0.1"}, "address"),
         ({"address": 7}, "address"),
-        ({"client_mac": "zz"}, "client_mac"),
-        ({"routes": [{"destination": "10.0.0.1/8", "gateway": None}]}, "routes"),
+        ({"clientMac": "zz"}, "clientMac"),
+        ({"routes": [{"destination": "10.0.0.1/8", "gateway": None}]}, "routes[0].destination"),
         ({"routes": "x"}, "routes"),
-        ({"dns": ["::1"]}, "dns"),
+        ({"dns": ["::1"]}, "dns[0]"),
         ({"search": ["bad,domain"]}, "search"),
         ({"mtu": 20}, "mtu"),
-        ({"lease_time": "long"}, "lease_time"),
-        ({"private_options": [[12, "00"]]}, "private_options"),
-        ({"private_options": [[240, "zz"]]}, "private_options"),
+        ({"leaseTime": "long"}, "leaseTime"),
+        ({"privateOptions": [[12, "00"]]}, "privateOptions"),
+        ({"privateOptions": [[240, "zz"]]}, "privateOptions[0][1]"),
         ({"colour": "red"}, "colour"),
     ],
 )
-def test_from_json_names_the_bad_key(patch: dict[str, object], key: str) -> None:
-    obj = FULL.to_json() | patch
-    with pytest.raises(CacheError, match=f"'{key}'"):
-        DhcpConfig.from_json(obj)
+def test_decode_names_the_bad_key(patch: dict[str, object], key: str) -> None:
+    obj = codec.encode(FULL) | patch
+    with pytest.raises(CacheError, match=re.escape(f"key '{key}'")):
+        codec.decode(DhcpConfig, obj)
 
 
-def test_from_json_rejects_non_objects_and_missing_keys() -> None:
+def test_decode_rejects_non_objects_and_missing_keys() -> None:
     with pytest.raises(CacheError, match="expected an object"):
-        DhcpConfig.from_json([1, 2])
-    obj = FULL.to_json()
-    del obj["server_id"]
-    with pytest.raises(CacheError, match="'server_id': missing"):
-        DhcpConfig.from_json(obj)
+        codec.decode(DhcpConfig, [1, 2])
+    obj = codec.encode(FULL)
+    del obj["serverId"]
+    with pytest.raises(CacheError, match="'serverId': missing"):
+        codec.decode(DhcpConfig, obj)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Dhcp6Config: validation at construction, JSON round trip, CacheError naming the key."""
 
 import json
+import re
 from ipaddress import IPv6Address, IPv6Interface
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from vmnet.core.addr import MacAddress
 from vmnet.core.errors import CacheError, ConfigError
 from vmnet.protocols.dhcp6.config import Dhcp6Config
+from vmnet.store import codec
 
 BRIDGE = MacAddress.parse("02:00:00:00:00:00")
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")
@@ -41,20 +43,20 @@ def test_sequences_become_tuples() -> None:
     "cfg", [full(), Dhcp6Config(None, IPv6Interface("2001:db8::5/64"), BRIDGE)]
 )
 def test_json_round_trip(cfg: Dhcp6Config) -> None:
-    text = json.dumps(cfg.to_json())
-    assert Dhcp6Config.from_json(json.loads(text)) == cfg
+    text = json.dumps(codec.encode(cfg))
+    assert codec.decode(Dhcp6Config, json.loads(text)) == cfg
 
 
 def test_json_form() -> None:
-    assert full().to_json() == {
-        "client_mac": "52:54:00:aa:bb:02",
+    assert codec.encode(full()) == {
+        "clientMac": "52:54:00:aa:bb:02",
         "address": "fd10:0:2::2/120",
-        "server_mac": "02:00:00:00:00:00",
+        "serverMac": "02:00:00:00:00:00",
         "dns": ["fd00::10"],
         "search": ["svc.cluster.local", "cluster.local"],
-        "lease_time": 3600,
+        "leaseTime": 3600,
         "mtu": 1400,
-        "router_lifetime": 600,
+        "routerLifetime": 600,
     }
 
 
@@ -95,20 +97,20 @@ def test_bad_values_name_the_field(field: str, value: object, match: str) -> Non
         (lambda d: d.update(extra=1), "extra"),
         (lambda d: d.pop("address"), "address"),
         (lambda d: d.update(address="fd10::2"), "address"),
-        (lambda d: d.update(client_mac="nope"), "client_mac"),
+        (lambda d: d.update(clientMac="nope"), "clientMac"),
         (lambda d: d.update(dns="fd00::10"), "dns"),
-        (lambda d: d.update(dns=[5]), "dns"),
+        (lambda d: d.update(dns=[5]), "dns[0]"),
         (lambda d: d.update(mtu="1400"), "mtu"),
         (lambda d: d.update(search=["a..b"]), "search"),
     ],
 )
-def test_from_json_errors_name_the_key(mutate, key: str) -> None:  # type: ignore[no-untyped-def]
-    obj = full().to_json()
+def test_decode_errors_name_the_key(mutate, key: str) -> None:  # type: ignore[no-untyped-def]
+    obj = codec.encode(full())
     mutate(obj)
-    with pytest.raises(CacheError, match=f"dhcp6 config key '{key}'"):
-        Dhcp6Config.from_json(obj)
+    with pytest.raises(CacheError, match=re.escape(f"key '{key}'")):
+        codec.decode(Dhcp6Config, obj)
 
 
-def test_from_json_rejects_a_non_object() -> None:
+def test_decode_rejects_a_non_object() -> None:
     with pytest.raises(CacheError, match="expected an object"):
-        Dhcp6Config.from_json(["x"])
+        codec.decode(Dhcp6Config, ["x"])

@@ -1,17 +1,11 @@
-"""What the DHCPv6 responder and the router advertiser hand out, and its JSON form.
+"""What the DHCPv6 responder and the router advertiser hand out.
 
-Rules:
-1. A `Dhcp6Config` is validated when it is built: a bad value raises
-   `ConfigError(field, cause)` naming the field, so a config that exists can
-   always be encoded and served.
-2. Sequences are stored as tuples; any iterable is accepted and converted.
-3. `to_json` gives plain JSON types with stable keys (the field names);
-   `from_json` accepts only those keys and raises `CacheError` naming the
-   first bad one.
-4. `address` is the one IA_NA address (RFC 8415 §21.6); its network is the
-   prefix advertised on-link in the RA (RFC 4861 §4.6.2).
-5. `router_lifetime` is 0 (not a default router) or 4..9000 s, and the RA
-   MTU is at least the IPv6 minimum of 1280 (RFC 4861 §6.2.1, RFC 8200 §5).
+A `Dhcp6Config` is validated when it is built (`ConfigError(field, cause)`),
+so a config that exists can always be encoded and served. `address` is the
+one IA_NA address (RFC 8415 §21.6); its network is the prefix the RA
+advertises on-link (RFC 4861 §4.6.2). `router_lifetime` is 0 (not a default
+router) or 4..9000 s, and the RA MTU is at least IPv6's minimum of 1280
+(RFC 4861 §6.2.1, RFC 8200 §5). Its cached form is `vmnet.store.codec`'s.
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface
 from typing import Any
 
-from vmnet.core import checks as jsonrec
+from vmnet.core import checks
 from vmnet.core.addr import MacAddress
 from vmnet.core.errors import ConfigError
 from vmnet.protocols.dhcp6.options import domain_list
@@ -46,36 +40,12 @@ class Dhcp6Config:
     router_lifetime: int = DEFAULT_ROUTER_LIFETIME
 
     def __post_init__(self) -> None:
-        jsonrec.check_fields(self, _CHECKS)
-
-    def to_json(self) -> dict[str, object]:
-        """Plain JSON types; keys are the field names."""
-        return {
-            "client_mac": None if self.client_mac is None else str(self.client_mac),
-            "address": str(self.address),
-            "server_mac": str(self.server_mac),
-            "dns": [str(a) for a in self.dns],
-            "search": list(self.search),
-            "lease_time": self.lease_time,
-            "mtu": self.mtu,
-            "router_lifetime": self.router_lifetime,
-        }
-
-    @classmethod
-    def from_json(cls, obj: object) -> Dhcp6Config:
-        """Rebuild a config from `to_json` output.
-
-        Raises:
-            CacheError: `obj` is not such a dict; the message names the key.
-        """
-        return jsonrec.from_json(
-            cls, obj, "dhcp6 config", ("client_mac", "address", "server_mac"), _FROM_JSON
-        )
+        checks.check_fields(self, _CHECKS)
 
 
 def _mac(*, optional: bool) -> Callable[[str, Any], Any]:
     def check(name: str, value: Any) -> Any:
-        jsonrec.typed(MacAddress, optional=optional)(name, value)
+        checks.typed(MacAddress, optional=optional)(name, value)
         if value is not None and (value.is_multicast or value.is_zero):
             raise ConfigError(name, f"{value} is not a unicast MAC address")
         return value
@@ -84,7 +54,7 @@ def _mac(*, optional: bool) -> Callable[[str, Any], Any]:
 
 
 def _check_address(name: str, value: Any) -> IPv6Interface:
-    jsonrec.typed(IPv6Interface)(name, value)
+    checks.typed(IPv6Interface)(name, value)
     ip = value.ip
     if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local:
         raise ConfigError(name, f"{ip} is not a global or unique-local unicast address")
@@ -92,14 +62,14 @@ def _check_address(name: str, value: Any) -> IPv6Interface:
 
 
 def _check_search(name: str, value: Any) -> tuple[str, ...]:
-    domains = jsonrec.tuple_of(str)(name, value)
+    domains = checks.tuple_of(str)(name, value)
     if len(domain_list(domains)) > 0xFFFF:
         raise ConfigError(name, "the encoded search list is longer than 65535 bytes")
     return domains
 
 
 def _check_router_lifetime(name: str, value: Any) -> int:
-    jsonrec.ranged(0, MAX_ROUTER_LIFETIME)(name, value)
+    checks.ranged(0, MAX_ROUTER_LIFETIME)(name, value)
     if 0 < value < 4:
         raise ConfigError(name, f"must be 0 or at least 4 (RFC 4861 §6.2.1), not {value}")
     return value  # type: ignore[no-any-return]
@@ -109,37 +79,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "client_mac": _mac(optional=True),
     "address": _check_address,
     "server_mac": _mac(optional=False),
-    "dns": jsonrec.tuple_of(IPv6Address),
+    "dns": checks.tuple_of(IPv6Address),
     "search": _check_search,
-    "lease_time": jsonrec.ranged(1, 0xFFFFFFFF),
-    "mtu": jsonrec.ranged(MIN_MTU, 0xFFFFFFFF, optional=True),
+    "lease_time": checks.ranged(1, 0xFFFFFFFF),
+    "mtu": checks.ranged(MIN_MTU, 0xFFFFFFFF, optional=True),
     "router_lifetime": _check_router_lifetime,
-}
-
-
-def _str_ip(value: Any) -> IPv6Address:
-    if not isinstance(value, str):
-        raise TypeError(f"expected an IPv6 address string, got {value!r}")
-    return IPv6Address(value)
-
-
-def _iface(value: Any) -> IPv6Interface:
-    if not isinstance(value, str) or "/" not in value:
-        raise TypeError(f"expected 'address/prefixlen', got {value!r}")
-    return IPv6Interface(value)
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-_FROM_JSON: dict[str, Callable[[Any], Any]] = {
-    "client_mac": lambda v: None if v is None else MacAddress.parse(v),
-    "address": _iface,
-    "server_mac": MacAddress.parse,
-    "dns": jsonrec.list_of(_str_ip),
-    "search": jsonrec.list_of(_same),
-    "lease_time": _same,
-    "mtu": _same,
-    "router_lifetime": _same,
 }
