@@ -1,6 +1,6 @@
 """Shared pieces of the reliability suite: the CLI runner, the full pod picture, manifests.
 
-Rules:
+How these tests work:
 1. vmnet runs as a user runs it: `python -m vmnet ...` in a child process;
    its exit code, stdout and stderr are the contract under test.
 2. "Unchanged" means the whole picture of the pod namespace: the netlink

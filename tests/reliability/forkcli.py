@@ -1,6 +1,6 @@
 """Many `python -m vmnet` runs for the price of one interpreter start.
 
-Rules:
+How these tests work:
 1. A helper process imports vmnet once, then forks one child per request.
    The child is exactly `python -m vmnet ARGV`: `sys.argv` is set and the
    `vmnet` package runs as `__main__` (runpy), with its own stdout, stderr,

@@ -1,20 +1,24 @@
 """The generic NetPlan executor.
 
-Rules:
-1. Every step is an ensure: read, compare, change only what differs. Running a
-   plan twice changes nothing the second time; running it after a crash at
-   any point converges to the same end state.
-2. Order: links in plan order (each: locate by index or name, create, type
-   check, down if renaming or re-addressing the MAC, rename, MAC, MTU, master,
-   addresses, up, learning), then routes, then sysctls, then nftables.
-3. An `absent` link is deleted only if it is of the planned kind: a name the
-   pod NIC has taken back is never mistaken for vmnet's dummy.
-4. Every mutation goes through `Applier.mutate`, which counts it and calls
-   the `on_mutation` hook (the crash-injection point, see `vmnet.core.faults`).
-5. IPv6 link-local addresses belong to the kernel: a flush leaves them, and
-   they are never added back by hand.
-6. Links are found by ifindex, or by name through one dump of the names kept
-   current by this applier: a link it has not made yet costs no request.
+Every step is an ensure: read, compare, change only what differs. Running a
+plan twice changes nothing the second time; running it after a crash at
+any point converges to the same end state.
+
+Order: links in plan order (each: locate by index or name, create, type
+check, down if renaming or re-addressing the MAC, rename, MAC, MTU, master,
+addresses, up, learning), then routes, then sysctls, then nftables.
+
+An `absent` link is deleted only if it is of the planned kind: a name the
+pod NIC has taken back is never mistaken for vmnet's dummy.
+
+Every mutation goes through `Applier.mutate`, which counts it and calls
+the `on_mutation` hook (the crash-injection point, see `vmnet.core.faults`).
+
+IPv6 link-local addresses belong to the kernel: a flush leaves them, and
+they are never added back by hand.
+
+Links are found by ifindex, or by name through one dump of the names kept
+current by this applier: a link it has not made yet costs no request.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ class Applier:
     def _names(self) -> dict[str, int]:
         """Name -> ifindex of the namespace's links: one dump, then kept up to
         date by this applier's own creations, renames and deletions, so a link
-        that does not exist yet costs no request (rule 6)."""
+        that does not exist yet costs no request."""
         if self._known is None:
             self._known = {link.name: link.index for link in self.nl.links(addresses=False)}
         return self._known
@@ -135,7 +139,7 @@ class Applier:
                 self.warnings.append(msg)
                 return None
             raise
-        # a link just made has no address but the kernel's IPv6 link-local (rule 5)
+        # a link just made has no address but the kernel's IPv6 link-local
         cur = self.nl.link(name=spec.name, addresses=False)
         if cur is None:
             raise DriverError("link lookup after create", spec.name, errno.ENODEV)

@@ -1,11 +1,11 @@
 """Address value types shared by every layer.
 
-Rules:
-1. A MAC inside vmnet is a `MacAddress`, never a raw string: it is parsed once,
-   at the edge, and always printed lower-case with colons.
-2. "Has an IP" follows Go's `net.IP.IsGlobalUnicast`, as KubeVirt does: RFC 1918,
-   CGNAT and ULA addresses count; loopback, link-local, multicast, unspecified
-   and the limited broadcast do not. `ipaddress.is_global` is not that rule.
+A MAC inside vmnet is a `MacAddress`, never a raw string: it is parsed once,
+at the edge, and always printed lower-case with colons.
+
+"Has an IP" follows Go's `net.IP.IsGlobalUnicast`, as KubeVirt does: RFC 1918,
+CGNAT and ULA addresses count; loopback, link-local, multicast, unspecified
+and the limited broadcast do not. `ipaddress.is_global` is not that rule.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class MacAddress:
 
 
 def is_global_unicast(ip: IPAddress) -> bool:
-    """Go's `net.IP.IsGlobalUnicast`: see rule 2 of this module."""
+    """Go's `net.IP.IsGlobalUnicast`, as the module docstring describes."""
     if ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255"):
         return False
     return not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified)

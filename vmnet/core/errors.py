@@ -1,11 +1,12 @@
 """The vmnet error tree.
 
-Rules:
-1. Every error vmnet raises on purpose derives from `VmnetError`.
-2. Messages read "<op> <target>: <cause>" so a user sees, on one line, what
-   was attempted, on what, and why it failed.
-3. Each class carries the process exit code the CLI maps it to:
-   2 bad input (nothing changed), 3 critical network error, 1 anything else.
+Every error vmnet raises on purpose derives from `VmnetError`.
+
+Messages read "<op> <target>: <cause>" so a user sees, on one line, what
+was attempted, on what, and why it failed.
+
+Each class carries the process exit code the CLI maps it to:
+2 bad input (nothing changed), 3 critical network error, 1 anything else.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """Link names, as KubeVirt derives them (docs/kubevirt.md, Names).
 
-Rules:
-1. The primary network's pod interface is `eth0`. A secondary Multus network's
-   pod interface is `pod` + the first 11 hex digits of SHA-256(network name)
-   (hashed scheme), or `netN` numbered over the secondary networks in spec
-   order (ordinal scheme, used when the pod already has a `net<N>` link).
-2. From a pod interface name P (a leading `pod` removed: S):
-   bridge `k6t-S`, renamed pod NIC `S-nic`, tap `tap0` for the primary network
-   else `tap` + P[3:] for KubeVirt's own names (`pod<hash>`, `net<N>`) and
-   `tap` + P for any other name (`--iface red=sec0` -> `tapsec0`: KubeVirt's
-   P[3:] would make `tap0`, the primary's tap), dummy P.
-3. Every name fits IFNAMSIZ-1 = 15 characters; a longer one is a ConfigError
-   (KubeVirt does not check custom primary names; vmnet does).
+The primary network's pod interface is `eth0`. A secondary Multus network's
+pod interface is `pod` + the first 11 hex digits of SHA-256(network name)
+(hashed scheme), or `netN` numbered over the secondary networks in spec
+order (ordinal scheme, used when the pod already has a `net<N>` link).
+
+From a pod interface name P (a leading `pod` removed: S):
+bridge `k6t-S`, renamed pod NIC `S-nic`, tap `tap0` for the primary network
+else `tap` + P[3:] for KubeVirt's own names (`pod<hash>`, `net<N>`) and
+`tap` + P for any other name (`--iface red=sec0` -> `tapsec0`: KubeVirt's
+P[3:] would make `tap0`, the primary's tap), dummy P.
+
+Every name fits IFNAMSIZ-1 = 15 characters; a longer one is a ConfigError
+(KubeVirt does not check custom primary names; vmnet does).
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Network namespace handles that never move the calling thread.
 
-Rules:
-1. vmnet never calls setns() on the process or on a thread it does not own,
-   and never for the namespace it already runs in.
-   Work that must happen inside a namespace (opening a socket, a tap or a
-   sysctl file) runs on a short-lived dedicated thread that enters the
-   namespace and dies with it; file descriptors opened there stay bound to
-   that namespace after the thread ends.
-2. Child processes (nft, DHCP clients in tests) enter the namespace between
-   fork and exec, so only the child moves.
-3. A namespace is given by name (looked up in /run/netns) or by path
-   (e.g. /proc/PID/ns/net). `None` means the caller's own namespace.
+vmnet never calls setns() on the process or on a thread it does not own,
+and never for the namespace it already runs in.
+Work that must happen inside a namespace (opening a socket, a tap or a
+sysctl file) runs on a short-lived dedicated thread that enters the
+namespace and dies with it; file descriptors opened there stay bound to
+that namespace after the thread ends.
+
+Child processes (nft, DHCP clients in tests) enter the namespace between
+fork and exec, so only the child moves.
+
+A namespace is given by name (looked up in /run/netns) or by path
+(e.g. /proc/PID/ns/net). `None` means the caller's own namespace.
 """
 
 from __future__ import annotations

@@ -1,21 +1,24 @@
 """Libvirt domain XML for vmnet interfaces: build, decorate, parse and print.
 
-Rules:
-1. Pure lxml. No file, socket or libvirt I/O here; the CLI reads and writes.
-2. An interface is found by its user alias `ua-<name>` (KubeVirt
-   `api/schema.go`). No other interface is touched; outside `<devices>` only
-   `<memoryBacking>` changes, when a vhost-user interface needs shared memory.
-3. On a matched interface vmnet owns the `type` attribute, `<mac>`, `<target>`,
-   `<backend>`, `<portForward>` and, for passt, `<source>`: they are replaced.
-   `<address>`, `<mtu>`, `<boot>`, `<link>` and `<driver>` are replaced only when
-   the spec sets them. `<model>` and an empty ethernet `<source>` are added only
-   if absent, `<rom enabled='no'>` only if there is no `<boot>`. Any other child
-   is kept where it is.
-4. A child that vmnet adds goes where KubeVirt's struct order puts it
-   (docs/kubevirt.md, Domain XML), so decorating twice gives the same tree
-   as decorating once.
-5. Domain XML is untrusted input: no DTD, no entity expansion, no network
-   access (XXE and "billion laughs", OWASP XML External Entity Prevention).
+Pure lxml. No file, socket or libvirt I/O here; the CLI reads and writes.
+
+An interface is found by its user alias `ua-<name>` (KubeVirt
+`api/schema.go`). No other interface is touched; outside `<devices>` only
+`<memoryBacking>` changes, when a vhost-user interface needs shared memory.
+
+On a matched interface vmnet owns the `type` attribute, `<mac>`, `<target>`,
+`<backend>`, `<portForward>` and, for passt, `<source>`: they are replaced.
+`<address>`, `<mtu>`, `<boot>`, `<link>` and `<driver>` are replaced only when
+the spec sets them. `<model>` and an empty ethernet `<source>` are added only
+if absent, `<rom enabled='no'>` only if there is no `<boot>`. Any other child
+is kept where it is.
+
+A child that vmnet adds goes where KubeVirt's struct order puts it
+(docs/kubevirt.md, Domain XML), so decorating twice gives the same tree
+as decorating once.
+
+Domain XML is untrusted input: no DTD, no entity expansion, no network
+access (XXE and "billion laughs", OWASP XML External Entity Prevention).
 
 Modules: `interface` (the `DomainInterface` spec, port rules, a new
 `<interface>`), `decoration` (`decorate`), `xmlio` (skeleton, parse, print).

@@ -1,12 +1,11 @@
 """Decorating a domain: put vmnet's interfaces into an existing `<domain>`.
 
-Rules:
-1. Interfaces are matched by alias `ua-<name>`; no other interface changes, and
-   outside `<devices>` only `<memoryBacking>` does, for vhost-user (package
-   rule 2).
-2. On a match, owned children are replaced, set-if-given ones replaced only when
-   set, the rest kept in place (package rule 3); an added child goes where
-   KubeVirt's order puts it, so decorating twice equals decorating once (rule 4).
+Interfaces are matched by alias `ua-<name>`; no other interface changes, and
+outside `<devices>` only `<memoryBacking>` does, for vhost-user.
+
+On a match, owned children are replaced, set-if-given ones replaced only when
+set, the rest kept in place; an added child goes where
+KubeVirt's order puts it, so decorating twice equals decorating once.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ def decorate(domain: etree._Element, ifaces: Sequence[DomainInterface]) -> None:
     """Put each interface into `domain`, updating the one with its alias in place.
 
     Args:
-        domain: a `<domain>` root, changed in place (rules 2-4).
+        domain: a `<domain>` root, changed in place.
         ifaces: the interfaces phase 2 wants; aliases must be unique.
 
     Raises:

@@ -1,11 +1,12 @@
 """`DomainInterface`, the passt port rules, and a fresh `<interface>` element.
 
-Rules:
-1. A `DomainInterface` is valid or cannot be built: every field is checked in
-   `__post_init__` and a problem is a `ConfigError` naming the interface.
-2. Children of a new `<interface>` come in KubeVirt's struct order (package
-   rule 4); passt gets `<backend type='passt'>` and no tap target.
-3. Port rules follow KubeVirt `converter/network/passt.go` (docs/kubevirt.md, passt binding).
+A `DomainInterface` is valid or cannot be built: every field is checked in
+`__post_init__` and a problem is a `ConfigError` naming the interface.
+
+Children of a new `<interface>` come in KubeVirt's struct order; passt gets
+`<backend type='passt'>` and no tap target.
+
+Port rules follow KubeVirt `converter/network/passt.go` (docs/kubevirt.md, passt binding).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def _model(model: str) -> str:
 
 
 def interface_element(iface: DomainInterface) -> etree._Element:
-    """A new `<interface>` with its children in KubeVirt's order (rule 4)."""
+    """A new `<interface>` with its children in KubeVirt's order."""
     el = element("interface", type=iface.type)
     el.extend(interface_children(iface))
     return el

@@ -1,10 +1,10 @@
 """Domain XML in and out: a bootable skeleton, safe parsing, printing, C14N.
 
-Rules:
-1. Parsing treats the XML as untrusted: no DTD, no entity expansion, no network
-   access (package rule 5).
-2. Printing never changes its input; `canonical` is the form golden tests
-   compare (C14N 2.0, whitespace-only text dropped).
+Parsing treats the XML as untrusted: no DTD, no entity expansion, no network
+access.
+
+Printing never changes its input; `canonical` is the form golden tests
+compare (C14N 2.0, whitespace-only text dropped).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _check_skeleton(name: str, memory_mib: int, vcpus: int, uuid: str | None) ->
 
 
 def parse_domain(text: bytes | str) -> etree._Element:
-    """Parse untrusted domain XML (rule 5).
+    """Parse untrusted domain XML.
 
     Raises:
         ConfigError: ("--domain", cause) for bad XML, a DOCTYPE or a root that

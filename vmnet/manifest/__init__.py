@@ -1,25 +1,29 @@
 """KubeVirt VirtualMachine / VirtualMachineInstance manifests, parsed and validated.
 
-Rules:
-1. Input is untrusted. Any problem, whatever the input (text, nesting, types),
-   is a `ConfigError` whose field is the path of the offending value, e.g.
-   `spec.template.spec.domain.devices.interfaces[1].macAddress`. No other
-   exception escapes `parse`, `parse_text` or `load`.
-2. Only the network part is strict: unknown keys inside `interfaces[]`,
-   `networks[]`, `ports[]`, `dhcpOptions` and the binding and network source
-   objects are errors (KubeVirt's OpenAPI schema rejects them); unknown keys
-   elsewhere are ignored, since the rest of a VM spec is large and not ours.
-3. A `null` is the same as an absent key (Go pointers with `omitempty`),
-   except for a binding or a network source (`bridge:`, `pod:`), which must be
-   a mapping: a bare `bridge:` would otherwise silently pick the default binding.
-4. Defaults follow KubeVirt (`pkg/network/vmispec/defaults.go`): no interfaces
-   and no networks give one masquerade interface on a pod network, both named
-   `default`; an interface without a binding on the pod network is masquerade.
-5. Interface and network names are DNS-1123 labels (RFC 1123, 2.1). They end up
-   in link and cache file names, so nothing that could traverse a path (`/`,
-   `..`, NUL, a leading dot) can pass.
-6. `to_json(vmi)` gives a plain manifest dict that `parse` maps back to an
-   equal `Vmi`; the cache relies on it.
+Input is untrusted. Any problem, whatever the input (text, nesting, types),
+is a `ConfigError` whose field is the path of the offending value, e.g.
+`spec.template.spec.domain.devices.interfaces[1].macAddress`. No other
+exception escapes `parse`, `parse_text` or `load`.
+
+Only the network part is strict: unknown keys inside `interfaces[]`,
+`networks[]`, `ports[]`, `dhcpOptions` and the binding and network source
+objects are errors (KubeVirt's OpenAPI schema rejects them); unknown keys
+elsewhere are ignored, since the rest of a VM spec is large and not ours.
+
+A `null` is the same as an absent key (Go pointers with `omitempty`),
+except for a binding or a network source (`bridge:`, `pod:`), which must be
+a mapping: a bare `bridge:` would otherwise silently pick the default binding.
+
+Defaults follow KubeVirt (`pkg/network/vmispec/defaults.go`): no interfaces
+and no networks give one masquerade interface on a pod network, both named
+`default`; an interface without a binding on the pod network is masquerade.
+
+Interface and network names are DNS-1123 labels (RFC 1123, 2.1). They end up
+in link and cache file names, so nothing that could traverse a path (`/`,
+`..`, NUL, a leading dot) can pass.
+
+`to_json(vmi)` gives a plain manifest dict that `parse` maps back to an
+equal `Vmi`; the cache relies on it.
 
 The rule catalogue, with the source of each rule, is in docs/manifest.md.
 

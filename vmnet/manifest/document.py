@@ -1,12 +1,13 @@
 """The top of a manifest: kind, apiVersion, metadata, spec, CPUs and memory.
 
-Rules:
-1. A VirtualMachine is read through `spec.template`, and its annotations are the
-   template's: KubeVirt builds the VMI from the template.
-2. No interfaces and no networks (with `autoattachPodInterface` unset or true)
-   give KubeVirt's default: one masquerade interface on a pod network, both
-   named `default` (package rule 4).
-3. Every network needs an interface of the same name and vice versa.
+A VirtualMachine is read through `spec.template`, and its annotations are the
+template's: KubeVirt builds the VMI from the template.
+
+No interfaces and no networks (with `autoattachPodInterface` unset or true)
+give KubeVirt's default: one masquerade interface on a pod network, both
+named `default`.
+
+Every network needs an interface of the same name and vice versa.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """`interfaces[]`: binding, MAC, model, ports, PCI address, DHCP options, state.
 
-Rules:
-1. Exactly one binding per interface, and it must be a mapping; none means
-   masquerade on the pod network and is an error on Multus (package rule 4).
-2. Masquerade and passt only on the pod network; ports only with them.
-3. Name, MAC, boot order and PCI address are unique across interfaces.
-4. DHCP option values fit in one option: at most 255 bytes (RFC 2132, 2).
+Exactly one binding per interface, and it must be a mapping; none means
+masquerade on the pod network and is an error on Multus.
+
+Masquerade and passt only on the pod network; ports only with them.
+
+Name, MAC, boot order and PCI address are unique across interfaces.
+
+DHCP option values fit in one option: at most 255 bytes (RFC 2132, 2).
 """
 
 from __future__ import annotations

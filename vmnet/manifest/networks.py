@@ -1,12 +1,13 @@
 """`networks[]`: pod and Multus network sources.
 
-Rules:
-1. Each network has exactly one source, `pod: {}` or `multus: {networkName}`,
-   and it must be a mapping (package rule 3).
-2. At most one pod network and at most one Multus default network, and not
-   both: a Multus default network replaces the pod network (KubeVirt).
-3. `vmNetworkCIDR`/`vmIPv6NetworkCIDR` are network prefixes without host bits,
-   at most /30 and /126, so a gateway and VM pair fits.
+Each network has exactly one source, `pod: {}` or `multus: {networkName}`,
+and it must be a mapping.
+
+At most one pod network and at most one Multus default network, and not
+both: a Multus default network replaces the pod network (KubeVirt).
+
+`vmNetworkCIDR`/`vmIPv6NetworkCIDR` are network prefixes without host bits,
+at most /30 and /126, so a gateway and VM pair fits.
 """
 
 from __future__ import annotations

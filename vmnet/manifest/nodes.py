@@ -1,12 +1,13 @@
 """`Node`: one value of the untrusted input together with its path.
 
-Rules:
-1. Every check on the input goes through a `Node`, so every failure is a
-   `ConfigError` naming the path of the offending value (package rule 1).
-2. `None` reads as absent (package rule 3); a type mismatch names both the
-   expected and the actual JSON type.
-3. Names are DNS-1123 labels or subdomains (RFC 1123, 2.1), checked with
-   `fullmatch`, so nothing that could traverse a path passes (package rule 5).
+Every check on the input goes through a `Node`, so every failure is a
+`ConfigError` naming the path of the offending value.
+
+`None` reads as absent; a type mismatch names both the
+expected and the actual JSON type.
+
+Names are DNS-1123 labels or subdomains (RFC 1123, 2.1), checked with
+`fullmatch`, so nothing that could traverse a path passes.
 """
 
 from __future__ import annotations

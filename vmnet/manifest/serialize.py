@@ -1,8 +1,7 @@
 """A `Vmi` back to a plain manifest dict.
 
-Rules:
-1. The output holds JSON types only and `parse` maps it back to an equal `Vmi`
-   (package rule 6), which the cache relies on.
+The output holds JSON types only and `parse` maps it back to an equal `Vmi`,
+which the cache relies on.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Manifest text: YAML or JSON, from a string or a file.
 
-Rules:
-1. Text is bounded (`MAX_TEXT`) and decoded with YAML's safe loader; a key
-   written twice in one mapping is an error, as kubectl makes it.
-2. Syntax errors name the line and column; nothing but `ConfigError` escapes
-   (package rule 1).
+Text is bounded (`MAX_TEXT`) and decoded with YAML's safe loader; a key
+written twice in one mapping is an error, as kubectl makes it.
+
+Syntax errors name the line and column; nothing but `ConfigError` escapes.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The validated manifest as frozen values, and the constants it is checked against.
 
-Rules:
-1. Every value here is frozen and hashable; a `Vmi` equals another parsed from
-   `to_json` of it (package rule 6).
-2. Constants follow KubeVirt: `MODELS` is the NIC models libvirt accepts for an
-   interface, `STATES` the `state` values, and `MASQUERADE_BRIDGE_MAC` the MAC
-   KubeVirt gives the masquerade bridge (no VM may take it).
+Every value here is frozen and hashable; a `Vmi` equals another parsed from
+`to_json` of it.
+
+Constants follow KubeVirt: `MODELS` is the NIC models libvirt accepts for an
+interface, `STATES` the `state` values, and `MASQUERADE_BRIDGE_MAC` the MAC
+KubeVirt gives the masquerade bridge (no VM may take it).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """The DHCP side of phase 2: the leases phase 1 cached, completed for serving.
 
-Rules:
-1. The DHCP configuration is the cached lease (address, gateway, routes, MTU,
-   client MAC, server id from phase 1) plus what only the launcher knows: DNS
-   servers and search list from its resolv.conf, the VM's host name, and the
-   manifest's `dhcpOptions`.
-2. A network phase 1 has not finished is an error, not a guess.
-3. This module imports nothing of the domain XML or the bindings, so that
-   `vmnet dhcp`, which runs for the VM's whole life, stays small (no lxml).
+The DHCP configuration is the cached lease (address, gateway, routes, MTU,
+client MAC, server id from phase 1) plus what only the launcher knows: DNS
+servers and search list from its resolv.conf, the VM's host name, and the
+manifest's `dhcpOptions`.
+
+A network phase 1 has not finished is an error, not a guess.
+
+This module imports nothing of the domain XML or the bindings, so that
+`vmnet dhcp`, which runs for the VM's whole life, stays small (no lxml).
 """
 
 from __future__ import annotations

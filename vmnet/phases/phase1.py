@@ -1,14 +1,15 @@
 """Phase 1: the privileged part, run against a pod network namespace.
 
-Rules:
-1. Validate and discover everything first; the first mutation happens only
-   when every network of the VM is known to be plannable. Bad input exits 2
-   with the pod netns untouched.
-2. Per network: record (with the discovered pod NIC) as STARTED, apply the
-   plan, write the DHCP cache, mark FINISHED. A re-run plans from the record,
-   so it converges after a crash and changes nothing after a success.
-3. Unplug applies each binding's undo plan from the record, then restores the
-   sysctls vmnet changed to the values they had before the first plug.
+Validate and discover everything first; the first mutation happens only
+when every network of the VM is known to be plannable. Bad input exits 2
+with the pod netns untouched.
+
+Per network: record (with the discovered pod NIC) as STARTED, apply the
+plan, write the DHCP cache, mark FINISHED. A re-run plans from the record,
+so it converges after a crash and changes nothing after a success.
+
+Unplug applies each binding's undo plan from the record, then restores the
+sysctls vmnet changed to the values they had before the first plug.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Phase 2: the unprivileged part, from the phase-1 cache.
 
-Rules:
-1. Nothing here touches the pod netns: phase 2 reads the manifest and the
-   cache, and produces the domain interfaces and the DHCP configurations.
-2. The DHCP configurations come from `vmnet.phases.leases` (re-exported here), which
-   `vmnet dhcp` imports alone to stay small.
-3. A network phase 1 has not finished is an error, not a guess.
+Nothing here touches the pod netns: phase 2 reads the manifest and the
+cache, and produces the domain interfaces and the DHCP configurations.
+
+The DHCP configurations come from `vmnet.phases.leases` (re-exported here), which
+`vmnet dhcp` imports alone to stay small.
+
+A network phase 1 has not finished is an error, not a guess.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Read the pod's resolv.conf the way KubeVirt does (docs/kubevirt.md, resolv.conf).
 
-Rules:
-1. Nameservers: lines starting with `nameserver` that have exactly two
-   fields and a parsable address; order kept; other lines are skipped (and
-   logged). With no nameserver of either family the list is `8.8.8.8`.
-2. Search: every `search` line, all following fields lowercased, accumulated
-   in order. With none the list is `cluster.local`. `domain` and `options`
-   lines are ignored.
-3. Subdomain: the longest search entry containing `.svc.` (first on ties)
-   gets `<subdomain>.` prepended, and that name is put first, unless the
-   entry already starts with `<subdomain>.`.
+Nameservers: lines starting with `nameserver` that have exactly two
+fields and a parsable address; order kept; other lines are skipped (and
+logged). With no nameserver of either family the list is `8.8.8.8`.
+
+Search: every `search` line, all following fields lowercased, accumulated
+in order. With none the list is `cluster.local`. `domain` and `options`
+lines are ignored.
+
+Subdomain: the longest search entry containing `.svc.` (first on ties)
+gets `<subdomain>.` prepended, and that name is put first, unless the
+entry already starts with `<subdomain>.`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ResolvConf:
 
 
 def parse(text: str) -> ResolvConf:
-    """Parse resolv.conf text (rules 1 and 2)."""
+    """Parse resolv.conf text."""
     servers: list[IPv4Address | IPv6Address] = []
     search: list[str] = []
     for line in text.splitlines():
@@ -74,7 +75,7 @@ def load(path: str = "/etc/resolv.conf") -> ResolvConf:
 
 
 def with_subdomain(search: tuple[str, ...], subdomain: str | None) -> tuple[str, ...]:
-    """Prepend `<subdomain>.<longest .svc. entry>` (rule 3)."""
+    """Prepend `<subdomain>.<longest .svc. entry>`."""
     if not subdomain:
         return search
     longest = ""

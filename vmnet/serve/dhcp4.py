@@ -1,24 +1,27 @@
 """The thin I/O shell around `SingleLeaseResponder`: recv, decode, respond, send.
 
-Rules:
-1. One `Endpoint` per serving interface (a bridge `k6t-*`), opened inside
-   the pod netns on a dedicated thread (`vmnet.core.netns.run_in`); the
-   caller never moves.
-2. Receive: a UDP socket on 0.0.0.0:67 with SO_REUSEADDR and
-   SO_BINDTODEVICE(bridge). Several bridges in one netns each get their own
-   socket and the kernel gives each the packets of its own device, unicast
-   renewals to the bridge's server id included.
-3. Send: an AF_PACKET socket (SOCK_DGRAM, so the kernel writes the Ethernet
-   header with the bridge's current MAC) carrying IPv4 + UDP built by
-   `codec.frame_ipv4_udp`, addressed to chaddr or ff:ff:ff:ff:ff:ff. This
-   needs neither ARP nor a route to the client: the bridge's only IPv4 is a
-   link-local /32 and the client's address is not local to the pod.
-4. What happens to each datagram is `vmnet.protocols.dhcp4.exchange.Exchange`
-   (decode, respond, encode, frame, the OFFER memo, the counters); this
-   module only reads IP_PKTINFO (to tell unicast requests) and sends.
-5. `serve` never dies on input and returns within about 0.1 s after `stop`
-   is set; send errors are logged. Each wake-up serves up to `BURST` queued
-   packets per endpoint before polling again: one select per burst.
+One `Endpoint` per serving interface (a bridge `k6t-*`), opened inside
+the pod netns on a dedicated thread (`vmnet.core.netns.run_in`); the
+caller never moves.
+
+Receive: a UDP socket on 0.0.0.0:67 with SO_REUSEADDR and
+SO_BINDTODEVICE(bridge). Several bridges in one netns each get their own
+socket and the kernel gives each the packets of its own device, unicast
+renewals to the bridge's server id included.
+
+Send: an AF_PACKET socket (SOCK_DGRAM, so the kernel writes the Ethernet
+header with the bridge's current MAC) carrying IPv4 + UDP built by
+`codec.frame_ipv4_udp`, addressed to chaddr or ff:ff:ff:ff:ff:ff. This
+needs neither ARP nor a route to the client: the bridge's only IPv4 is a
+link-local /32 and the client's address is not local to the pod.
+
+What happens to each datagram is `vmnet.protocols.dhcp4.exchange.Exchange`
+(decode, respond, encode, frame, the OFFER memo, the counters); this
+module only reads IP_PKTINFO (to tell unicast requests) and sends.
+
+`serve` never dies on input and returns within about 0.1 s after `stop`
+is set; send errors are logged. Each wake-up serves up to `BURST` queued
+packets per endpoint before polling again: one select per burst.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
 """The I/O loop around `Responder6` and the RA timer: DHCPv6 and RAs on bridges.
 
-Rules:
-1. One `Endpoint6` per serving interface (`vmnet.serve.endpoint6`: what each
-   socket is for, and why DHCPv6 is read from a packet socket); one loop
-   serves them all.
-2. Each request goes ipv6_udp -> decode -> respond(src_mac=frame source) ->
-   encode -> send to the client's address and port.
-3. RAs follow each lane's `RaSchedule`; a solicitation (validated, and from
-   the VM when its source link-layer option names a MAC) brings one forward.
-   While the bridge has no usable link-local address an RA cannot be sent:
-   it is retried every RETRY_SECONDS and counted in `stats.ra_deferred`.
-4. `serve6` never dies on input: undecodable packets are counted
-   (`stats.dropped_malformed`) and logged at debug; send errors are logged.
-   It returns within about POLL_SECONDS after `stop` is set.
+One `Endpoint6` per serving interface (`vmnet.serve.endpoint6`: what each
+socket is for, and why DHCPv6 is read from a packet socket); one loop
+serves them all.
+
+Each request goes ipv6_udp -> decode -> respond(src_mac=frame source) ->
+encode -> send to the client's address and port.
+
+RAs follow each lane's `RaSchedule`; a solicitation (validated, and from
+the VM when its source link-layer option names a MAC) brings one forward.
+While the bridge has no usable link-local address an RA cannot be sent:
+it is retried every RETRY_SECONDS and counted in `stats.ra_deferred`.
+
+`serve6` never dies on input: undecodable packets are counted
+(`stats.dropped_malformed`) and logged at debug; send errors are logged.
+It returns within about POLL_SECONDS after `stop` is set.
 """
 
 from __future__ import annotations

@@ -1,27 +1,31 @@
 """The sockets that serve DHCPv6 and RAs on one interface, opened inside a netns.
 
-Rules:
-1. Sockets are opened inside the pod netns on a dedicated thread
-   (`vmnet.core.netns.run_in`); the caller never moves.
-2. DHCPv6 in: an AF_PACKET socket on the bridge with a classic BPF filter
-   (IPv6, next header UDP, destination port 547), because the responder's
-   MAC filter needs each request's source MAC, which a UDP socket does not
-   tell. The filter is attached before the socket is bound, so no other
-   frame is ever queued.
-3. A UDP socket on [::]:547 (IPV6_V6ONLY, SO_REUSEADDR, SO_BINDTODEVICE, as
-   KubeVirt) owns the port, joins ff02::1:2 on the bridge (so the bridge
-   delivers the clients' multicast to the host, RFC 8415 §7.1) and sends the
-   replies to the client's address and port with the bridge's scope id. What
-   it receives is a copy of rule 2's frames and is discarded by the server.
-4. RAs: a raw ICMPv6 socket bound to the bridge, hop limits 255, filtered to
-   router solicitations (ICMP6_FILTER) and joined to ff02::2. RAs go to
-   ff02::1 from the bridge's link-local address, given explicitly with
-   IPV6_PKTINFO (RFC 4861 §6.1.2 has clients drop RAs from other sources).
-   The kernel computes the checksum (RFC 3542 §3.1).
-5. The link-local address appears only once the bridge has a carrier (a tap
-   whose VM has not started has none) and is tentative during DAD; until
-   then `send_ra` raises OSError(EADDRNOTAVAIL) and the server retries.
-   `open_endpoint6(wait_link_local=...)` waits for it up front instead.
+Sockets are opened inside the pod netns on a dedicated thread
+(`vmnet.core.netns.run_in`); the caller never moves.
+
+DHCPv6 in: an AF_PACKET socket on the bridge with a classic BPF filter
+(IPv6, next header UDP, destination port 547), because the responder's
+MAC filter needs each request's source MAC, which a UDP socket does not
+tell. The filter is attached before the socket is bound, so no other
+frame is ever queued.
+
+A UDP socket on [::]:547 (IPV6_V6ONLY, SO_REUSEADDR, SO_BINDTODEVICE, as
+KubeVirt) owns the port, joins ff02::1:2 on the bridge (so the bridge
+delivers the clients' multicast to the host, RFC 8415 §7.1) and sends the
+replies to the client's address and port with the bridge's scope id. What
+it receives is a copy of the frames the packet socket gets, and the server
+discards it.
+
+RAs: a raw ICMPv6 socket bound to the bridge, hop limits 255, filtered to
+router solicitations (ICMP6_FILTER) and joined to ff02::2. RAs go to
+ff02::1 from the bridge's link-local address, given explicitly with
+IPV6_PKTINFO (RFC 4861 §6.1.2 has clients drop RAs from other sources).
+The kernel computes the checksum (RFC 3542 §3.1).
+
+The link-local address appears only once the bridge has a carrier (a tap
+whose VM has not started has none) and is tentative during DAD; until
+then `send_ra` raises OSError(EADDRNOTAVAIL) and the server retries.
+`open_endpoint6(wait_link_local=...)` waits for it up front instead.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ _BPF = (
 
 @dataclass(slots=True)
 class Endpoint6:
-    """The sockets serving one interface (rules 2-4)."""
+    """The sockets serving one interface."""
 
     ifname: str
     netns: str | None
@@ -72,7 +76,7 @@ class Endpoint6:
         self.udp.sendto(payload, (str(dest), port, 0, self.ifindex))
 
     def send_ra(self, message: bytes) -> None:
-        """Send `message` to ff02::1 from the link-local (rule 5: OSError until usable)."""
+        """Send `message` to ff02::1 from the link-local (OSError until it is usable)."""
         if self.link_local is None:
             self.link_local = self.find_link_local()
             if self.link_local is None:
@@ -103,7 +107,7 @@ def open_endpoint6(netns: str | None, ifname: str, *, wait_link_local: float = 0
 
     Args:
         wait_link_local: if > 0, also wait up to this many seconds for the
-            interface's link-local address to leave DAD (rule 5).
+            interface's link-local address to leave DAD.
 
     Raises:
         ConfigError: bad namespace or interface name.

@@ -1,15 +1,16 @@
 """Phase 2's DHCP service: DHCPv4, DHCPv6 and router advertisements for a VM.
 
-Rules:
-1. One `Service` per VM: it opens every endpoint inside the pod namespace
-   first (a bind failure is reported before anything serves), then runs the
-   DHCPv4 loop and, when a network has IPv6, the DHCPv6 + RA loop, each on
-   its own thread.
-2. DHCPv4 receive sockets are watched by a `vmnet.serve.shield.Shield`: one
-   that overflows under a flood keeps only the VM's requests from then on.
-3. `stop()` ends both loops within a fraction of a second and closes every
-   socket; it may be called more than once. `vmnet dhcp`, `vmnet demo` and
-   the `plugged` test fixture all serve through this class.
+One `Service` per VM: it opens every endpoint inside the pod namespace
+first (a bind failure is reported before anything serves), then runs the
+DHCPv4 loop and, when a network has IPv6, the DHCPv6 + RA loop, each on
+its own thread.
+
+DHCPv4 receive sockets are watched by a `vmnet.serve.shield.Shield`: one
+that overflows under a flood keeps only the VM's requests from then on.
+
+`stop()` ends both loops within a fraction of a second and closes every
+socket; it may be called more than once. `vmnet dhcp`, `vmnet demo` and
+the `plugged` test fixture all serve through this class.
 """
 
 from __future__ import annotations

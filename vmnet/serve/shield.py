@@ -1,23 +1,25 @@
 """Flood shield for the DHCPv4 receive socket: shed other clients in the kernel.
 
-Rules:
-1. A Python server reads a few tens of thousands of requests a second; a
-   flood of requests from other clients (broadcasts reach the pod bridge
-   from the pod NIC's side too) fills the socket buffer, and the kernel
-   then drops the VM's own DISCOVER with the rest: the guest retries only
-   seconds later.
-2. So when the receive socket of an endpoint starts dropping
-   (`SO_MEMINFO`, SK_MEMINFO_DROPS), the shield attaches a classic BPF
-   socket filter (`SO_ATTACH_FILTER`, Documentation/networking/filter.rst)
-   that keeps only BOOTREQUESTs from the configured client - htype 1
-   (Ethernet), hlen 6 and chaddr equal to its MAC (RFC 2131 §2) - and drops
-   everything else before it is queued. Until then, every request reaches
-   the responder and is counted as before.
-3. For a UDP socket the filter sees the datagram from its UDP header on:
-   the DHCP message starts at offset 8, so htype is at 9, hlen at 10 and
-   chaddr at 36.
-4. A responder that answers any client (`client_mac` None) is never
-   shielded. The filter stays until the socket is closed.
+A Python server reads a few tens of thousands of requests a second; a
+flood of requests from other clients (broadcasts reach the pod bridge
+from the pod NIC's side too) fills the socket buffer, and the kernel
+then drops the VM's own DISCOVER with the rest: the guest retries only
+seconds later.
+
+So when the receive socket of an endpoint starts dropping
+(`SO_MEMINFO`, SK_MEMINFO_DROPS), the shield attaches a classic BPF
+socket filter (`SO_ATTACH_FILTER`, Documentation/networking/filter.rst)
+that keeps only BOOTREQUESTs from the configured client - htype 1
+(Ethernet), hlen 6 and chaddr equal to its MAC (RFC 2131 §2) - and drops
+everything else before it is queued. Until then, every request reaches
+the responder and is counted as before.
+
+For a UDP socket the filter sees the datagram from its UDP header on:
+the DHCP message starts at offset 8, so htype is at 9, hlen at 10 and
+chaddr at 36.
+
+A responder that answers any client (`client_mac` None) is never
+shielded. The filter stays until the socket is closed.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from vmnet.serve.sockets import attach_filter
 SO_MEMINFO = 55
 SK_MEMINFO_VARS = 9  # linux/sock_diag.h
 SK_MEMINFO_DROPS = 8
-_UDP = 8  # rule 3
+_UDP = 8  # a UDP socket's filter sees the UDP header first
 _LDB, _LDH, _LDW = 0x30, 0x28, 0x20  # BPF_LD|BPF_{B,H,W}|BPF_ABS
 _JEQ = 0x15  # BPF_JMP|BPF_JEQ|BPF_K
 _RET = 0x06  # BPF_RET|BPF_K
@@ -44,7 +46,7 @@ log = logging.getLogger("vmnet.protocols.dhcp4")
 
 
 def client_filter(mac: MacAddress) -> bytes:
-    """The BPF program of rule 2, as `struct sock_filter[]` bytes."""
+    """The BPF program that keeps `mac`'s BOOTREQUESTs, as `struct sock_filter[]` bytes."""
     head, tail = struct.unpack("!IH", mac.packed)
     prog = [
         (_LDB, 0, 0, _UDP + 1),
@@ -62,7 +64,7 @@ def client_filter(mac: MacAddress) -> bytes:
 
 
 def attach_client_filter(sock: socket.socket, mac: MacAddress) -> None:
-    """Keep only `mac`'s requests on `sock` (rule 2)."""
+    """Keep only `mac`'s requests on `sock`."""
     attach_filter(sock, client_filter(mac))
 
 
@@ -73,7 +75,7 @@ def socket_drops(sock: socket.socket) -> int:
 
 
 class Shield:
-    """Watches receive sockets and shields each one that drops (rules 2, 4)."""
+    """Watches receive sockets and shields each one that drops."""
 
     def __init__(
         self, watched: Sequence[tuple[socket.socket, MacAddress | None]], interval: float = 0.05

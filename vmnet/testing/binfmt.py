@@ -1,12 +1,12 @@
 """Two binary formats, byte by byte: the cpio "newc" archive and ELF's PT_INTERP.
 
-Rules:
-1. `encode_newc` writes what the kernel unpacks as an initramfs (kernel
-   Documentation/driver-api/early-userspace/buffer-format.rst): mtime, uid
-   and gid are 0, so equal entries give equal bytes, and device nodes exist
-   only inside the archive.
-2. `elf_interpreter` reads only 64-bit little-endian ELF (System V gABI,
-   program header table) and raises ConfigError for anything else.
+`encode_newc` writes what the kernel unpacks as an initramfs (kernel
+Documentation/driver-api/early-userspace/buffer-format.rst): mtime, uid
+and gid are 0, so equal entries give equal bytes, and device nodes exist
+only inside the archive.
+
+`elf_interpreter` reads only 64-bit little-endian ELF (System V gABI,
+program header table) and raises ConfigError for anything else.
 """
 
 from __future__ import annotations

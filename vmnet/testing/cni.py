@@ -1,20 +1,22 @@
 """Pods whose NIC is made by a real CNI plugin, on a throwaway node.
 
-Rules:
-1. A `Node` is a namespace playing the Kubernetes node: CNI plugins run
-   inside it (so `cbr0`, ptp host veths and NAT rules land there, never in
-   the machine's root namespace), and it owns an `uplink0` veth with an
-   address and a default route, the macvlan master and the route proxy ARP
-   needs. Its host-local IPAM store is a private temporary directory.
-2. A plugin is run exactly as a runtime does (CNI spec 1.0, "Execution
-   Protocol"): CNI_COMMAND/CNI_CONTAINERID/CNI_NETNS/CNI_IFNAME/CNI_PATH in
-   the environment, the network configuration on stdin, the result JSON on
-   stdout, an error JSON and a non-zero exit on failure.
-3. Every pod is deleted (CNI DEL with the ADD result as `prevResult`) before
-   its namespace goes, and a node deletes its pods, newest first, before
-   itself. Deleting twice is a no-op.
-4. Pods built without CNI (plain veth, Calico-like) get a synthesized result,
-   so every pod answers `.address`, `.gateway`, `.mac`, `.mtu` the same way.
+A `Node` is a namespace playing the Kubernetes node: CNI plugins run
+inside it (so `cbr0`, ptp host veths and NAT rules land there, never in
+the machine's root namespace), and it owns an `uplink0` veth with an
+address and a default route, the macvlan master and the route proxy ARP
+needs. Its host-local IPAM store is a private temporary directory.
+
+A plugin is run exactly as a runtime does (CNI spec 1.0, "Execution
+Protocol"): CNI_COMMAND/CNI_CONTAINERID/CNI_NETNS/CNI_IFNAME/CNI_PATH in
+the environment, the network configuration on stdin, the result JSON on
+stdout, an error JSON and a non-zero exit on failure.
+
+Every pod is deleted (CNI DEL with the ADD result as `prevResult`) before
+its namespace goes, and a node deletes its pods, newest first, before
+itself. Deleting twice is a no-op.
+
+Pods built without CNI (plain veth, Calico-like) get a synthesized result,
+so every pod answers `.address`, `.gateway`, `.mac`, `.mtu` the same way.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ class CniPod:
 
 
 class Node:
-    """A node namespace that runs CNI plugins and hosts pods (rule 1)."""
+    """A node namespace that runs CNI plugins and hosts pods."""
 
     def __init__(self) -> None:
         self.netns = ns.create_netns()
@@ -221,7 +223,7 @@ class Node:
     def invoke(
         self, command: str, conf: Mapping[str, Any], pod_ns: str, ifname: str, container_id: str
     ) -> dict[str, Any]:
-        """Run the plugin of `conf` once (rule 2) and return its parsed stdout."""
+        """Run the plugin of `conf` once and return its parsed stdout."""
         env = {
             "CNI_COMMAND": command,
             "CNI_CONTAINERID": container_id,

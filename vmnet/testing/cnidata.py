@@ -1,16 +1,18 @@
 """CNI network configurations and ADD results as plain data (no I/O).
 
-Rules:
-1. Config builders return the JSON-ready dict a runtime would pass on stdin
-   (CNI spec 1.0 "Network configuration"); `Node.add_pod` fills in
-   cniVersion, name and the host-local dataDir.
-2. Parsing follows the CNI spec's "Success" result (versions 0.3.x, 0.4.0
-   and 1.0.0 share it): `interfaces` (name, mac, sandbox), `ips` (address in
-   CIDR form, optional gateway, optional index into `interfaces`), `routes`
-   (dst, optional gw) and `dns`. Unknown keys are kept only in `raw`.
-3. A result that does not have that shape raises ConfigError naming the key.
-4. `raw` is the JSON as the plugin printed it; DEL sends it back as
-   `prevResult`.
+Config builders return the JSON-ready dict a runtime would pass on stdin
+(CNI spec 1.0 "Network configuration"); `Node.add_pod` fills in
+cniVersion, name and the host-local dataDir.
+
+Parsing follows the CNI spec's "Success" result (versions 0.3.x, 0.4.0
+and 1.0.0 share it): `interfaces` (name, mac, sandbox), `ips` (address in
+CIDR form, optional gateway, optional index into `interfaces`), `routes`
+(dst, optional gw) and `dns`. Unknown keys are kept only in `raw`.
+
+A result that does not have that shape raises ConfigError naming the key.
+
+`raw` is the JSON as the plugin printed it; DEL sends it back as
+`prevResult`.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ class CniDns:
 
 @dataclass(frozen=True, slots=True)
 class CniResult:
-    """A parsed CNI result (rule 2)."""
+    """A parsed CNI result."""
 
     cni_version: str
     interfaces: tuple[CniInterface, ...]
@@ -154,7 +156,7 @@ class CniResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CniResult:
-        """Parse a plugin's stdout JSON (rule 3)."""
+        """Parse a plugin's stdout JSON."""
         if not isinstance(data, Mapping):
             raise ConfigError("cni result", "not a JSON object")
         try:

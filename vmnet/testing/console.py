@@ -1,14 +1,15 @@
 """`SerialGuest`: a test guest driven over its serial console, whatever runs it.
 
-Rules:
-1. The serial console is one byte stream read by one reader thread; every
-   byte is kept in `console`. Commands use the protocol of
-   `vmnet.testing.initramfs` (rule 5 there) and match their own sequence
-   number, so a command that timed out cannot be taken for a later one.
-2. Every wait has a deadline.
-3. Bad arguments raise ConfigError before anything starts; a guest that does
-   not boot, dies, or does not answer in time raises DriverError naming the
-   operation, the guest, and the last console line.
+The serial console is one byte stream read by one reader thread; every
+byte is kept in `console`. Commands use the protocol of
+`vmnet.testing.initramfs` and match their own sequence
+number, so a command that timed out cannot be taken for a later one.
+
+Every wait has a deadline.
+
+Bad arguments raise ConfigError before anything starts; a guest that does
+not boot, dies, or does not answer in time raises DriverError naming the
+operation, the guest, and the last console line.
 
 Subclasses start the VM and attach the console: `vmnet.testing.qemu.QemuGuest`
 (qemu's stdio) and `vmnet.testing.libvirt.LibvirtGuest` (a unix socket).

@@ -1,15 +1,16 @@
 """Run unmodified DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) in a netns.
 
-Rules:
-1. The binaries are the distribution's; only command line, config and hook
-   script are ours. Each client configures the interface itself (udhcpc via
-   our -s script, dhclient via Debian's dhclient-script, dhcpcd natively).
-2. The lease is parsed from the client's own hook environment; the raw
-   variables are kept in `Lease.raw`.
-3. Runs are `ip netns exec NS unshare --uts ...`: the netns resolv.conf is
-   bind-mounted (created under /etc/netns/NS when absent, removed after) and
-   option 12 cannot rename the machine. dhcpcd gets private bind mounts over
-   its fixed state directories. Failures raise `ClientError` with the output.
+The binaries are the distribution's; only command line, config and hook
+script are ours. Each client configures the interface itself (udhcpc via
+our -s script, dhclient via Debian's dhclient-script, dhcpcd natively).
+
+The lease is parsed from the client's own hook environment; the raw
+variables are kept in `Lease.raw`.
+
+Runs are `ip netns exec NS unshare --uts ...`: the netns resolv.conf is
+bind-mounted (created under /etc/netns/NS when absent, removed after) and
+option 12 cannot rename the machine. dhcpcd gets private bind mounts over
+its fixed state directories. Failures raise `ClientError` with the output.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """DHCPv6 clients for tests: unmodified dhclient -6 and dhcpcd -6, run once.
 
-Rules: as `vmnet.testing.dhcpclients` (whose helpers this reuses): the client
+As `vmnet.testing.dhcpclients`, whose helpers this reuses, the client
 runs in the namespace with its own work directory and the namespace's own
 resolv.conf; the lease is what the client's hook environment reported.
 """

@@ -1,17 +1,19 @@
 """A guest without qemu: a namespace whose eth0 is wired to the pod's tap.
 
-Rules:
-1. A `Guest` owns two namespaces: the guest itself (`lo` and `eth0` with
-   the VM's MAC, nothing else, like a VM) and a wire namespace holding the
-   veth peer `wire0` that the relay's packet socket is bound to. Nothing is
-   added to the pod namespace, so snapshots of the pod see only vmnet.
-2. TX checksum offload is off on the guest's eth0: a veth would otherwise
-   hand the packet socket TCP/UDP frames with unfinished checksums (and TSO
-   super-frames) that the relay cannot pass to a tap without a vnet header.
-   IPv6 is off in the wire namespace so `wire0` adds no frames of its own.
-3. eth0's MTU defaults to the tap's MTU.
-4. `close()` stops the relay before removing the namespaces and may be
-   called more than once.
+A `Guest` owns two namespaces: the guest itself (`lo` and `eth0` with
+the VM's MAC, nothing else, like a VM) and a wire namespace holding the
+veth peer `wire0` that the relay's packet socket is bound to. Nothing is
+added to the pod namespace, so snapshots of the pod see only vmnet.
+
+TX checksum offload is off on the guest's eth0: a veth would otherwise
+hand the packet socket TCP/UDP frames with unfinished checksums (and TSO
+super-frames) that the relay cannot pass to a tap without a vnet header.
+IPv6 is off in the wire namespace so `wire0` adds no frames of its own.
+
+eth0's MTU defaults to the tap's MTU.
+
+`close()` stops the relay before removing the namespaces and may be
+called more than once.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class Guest(GuestShell):
         self.pod_netns, self.tap = pod_netns, tap
 
     def close(self) -> None:
-        """Stop the relay, then remove both namespaces (rule 4)."""
+        """Stop the relay, then remove both namespaces."""
         try:
             if self.relay is not None:
                 self.relay.stop()

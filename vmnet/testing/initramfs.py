@@ -1,24 +1,27 @@
 """A tiny test-guest initramfs built from the machine's own Debian packages.
 
-Rules:
-1. Everything comes from installed packages, never from the network:
-   /bin/busybox (busybox-static) with one symlink per applet, klibc `ipconfig`
-   and its ELF interpreter (klibc-utils), and the virtio modules of the
-   kernel's /lib/modules tree (linux-image-cloud-amd64).
-2. The archive is written in the cpio "newc" format (`vmnet.testing.binfmt`;
-   kernel Documentation/driver-api/early-userspace/buffer-format.rst) with mtime 0
-   and gzipped with mtime 0, so equal inputs give equal bytes. Device nodes
-   live only inside the archive: building needs no root.
-3. The cache file is `<cache>/<kernel version>-<sha256 of the archive>.cpio.gz`
-   and is written to a temporary name then renamed, so a changed input gives a
-   new file and a concurrent builder never reads a half-written one.
-4. Modules are inserted in `MODULES` order, dependencies first; a module the
-   kernel has built in (modules.builtin) is skipped; `.ko.xz` and `.ko.zst`
-   are decompressed at build time because busybox insmod takes plain ELF.
-5. The guest half of the console protocol is `INIT`: the host reads
-   `READY <mac>`, then sends one line per command, `<seq> <base64 script>`,
-   and reads `BEGIN <seq>`, the output, a newline and `END <seq> <rc>`.
-   A `poweroff` line, or EOF on the console, powers the guest off.
+Everything comes from installed packages, never from the network:
+/bin/busybox (busybox-static) with one symlink per applet, klibc `ipconfig`
+and its ELF interpreter (klibc-utils), and the virtio modules of the
+kernel's /lib/modules tree (linux-image-cloud-amd64).
+
+The archive is written in the cpio "newc" format (`vmnet.testing.binfmt`;
+kernel Documentation/driver-api/early-userspace/buffer-format.rst) with mtime 0
+and gzipped with mtime 0, so equal inputs give equal bytes. Device nodes
+live only inside the archive: building needs no root.
+
+The cache file is `<cache>/<kernel version>-<sha256 of the archive>.cpio.gz`
+and is written to a temporary name then renamed, so a changed input gives a
+new file and a concurrent builder never reads a half-written one.
+
+Modules are inserted in `MODULES` order, dependencies first; a module the
+kernel has built in (modules.builtin) is skipped; `.ko.xz` and `.ko.zst`
+are decompressed at build time because busybox insmod takes plain ELF.
+
+The guest half of the console protocol is `INIT`: the host reads
+`READY <mac>`, then sends one line per command, `<seq> <base64 script>`,
+and reads `BEGIN <seq>`, the output, a newline and `END <seq> <rc>`.
+A `poweroff` line, or EOF on the console, powers the guest off.
 
 The archive and ELF code is in `vmnet.testing.binfmt`, the lease parsers are in
 `vmnet.testing.lease`; both are re-exported here.

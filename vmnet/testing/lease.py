@@ -1,11 +1,12 @@
 """What a guest DHCP client leased, read from the file the client itself wrote.
 
-Rules:
-1. The parsers read only what the client wrote (busybox udhcpc through
-   `vmnet.testing.initramfs.UDHCPC_SCRIPT`, klibc ipconfig's
-   /run/net-IFACE.conf): they report the guest's view, not the server's.
-2. An address of 0.0.0.0 or an empty value reads as absent.
-3. Text that is not a lease raises DriverError("parse lease", <client>, ...).
+The parsers read only what the client wrote (busybox udhcpc through
+`vmnet.testing.initramfs.UDHCPC_SCRIPT`, klibc ipconfig's
+/run/net-IFACE.conf): they report the guest's view, not the server's.
+
+An address of 0.0.0.0 or an empty value reads as absent.
+
+Text that is not a lease raises DriverError("parse lease", <client>, ...).
 """
 
 from __future__ import annotations

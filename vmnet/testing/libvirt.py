@@ -1,15 +1,16 @@
 """Private libvirtd instances for tests, and guests they start from domain XML.
 
-Rules:
-1. libvirtd runs inside the pod namespace (the child enters it between fork
-   and exec with `vmnet.core.netns.preexec`, which only calls setns(2), hence
-   the PLW1509 waiver) and in its own mount namespace; the test process never
-   moves.
-2. Every wait has a deadline. `stop()` destroys every domain and `close()`
-   destroys a guest that does not power off in time: no domain or daemon
-   outlives the context manager.
-3. Guests are `SerialGuest`s (`vmnet.testing.console`): same commands, same
-   errors as `vmnet.testing.qemu.QemuGuest`.
+libvirtd runs inside the pod namespace (the child enters it between fork
+and exec with `vmnet.core.netns.preexec`, which only calls setns(2), hence
+the PLW1509 waiver) and in its own mount namespace; the test process never
+moves.
+
+Every wait has a deadline. `stop()` destroys every domain and `close()`
+destroys a guest that does not power off in time: no domain or daemon
+outlives the context manager.
+
+Guests are `SerialGuest`s (`vmnet.testing.console`): same commands, same
+errors as `vmnet.testing.qemu.QemuGuest`.
 """
 
 from __future__ import annotations

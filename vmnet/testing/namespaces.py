@@ -1,18 +1,20 @@
 """Throwaway network namespaces, veth pairs and commands run inside them.
 
-Rules:
-1. Every namespace made here is named `vmt-` plus 8 random hex digits, has
-   `lo` up and IPv6 DAD off (so addresses are final the moment they exist and
-   two snapshots taken a millisecond apart agree), and gets an empty
-   `/etc/netns/<name>/resolv.conf`: `ip netns exec` bind-mounts that file over
-   `/etc/resolv.conf`, so a DHCP client script run in the namespace cannot
-   rewrite the machine's own resolver.
-2. The test process never enters a namespace (vmnet.core.netns rule 1):
-   netlink goes through `IPRoute(netns=name, flags=0)`, commands through
-   `ip netns exec` / `ip -n`, and /proc/sys writes through `run_in`.
-3. Removing what is already gone is success; any other failure raises.
-4. Every namespace created and every process started here is recorded, so
-   `leaks()` can list what a test forgot to clean up.
+Every namespace made here is named `vmt-` plus 8 random hex digits, has
+`lo` up and IPv6 DAD off (so addresses are final the moment they exist and
+two snapshots taken a millisecond apart agree), and gets an empty
+`/etc/netns/<name>/resolv.conf`: `ip netns exec` bind-mounts that file over
+`/etc/resolv.conf`, so a DHCP client script run in the namespace cannot
+rewrite the machine's own resolver.
+
+The test process never enters a namespace:
+netlink goes through `IPRoute(netns=name, flags=0)`, commands through
+`ip netns exec` / `ip -n`, and /proc/sys writes through `run_in`.
+
+Removing what is already gone is success; any other failure raises.
+
+Every namespace created and every process started here is recorded, so
+`leaks()` can list what a test forgot to clean up.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def unique_name(prefix: str = PREFIX) -> str:
 
 
 def create_netns(prefix: str = PREFIX) -> str:
-    """Create a namespace as rule 1 describes and return its name.
+    """Create a namespace as the module docstring describes and return its name.
 
     Raises:
         DriverError: the namespace could not be created (e.g. not root).

@@ -4,32 +4,35 @@ Debian 12's libvirt 9.0 refuses `<backend type='passt'/>` when it parses a
 domain (Debian patch `Disable-passt-support`, see docs/passt.md), so tests
 start passt themselves from the `<interface>` vmnet decorated.
 
-Rules:
-1. `passt_argv(interface, socket)` is pure: it maps one `<interface
-   type='user'>` with `<backend type='passt'/>` to passt's command line as
-   libvirt's `src/qemu/qemu_passt.c` does: `--one-off --socket S`,
-   `<source dev>` -> `--interface`, `<mtu size>` -> `--mtu`, `<backend
-   logFile>` -> `--log-file`, `<ip address prefix>` -> `--address`/`--netmask`,
-   and each `<portForward proto>` -> one `--tcp-ports`/`--udp-ports SPEC`,
-   SPEC = `[address][%dev]/` + comma-joined `[~]start[-end][:to[-to_end]]`
-   ranges, or `all` when it has no range (passt(1) "-t SPEC").
-2. passt runs in the pod namespace (the child enters it between fork and
-   exec through `vmnet.core.netns.preexec`, hence the PLW1509 waivers), in
-   the foreground, as `--runas 107:107` like KubeVirt's virt-launcher, so
-   the sysctls vmnet's phase 1 sets (ping_group_range,
-   ip_unprivileged_port_start) are what lets it ping and bind low ports.
-   passt opens its log before it drops privileges (as root without
-   CAP_DAC_OVERRIDE) and binds its socket after, so the private directory is
-   root's and the socket sits in a subdirectory owned by 107.
-3. The binary is a copy of /usr/bin/passt in that directory: /usr/bin/passt
-   re-executes `<itself>.avx2` when the CPU has AVX2, and Debian 12's
-   passt.avx2 (0.0~git20230309) dies of SIGSEGV on the first inbound TCP
-   connection; the copy has no `.avx2` sibling and stays the baseline build.
-4. `PasstGuest` is `QemuGuest` with the tap netdev swapped for qemu 7.2's
-   `-netdev stream,server=off,addr.type=unix,addr.path=S`, the command line
-   passt prints at start-up for qemu >= 7.2.
-5. Every wait has a deadline; `close()` stops passt and removes its
-   directory, so nothing outlives the context manager.
+`passt_argv(interface, socket)` is pure: it maps one `<interface
+type='user'>` with `<backend type='passt'/>` to passt's command line as
+libvirt's `src/qemu/qemu_passt.c` does: `--one-off --socket S`,
+`<source dev>` -> `--interface`, `<mtu size>` -> `--mtu`, `<backend
+logFile>` -> `--log-file`, `<ip address prefix>` -> `--address`/`--netmask`,
+and each `<portForward proto>` -> one `--tcp-ports`/`--udp-ports SPEC`,
+SPEC = `[address][%dev]/` + comma-joined `[~]start[-end][:to[-to_end]]`
+ranges, or `all` when it has no range (passt(1) "-t SPEC").
+
+passt runs in the pod namespace (the child enters it between fork and
+exec through `vmnet.core.netns.preexec`, hence the PLW1509 waivers), in
+the foreground, as `--runas 107:107` like KubeVirt's virt-launcher, so
+the sysctls vmnet's phase 1 sets (ping_group_range,
+ip_unprivileged_port_start) are what lets it ping and bind low ports.
+passt opens its log before it drops privileges (as root without
+CAP_DAC_OVERRIDE) and binds its socket after, so the private directory is
+root's and the socket sits in a subdirectory owned by 107.
+
+The binary is a copy of /usr/bin/passt in that directory: /usr/bin/passt
+re-executes `<itself>.avx2` when the CPU has AVX2, and Debian 12's
+passt.avx2 (0.0~git20230309) dies of SIGSEGV on the first inbound TCP
+connection; the copy has no `.avx2` sibling and stays the baseline build.
+
+`PasstGuest` is `QemuGuest` with the tap netdev swapped for qemu 7.2's
+`-netdev stream,server=off,addr.type=unix,addr.path=S`, the command line
+passt prints at start-up for qemu >= 7.2.
+
+Every wait has a deadline; `close()` stops passt and removes its
+directory, so nothing outlives the context manager.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def available() -> str | None:
 
 
 def passt_argv(interface: etree._Element, socket: str, *, log_file: str | None = None) -> list[str]:
-    """passt's arguments for a decorated passt `<interface>` (rule 1).
+    """passt's arguments for a decorated passt `<interface>`.
 
     Args:
         interface: the `<interface>` element.
@@ -159,7 +162,7 @@ def _child(netns: str) -> Callable[[], None]:
 
 
 class Passt:
-    """passt for one passt `<interface>`, running inside `netns` (rule 2)."""
+    """passt for one passt `<interface>`, running inside `netns`."""
 
     def __init__(self, netns: str, interface: etree._Element, *, timeout: float = 10.0) -> None:
         check_netns(netns)
@@ -242,7 +245,7 @@ class Passt:
 
 
 class PasstGuest(QemuGuest):
-    """The busybox guest of `QemuGuest`, its NIC connected to passt's socket (rule 4)."""
+    """The busybox guest of `QemuGuest`, its NIC connected to passt's socket."""
 
     def __init__(self, netns: str, socket: str, mac: str, **kw: Any) -> None:
         super().__init__(netns, "passt", mac, **kw)

@@ -1,14 +1,15 @@
 """A pod with a vmnet binding applied and its DHCP responder serving.
 
-Rules:
-1. `Plugged` runs vmnet the way a launcher does: phase 1 against the pod
-   namespace, then phase 2 (the DHCP responder) on a thread of the test
-   process, its sockets opened inside the pod namespace.
-2. `.address`, `.gateway` and `.mac` are what the guest must end up with (the
-   first network's lease and VM MAC), read from vmnet's own cache; the pod's
-   own view stays on `.pod`.
-3. `close()` stops the responder, unplugs, and checks that the pod namespace
-   is exactly as the CNI plugin left it; it may be called more than once.
+`Plugged` runs vmnet the way a launcher does: phase 1 against the pod
+namespace, then phase 2 (the DHCP responder) on a thread of the test
+process, its sockets opened inside the pod namespace.
+
+`.address`, `.gateway` and `.mac` are what the guest must end up with (the
+first network's lease and VM MAC), read from vmnet's own cache; the pod's
+own view stays on `.pod`.
+
+`close()` stops the responder, unplugs, and checks that the pod namespace
+is exactly as the CNI plugin left it; it may be called more than once.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def vmnet_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
     Scope: session (autouse)
     Depends: -
     Provides: nothing; after the session, errors listing every namespace,
-        relay or child process vmnet.testing left behind (rule 3).
+        relay or child process vmnet.testing left behind.
     """
     yield
     config = request.config
@@ -249,7 +249,7 @@ def guest_factory() -> Iterator[Callable[..., Guest]]:
             guests.pop().close()
 
 
-# ---- extension points (rule 4): `plugged` (lead), `vm` (qemu) go here ----
+# ---- extension points: `plugged` (lead), `vm` (qemu) go here ----
 
 
 @pytest.fixture

@@ -1,15 +1,17 @@
 """Real qemu guests for tests, driven over their serial console.
 
-Rules:
-1. qemu runs inside the pod namespace (the child enters it between fork and
-   exec with `vmnet.core.netns.preexec`, which only calls setns(2), hence
-   the PLW1509 waiver) and attaches to a tap that already exists there, as
-   virt-launcher's qemu does; the test process never moves.
-2. The console protocol, its deadlines and its errors are `SerialGuest`'s
-   (`vmnet.testing.console`).
-3. Every wait has a deadline. `close()` powers the guest off, then kills qemu
-   once its deadline passes: no process outlives the context manager.
-4. Bad arguments raise ConfigError before anything starts.
+qemu runs inside the pod namespace (the child enters it between fork and
+exec with `vmnet.core.netns.preexec`, which only calls setns(2), hence
+the PLW1509 waiver) and attaches to a tap that already exists there, as
+virt-launcher's qemu does; the test process never moves.
+
+The console protocol, its deadlines and its errors are `SerialGuest`'s
+(`vmnet.testing.console`).
+
+Every wait has a deadline. `close()` powers the guest off, then kills qemu
+once its deadline passes: no process outlives the context manager.
+
+Bad arguments raise ConfigError before anything starts.
 
 The libvirt guests live in `vmnet.testing.libvirt`; they and the console
 names are re-exported here, so `from vmnet.testing.qemu import Libvirtd` works.

@@ -1,23 +1,25 @@
 """The guest's wire without qemu: frames relayed between a tap and a veth.
 
-Rules:
-1. The relay attaches to a tap that already exists (vmnet phase 1 made it):
-   /dev/net/tun is opened and TUNSETIFF issued on a thread inside the pod
-   namespace (`run_in`), because the kernel looks the name up in the
-   namespace of the task that opened /dev/net/tun. TUNSETIFF on a missing
-   name would create a new tap, so the link is looked up first.
-2. Flags: IFF_TAP|IFF_NO_PI. Only IFF_MULTI_QUEUE has to match the flags the
-   tap was created with (drivers/net/tun.c `tun_set_iff`); on EINVAL the
-   relay retries with IFF_MULTI_QUEUE. IFF_VNET_HDR is never set, so the
-   kernel hands the tap whole, checksummed frames. A single-queue tap
-   another process holds (qemu) gives EBUSY.
-3. The other side is an AF_PACKET socket bound to a veth. Frames the socket
-   sees with pkttype PACKET_OUTGOING are the relay's own writes and are
-   dropped (PACKET_IGNORE_OUTGOING, and checked again per frame), else
-   every frame would loop back.
-4. One thread per relay, named `vmt-relay:<tap>`, polls both fds and a wake
-   pipe. `stop()` wakes it, joins it and closes every fd; a relay whose tap
-   or veth disappears ends by itself and records why in `.error`.
+The relay attaches to a tap that already exists (vmnet phase 1 made it):
+/dev/net/tun is opened and TUNSETIFF issued on a thread inside the pod
+namespace (`run_in`), because the kernel looks the name up in the
+namespace of the task that opened /dev/net/tun. TUNSETIFF on a missing
+name would create a new tap, so the link is looked up first.
+
+Flags: IFF_TAP|IFF_NO_PI. Only IFF_MULTI_QUEUE has to match the flags the
+tap was created with (drivers/net/tun.c `tun_set_iff`); on EINVAL the
+relay retries with IFF_MULTI_QUEUE. IFF_VNET_HDR is never set, so the
+kernel hands the tap whole, checksummed frames. A single-queue tap
+another process holds (qemu) gives EBUSY.
+
+The other side is an AF_PACKET socket bound to a veth. Frames the socket
+sees with pkttype PACKET_OUTGOING are the relay's own writes and are
+dropped (PACKET_IGNORE_OUTGOING, and checked again per frame), else
+every frame would loop back.
+
+One thread per relay, named `vmt-relay:<tap>`, polls both fds and a wake
+pipe. `stop()` wakes it, joins it and closes every fd; a relay whose tap
+or veth disappears ends by itself and records why in `.error`.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ _live: weakref.WeakSet[TapRelay] = weakref.WeakSet()
 
 
 def attach_tap(netns: str, tap: str) -> int:
-    """Open an fd on the existing tap `tap` in `netns` (rules 1 and 2).
+    """Open an fd on the existing tap `tap` in `netns`.
 
     Raises:
         DriverError: the tap is missing (ENODEV), held by another process
@@ -107,7 +109,7 @@ def open_packet_socket(netns: str, ifname: str) -> socket.socket:
 
 
 class TapRelay:
-    """Relay frames between tap `tap` (pod namespace) and veth `veth` (rule 4)."""
+    """Relay frames between tap `tap` (pod namespace) and veth `veth`."""
 
     def __init__(self, pod_netns: str, tap: str, wire_netns: str, veth: str) -> None:
         self.tap = tap

@@ -1,15 +1,16 @@
 """A comparable picture of a namespace's netlink state.
 
-Rules:
-1. A snapshot holds links (name, index, kind, MAC, MTU, master, operstate,
-   flags), addresses, routes of every table and policy rules, each as a
-   frozen record sorted into a tuple, so `snapshot(a) == snapshot(b)` means
-   "nothing vmnet can touch through netlink differs" and `diff()` says what
-   does.
-2. It leaves out what changes by itself: neighbours, counters, address
-   lifetimes, DAD progress flags (tentative, optimistic, dadfailed) and
-   cloned route-cache entries.
-3. Interfaces are referred to by name, so a record reads like `ip` output.
+A snapshot holds links (name, index, kind, MAC, MTU, master, operstate,
+flags), addresses, routes of every table and policy rules, each as a
+frozen record sorted into a tuple, so `snapshot(a) == snapshot(b)` means
+"nothing vmnet can touch through netlink differs" and `diff()` says what
+does.
+
+It leaves out what changes by itself: neighbours, counters, address
+lifetimes, DAD progress flags (tentative, optimistic, dadfailed) and
+cloned route-cache entries.
+
+Interfaces are referred to by name, so a record reads like `ip` output.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class RuleRecord:
 
 @dataclass(frozen=True, slots=True)
 class NetSnapshot:
-    """Links, addresses, routes and rules of one namespace (rule 1)."""
+    """Links, addresses, routes and rules of one namespace."""
 
     links: tuple[LinkRecord, ...]
     addresses: tuple[AddrRecord, ...]

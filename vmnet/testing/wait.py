@@ -1,12 +1,13 @@
 """Polling with a deadline: the only way vmnet tests wait.
 
-Rules:
-1. Tests never sleep for a fixed time. They poll a predicate until it holds
-   or a deadline passes; the short pause between polls is the interval of
-   that poll, not a guess at how long the system needs.
-2. A timeout names what was awaited and how long, so a failing test reads
-   "timed out after 5s waiting for tap0 to have carrier".
-3. Time comes from an injectable monotonic clock (injected, for tests).
+Tests never sleep for a fixed time. They poll a predicate until it holds
+or a deadline passes; the short pause between polls is the interval of
+that poll, not a guess at how long the system needs.
+
+A timeout names what was awaited and how long, so a failing test reads
+"timed out after 5s waiting for tap0 to have carrier".
+
+Time comes from an injectable monotonic clock (injected, for tests).
 """
 
 from __future__ import annotations

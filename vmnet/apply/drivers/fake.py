@@ -1,14 +1,15 @@
 """Stateful fakes of the drivers, for fast unit tests of plans and `apply`.
 
-Rules:
-1. The fakes model the kernel, they do not mock calls: indexes are assigned,
-   addresses are kept per link, a route through a link goes away with its
-   addresses, and a missing link raises the same `DriverError(ENODEV)` as the
-   real driver.
-2. `.journal` lists every mutating call in order; `fail_on={"link_set": EPERM}`
-   makes a verb fail, to test error paths.
-3. `kinds` lists the link kinds the fake "kernel" has (no dummy by default, as
-   on the CI machine).
+The fakes model the kernel, they do not mock calls: indexes are assigned,
+addresses are kept per link, a route through a link goes away with its
+addresses, and a missing link raises the same `DriverError(ENODEV)` as the
+real driver.
+
+`.journal` lists every mutating call in order; `fail_on={"link_set": EPERM}`
+makes a verb fail, to test error paths.
+
+`kinds` lists the link kinds the fake "kernel" has (no dummy by default, as
+on the CI machine).
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The netlink driver: pyroute2 requests on a socket bound to one namespace.
 
-Rules:
-1. The rtnetlink socket is opened inside the namespace at construction, on a
-   thread that entered it (`vmnet.core.netns.run_in`), and handed to
-   pyroute2 (`IPRoute(use_socket=...)`): no child process, and a missing
-   namespace is an error, never silently created.
-2. Each verb is one pyroute2 request: `link` asks for one link (and its
-   addresses), `learning` reads one bridge port; only `links` and `routes`
-   dump. pyroute2 does all the netlink encoding and decoding.
-3. `NetlinkError` and socket failures become `DriverError(op, target, errno)`.
+The rtnetlink socket is opened inside the namespace at construction, on a
+thread that entered it (`vmnet.core.netns.run_in`), and handed to
+pyroute2 (`IPRoute(use_socket=...)`): no child process, and a missing
+namespace is an error, never silently created.
+
+Each verb is one pyroute2 request: `link` asks for one link (and its
+addresses), `learning` reads one bridge port; only `links` and `routes`
+dump. pyroute2 does all the netlink encoding and decoding.
+
+`NetlinkError` and socket failures become `DriverError(op, target, errno)`.
 """
 
 from __future__ import annotations

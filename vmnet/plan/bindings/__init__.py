@@ -1,10 +1,10 @@
 """Bindings: how one VM interface is connected to one pod network.
 
-Rules:
-1. A binding is pure: from a `BindContext` (what discovery found plus the
-   manifest) it returns data: the NetPlan to apply, the undo plan, the DHCP
-   configuration and the domain interface. `apply` does all side effects.
-2. `BindMechanism` is the only ABC in vmnet; `binding_for()` picks one.
+A binding is pure: from a `BindContext` (what discovery found plus the
+manifest) it returns data: the NetPlan to apply, the undo plan, the DHCP
+configuration and the domain interface. `apply` does all side effects.
+
+`BindMechanism` is the only ABC in vmnet; `binding_for()` picks one.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """Bridge binding: the pod's IP and MAC move to the VM (docs/kubevirt.md, Bridge binding).
 
-Rules:
-1. Links, in apply order: bridge `k6t-S` (up, 169.254.75.1k/32 when the pod
-   has a global IPv4, a MAC fixed per VM and network); the pod NIC by ifindex
-   (renamed `S-nic`, a fresh random MAC so the VM can own the original one,
-   enslaved, addresses flushed, up, learning off); the tap (pod MTU, owner,
-   enslaved, up); a dummy named like the pod NIC that keeps the pod's MAC,
-   MTU and addresses visible in the pod, down (optional: skipped with a
-   warning when the kernel has no dummy driver).
-2. `net.ipv4.conf.all.arp_ignore=1` when the pod has an IPv4, so the dummy
-   never answers ARP for the VM's address.
-3. Unplug deletes the tap, bridge and dummy, then gives the pod NIC back its
-   name, MAC, MTU, addresses and routes.
+Links, in apply order: bridge `k6t-S` (up, 169.254.75.1k/32 when the pod
+has a global IPv4, a MAC fixed per VM and network); the pod NIC by ifindex
+(renamed `S-nic`, a fresh random MAC so the VM can own the original one,
+enslaved, addresses flushed, up, learning off); the tap (pod MTU, owner,
+enslaved, up); a dummy named like the pod NIC that keeps the pod's MAC,
+MTU and addresses visible in the pod, down (optional: skipped with a
+warning when the kernel has no dummy driver).
+
+`net.ipv4.conf.all.arp_ignore=1` when the pod has an IPv4, so the dummy
+never answers ARP for the VM's address.
+
+Unplug deletes the tap, bridge and dummy, then gives the pod NIC back its
+name, MAC, MTU, addresses and routes.
 """
 
 from __future__ import annotations

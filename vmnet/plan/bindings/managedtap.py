@@ -1,13 +1,13 @@
 """managed-tap binding: the CNI plugin made the tap (Kube-OVN style).
 
-Rules:
-1. Phase 1 only discovers: the pod interface must exist and be a tap (or a
-   macvtap, for KubeVirt's macvtap binding plugin); nothing in the pod netns
-   changes.
-2. Phase 2 points the domain at that tap (`<target dev=POD_IFACE
-   managed='no'/>`) with the pod interface's MAC (or the manifest's) and MTU.
-   The CNI's own network serves addresses: vmnet serves no DHCP. The VM MAC
-   is the manifest's, else the tap's: the SDN knows the VM by it.
+Phase 1 only discovers: the pod interface must exist and be a tap (or a
+macvtap, for KubeVirt's macvtap binding plugin); nothing in the pod netns
+changes.
+
+Phase 2 points the domain at that tap (`<target dev=POD_IFACE
+managed='no'/>`) with the pod interface's MAC (or the manifest's) and MTU.
+The CNI's own network serves addresses: vmnet serves no DHCP. The VM MAC
+is the manifest's, else the tap's: the SDN knows the VM by it.
 """
 
 from __future__ import annotations

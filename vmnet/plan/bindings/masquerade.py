@@ -1,21 +1,24 @@
 """Masquerade binding: the VM sits behind NAT on the pod IP (docs/kubevirt.md, Masquerade binding).
 
-Rules:
-1. Links: bridge `k6t-S` (MAC 02:00:00:00:00:00, pod MTU, up, the gateway
-   address of each family the pod has: 10.0.2.1/24 and fd10:0:2::1/120 by
-   default, from `pod.vmNetworkCIDR` / `pod.vmIPv6NetworkCIDR`), and the tap.
-   The pod NIC is not touched. A pod NIC without a global address is bad
-   input (DiscoveryError): there is nothing to NAT the VM to.
-2. Sysctls: ip_forward when the pod has IPv4 (with route_localnet on the
-   bridge, for the loopback DNAT); IPv6 forwarding when it has IPv6.
-3. NAT: `vmnet.plan.nat.render` for each family, applied in one transaction.
-4. The guest gets host #2 of each CIDR (10.0.2.2, fd10:0:2::2) in every pod of
-   the VM; only the VM MAC gets the DHCP lease (KubeVirt answers any client).
-   IPv6 comes by DHCPv6 with router advertisements from the bridge (M and O
-   flags, a default route via the bridge's link-local address), which
-   KubeVirt does not send, leaving its guests without an IPv6 route.
-5. Unplug deletes the tap, the bridge and vmnet's NAT tables; the sysctls go
-   back to their recorded values with the rest of the VM's.
+Links: bridge `k6t-S` (MAC 02:00:00:00:00:00, pod MTU, up, the gateway
+address of each family the pod has: 10.0.2.1/24 and fd10:0:2::1/120 by
+default, from `pod.vmNetworkCIDR` / `pod.vmIPv6NetworkCIDR`), and the tap.
+The pod NIC is not touched. A pod NIC without a global address is bad
+input (DiscoveryError): there is nothing to NAT the VM to.
+
+Sysctls: ip_forward when the pod has IPv4 (with route_localnet on the
+bridge, for the loopback DNAT); IPv6 forwarding when it has IPv6.
+
+NAT: `vmnet.plan.nat.render` for each family, applied in one transaction.
+
+The guest gets host #2 of each CIDR (10.0.2.2, fd10:0:2::2) in every pod of
+the VM; only the VM MAC gets the DHCP lease (KubeVirt answers any client).
+IPv6 comes by DHCPv6 with router advertisements from the bridge (M and O
+flags, a default route via the bridge's link-local address), which
+KubeVirt does not send, leaving its guests without an IPv6 route.
+
+Unplug deletes the tap, the bridge and vmnet's NAT tables; the sysctls go
+back to their recorded values with the rest of the VM's.
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class MasqueradeBinding(BindMechanism):
         return NetPlan(links=links, nft_delete=tuple((f, nft.TABLE) for f in families))
 
     def dhcp6_config(self, ctx: BindContext) -> Dhcp6Config | None:
-        """fd10:0:2::2 by DHCPv6, announced by router advertisements (rule 4)."""
+        """fd10:0:2::2 by DHCPv6, announced by router advertisements."""
         if ctx.pod_nic.ipv6 is None:
             return None
         _, vm = gateway_and_vm(ctx.network.vm_ipv6_cidr or DEFAULT_V6)

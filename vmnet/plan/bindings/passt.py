@@ -1,14 +1,14 @@
 """passt binding: user-mode networking, no links in the pod (docs/kubevirt.md, passt binding).
 
-Rules:
-1. Phase 1 creates no link. It lets the VM's group open ICMP echo sockets
-   (`net.ipv4.ping_group_range`) and bind low ports
-   (`net.ipv4.ip_unprivileged_port_start=0`), as KubeVirt does for passt
-   running as uid/gid 107; with `--tap-owner` the owner's group is used.
-2. Phase 2 writes `<interface type='user'>` with `<backend type='passt'/>`,
-   `<source dev=POD_IFACE/>` and `<portForward>` from the manifest's ports
-   (KubeVirt §7.3 rules); libvirt starts passt, which serves DHCP, NDP and
-   DHCPv6 with the pod's own addresses. vmnet serves no DHCP.
+Phase 1 creates no link. It lets the VM's group open ICMP echo sockets
+(`net.ipv4.ping_group_range`) and bind low ports
+(`net.ipv4.ip_unprivileged_port_start=0`), as KubeVirt does for passt
+running as uid/gid 107; with `--tap-owner` the owner's group is used.
+
+Phase 2 writes `<interface type='user'>` with `<backend type='passt'/>`,
+`<source dev=POD_IFACE/>` and `<portForward>` from the manifest's ports
+(KubeVirt §7.3 rules); libvirt starts passt, which serves DHCP, NDP and
+DHCPv6 with the pod's own addresses. vmnet serves no DHCP.
 """
 
 from __future__ import annotations

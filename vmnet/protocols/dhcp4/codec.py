@@ -1,23 +1,27 @@
 """Sans-IO DHCPv4 codec: bytes <-> `DhcpMessage` (RFC 2131 §2, RFC 2132).
 
-Rules:
-1. This module does no I/O and imports no socket, asyncio or pyroute2 (a test
-   enforces it). The server hands it bytes and sends what it returns.
-2. `decode` only ever raises `DhcpDecodeError`, whatever the input: it is
-   remote input. It accepts any op code; policy belongs to the responder.
-3. Options are kept in wire order as (code, value) pairs, PAD and END left
-   out. Several instances of one code are concatenated into the first one
-   (RFC 3396 §7); options in `file`/`sname` are read when option 52 says so
-   (RFC 2131 §4.1, order: options, file, sname).
-4. `encode` writes each option once, splitting values longer than 255 bytes
-   into consecutive instances (RFC 3396 §6), ends with END and pads the
-   message to the BOOTP minimum of 300 bytes (RFC 1542 §2.1). It never uses
-   option overload.
-5. chaddr, sname and file are stored at their full wire widths (16, 64,
-   128 bytes); shorter values given to the constructor are zero-padded, so
-   `decode(encode(m)) == m` for every message with distinct option codes.
-6. `frame_ipv4_udp` builds the IPv4 + UDP headers for replies sent on an
-   AF_PACKET socket (RFC 791, RFC 768, checksums included).
+This module does no I/O and imports no socket, asyncio or pyroute2 (a test
+enforces it). The server hands it bytes and sends what it returns.
+
+`decode` only ever raises `DhcpDecodeError`, whatever the input: it is
+remote input. It accepts any op code; policy belongs to the responder.
+
+Options are kept in wire order as (code, value) pairs, PAD and END left
+out. Several instances of one code are concatenated into the first one
+(RFC 3396 §7); options in `file`/`sname` are read when option 52 says so
+(RFC 2131 §4.1, order: options, file, sname).
+
+`encode` writes each option once, splitting values longer than 255 bytes
+into consecutive instances (RFC 3396 §6), ends with END and pads the
+message to the BOOTP minimum of 300 bytes (RFC 1542 §2.1). It never uses
+option overload.
+
+chaddr, sname and file are stored at their full wire widths (16, 64,
+128 bytes); shorter values given to the constructor are zero-padded, so
+`decode(encode(m)) == m` for every message with distinct option codes.
+
+`frame_ipv4_udp` builds the IPv4 + UDP headers for replies sent on an
+AF_PACKET socket (RFC 791, RFC 768, checksums included).
 """
 
 from __future__ import annotations
@@ -172,7 +176,7 @@ def _merge(raw: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
 
 
 def encode(msg: DhcpMessage) -> bytes:
-    """Serialize `msg` (see rules 4 and 5)."""
+    """Serialize `msg`."""
     head = _HEADER.pack(
         msg.op,
         msg.htype,

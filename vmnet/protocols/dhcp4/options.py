@@ -1,18 +1,20 @@
 """DHCPv4 option codes and pure option-value encoders.
 
-Rules:
-1. Every encoder is a pure function from typed values to the option's value
-   bytes (no code, no length byte: framing and RFC 3396 splitting are the
-   codec's job).
-2. IPv4 addresses are always 4 bytes each (RFC 2132 §3.3, §3.8). Writing them
-   as 16-byte IPv4-in-IPv6 values made Windows ignore offers (KubeVirt #789).
-3. Classless static routes follow RFC 3442 §3: per route, the prefix length,
-   then ceil(len/8) significant destination octets, then the 4-byte router;
-   router 0.0.0.0 means "on-link". The default route is moved last, keeping
-   the order of the others (KubeVirt `sortRoutes`).
-4. Domain search (RFC 3397) is a list of RFC 1035 names written as labels,
-   uncompressed. Names are validated as KubeVirt does and the encoded list is
-   capped at 255 bytes; violations raise `ConfigError("search", ...)`.
+Every encoder is a pure function from typed values to the option's value
+bytes (no code, no length byte: framing and RFC 3396 splitting are the
+codec's job).
+
+IPv4 addresses are always 4 bytes each (RFC 2132 §3.3, §3.8). Writing them
+as 16-byte IPv4-in-IPv6 values made Windows ignore offers (KubeVirt #789).
+
+Classless static routes follow RFC 3442 §3: per route, the prefix length,
+then ceil(len/8) significant destination octets, then the 4-byte router;
+router 0.0.0.0 means "on-link". The default route is moved last, keeping
+the order of the others (KubeVirt `sortRoutes`).
+
+Domain search (RFC 3397) is a list of RFC 1035 names written as labels,
+uncompressed. Names are validated as KubeVirt does and the encoded list is
+capped at 255 bytes; violations raise `ConfigError("search", ...)`.
 """
 
 from __future__ import annotations

@@ -1,28 +1,31 @@
 """The single-lease DHCPv4 policy: one request in, at most one reply out.
 
-Rules:
-1. Pure: no I/O. Time and logging are injected; counters live in `stats`.
-2. Only `config.client_mac` is answered (any Ethernet client when it is
-   None); other clients are ignored and counted.
-3. Messages (RFC 2131 §4.3):
-   DISCOVER -> OFFER. REQUEST in SELECTING (server id present) -> ACK when
-   the server id is ours and the requested address is the lease, NAK when
-   ours and not the lease, silence when another server was selected.
-   INIT-REBOOT (requested address, no server id) and RENEWING/REBINDING
-   (ciaddr only) -> ACK when the address is the lease, else NAK (KubeVirt
-   never NAKs; a NAK is what makes a guest drop a stale address, issue #13601).
-   INFORM -> ACK with no yiaddr and no lease times (§4.3.5).
-   DECLINE, RELEASE -> logged and counted, no reply. Anything else -> ignored.
-4. Where the reply goes (§4.1): a relay (giaddr) gets it on port 67; a NAK
-   is broadcast; a client with ciaddr gets unicast there; the broadcast flag
-   or an unknown address gives a broadcast; otherwise unicast to yiaddr at
-   chaddr (no ARP needed: the server sends link-layer frames).
-5. Options 53, 54, 51 come first, then the requested options in Parameter
-   Request List order (RFC 2132 §9.8), then every other configured option
-   (`vmnet.protocols.dhcp4.options_for` decides which). A reply never exceeds the
-   client's maximum message size (option 57, at least 576 as RFC 2132 §9.10
-   requires) minus the IP and UDP headers; optional options are dropped from
-   the end of that order until it fits.
+Pure: no I/O. Time and logging are injected; counters live in `stats`.
+
+Only `config.client_mac` is answered (any Ethernet client when it is
+None); other clients are ignored and counted.
+
+Messages (RFC 2131 §4.3):
+DISCOVER -> OFFER. REQUEST in SELECTING (server id present) -> ACK when
+the server id is ours and the requested address is the lease, NAK when
+ours and not the lease, silence when another server was selected.
+INIT-REBOOT (requested address, no server id) and RENEWING/REBINDING
+(ciaddr only) -> ACK when the address is the lease, else NAK (KubeVirt
+never NAKs; a NAK is what makes a guest drop a stale address, issue #13601).
+INFORM -> ACK with no yiaddr and no lease times (§4.3.5).
+DECLINE, RELEASE -> logged and counted, no reply. Anything else -> ignored.
+
+Where the reply goes (§4.1): a relay (giaddr) gets it on port 67; a NAK
+is broadcast; a client with ciaddr gets unicast there; the broadcast flag
+or an unknown address gives a broadcast; otherwise unicast to yiaddr at
+chaddr (no ARP needed: the server sends link-layer frames).
+
+Options 53, 54, 51 come first, then the requested options in Parameter
+Request List order (RFC 2132 §9.8), then every other configured option
+(`vmnet.protocols.dhcp4.options_for` decides which). A reply never exceeds the
+client's maximum message size (option 57, at least 576 as RFC 2132 §9.10
+requires) minus the IP and UDP headers; optional options are dropped from
+the end of that order until it fits.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from vmnet.core.addr import MacAddress
+from vmnet.protocols.counters import Counters
 from vmnet.protocols.dhcp4 import options as opt
 from vmnet.protocols.dhcp4.codec import (
     BOOTREPLY,
@@ -72,10 +76,9 @@ class Reply:
 
 
 @dataclass(slots=True)
-class Stats:
-    """Counters, updated by `respond` (and `dropped_malformed` by the server)."""
+class Stats(Counters):
+    """The DHCPv4 counters, updated by `respond` and the exchange."""
 
-    received: int = 0
     received_unicast: int = 0
     answered_unicast: int = 0
     offered: int = 0
@@ -84,10 +87,6 @@ class Stats:
     informed: int = 0
     declined: int = 0
     released: int = 0
-    ignored_foreign: int = 0
-    ignored_other_server: int = 0
-    ignored_other: int = 0
-    dropped_malformed: int = 0
     options_dropped: int = 0
     last_ack: float | None = None
     last_ack_unicast: bool = False
@@ -220,7 +219,7 @@ class Catalog:
     boot_file: bytes
 
     def ordered(self, prl: Sequence[int], *, inform: bool) -> list[tuple[int, bytes]]:
-        """Requested options in PRL order, then the rest (rule 5)."""
+        """Requested options in PRL order, then the rest."""
         available = {c: v for c, v in self.options if not (inform and c in LEASE_ONLY)}
         routes = available.get(OptionCode.CLASSLESS_ROUTES)
         if routes is not None and OptionCode.CLASSLESS_ROUTES not in prl:

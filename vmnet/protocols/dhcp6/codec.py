@@ -1,23 +1,27 @@
 """Sans-IO DHCPv6 codec: bytes <-> `Dhcp6Message` (RFC 8415 §8, §21).
 
-Rules:
-1. This module does no I/O and imports no socket, asyncio or pyroute2 (a test
-   enforces it).
-2. `decode` only ever raises `DhcpDecodeError`, whatever the input. A message
-   that decodes is well formed: every option whose layout is known here
-   (IA_NA, IA_TA, IA_PD and the IAADDR/IAPREFIX inside them, Status Code,
-   Elapsed Time, Preference, Rapid Commit, ORO, DNS servers) has a legal
-   length and nested options that parse, so the typed accessors never raise.
-3. Options are (code, value) pairs kept in wire order; a code may repeat
-   (several IA_NA in one message). `encode` writes them back in that order,
-   so `decode(encode(m)) == m` for every well-formed message.
-4. Relay messages (RELAY-FORW, RELAY-REPL, RFC 8415 §9) have another header
-   and are rejected: vmnet serves one link directly, never through a relay.
-5. Structured option values are typed (`Ia`, `IaAddress`, `Status`), each
-   with `parse` and `option`; flat values are in `vmnet.protocols.dhcp6.options`.
-6. `ipv6_udp` splits an IPv6 packet read from an AF_PACKET socket into
-   addresses, ports and payload. It does not verify the UDP checksum: packets
-   from a local veth or a virtio guest carry partial (offloaded) checksums.
+This module does no I/O and imports no socket, asyncio or pyroute2 (a test
+enforces it).
+
+`decode` only ever raises `DhcpDecodeError`, whatever the input. A message
+that decodes is well formed: every option whose layout is known here
+(IA_NA, IA_TA, IA_PD and the IAADDR/IAPREFIX inside them, Status Code,
+Elapsed Time, Preference, Rapid Commit, ORO, DNS servers) has a legal
+length and nested options that parse, so the typed accessors never raise.
+
+Options are (code, value) pairs kept in wire order; a code may repeat
+(several IA_NA in one message). `encode` writes them back in that order,
+so `decode(encode(m)) == m` for every well-formed message.
+
+Relay messages (RELAY-FORW, RELAY-REPL, RFC 8415 §9) have another header
+and are rejected: vmnet serves one link directly, never through a relay.
+
+Structured option values are typed (`Ia`, `IaAddress`, `Status`), each
+with `parse` and `option`; flat values are in `vmnet.protocols.dhcp6.options`.
+
+`ipv6_udp` splits an IPv6 packet read from an AF_PACKET socket into
+addresses, ports and payload. It does not verify the UDP checksum: packets
+from a local veth or a virtio guest carry partial (offloaded) checksums.
 """
 
 from __future__ import annotations
@@ -210,7 +214,7 @@ def decode(data: bytes) -> Dhcp6Message:
 
     Raises:
         DhcpDecodeError: shorter than 4 bytes, a relay message, a truncated
-            option or an option of a known kind with a bad layout (rule 2).
+            option or an option of a known kind with a bad layout.
     """
     if len(data) < 4:
         raise DhcpDecodeError(f"dhcp6 decode: {len(data)} bytes is shorter than 4")
@@ -220,7 +224,7 @@ def decode(data: bytes) -> Dhcp6Message:
 
 
 def encode(msg: Dhcp6Message) -> bytes:
-    """Serialize `msg` (rule 3)."""
+    """Serialize `msg`."""
     return (
         bytes((msg.msg_type,)) + msg.transaction_id.to_bytes(3, "big") + encode_options(msg.options)
     )

@@ -1,13 +1,14 @@
 """DHCPv6 option values that are not nested options: DUIDs, address and name lists.
 
-Rules:
-1. Every encoder is a pure function from typed values to the option's value
-   bytes (no code, no length: framing is the codec's job).
-2. The server's DUID is DUID-LL over Ethernet of the bridge MAC, as KubeVirt
-   sends (RFC 8415 §11.4); a client's MAC is read from DUID-LLT or DUID-LL
-   over Ethernet only (DUID-EN and DUID-UUID carry none).
-3. Domain lists (RFC 3646 §4) are RFC 1035 §3.1 labels, uncompressed, with
-   names validated as for DHCPv4 (`vmnet.protocols.dhcp4.options.validate_domain`).
+Every encoder is a pure function from typed values to the option's value
+bytes (no code, no length: framing is the codec's job).
+
+The server's DUID is DUID-LL over Ethernet of the bridge MAC, as KubeVirt
+sends (RFC 8415 §11.4); a client's MAC is read from DUID-LLT or DUID-LL
+over Ethernet only (DUID-EN and DUID-UUID carry none).
+
+Domain lists (RFC 3646 §4) are RFC 1035 §3.1 labels, uncompressed, with
+names validated as for DHCPv4 (`vmnet.protocols.dhcp4.options.validate_domain`).
 """
 
 from __future__ import annotations

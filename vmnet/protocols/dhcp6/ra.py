@@ -1,29 +1,32 @@
 """Router advertisements for the VM's link: contents, solicitations, timing (RFC 4861).
 
-Rules:
-1. Pure: no I/O, no clock. The server passes times in and sends the bytes.
-2. The RA (§4.2) has M and O set, so clients run DHCPv6 for the address and
-   for DNS (RFC 4861 §4.2, RFC 8415 §5); a router lifetime > 0, so the guest
-   installs a default route via the bridge's link-local source address; a
-   Prefix Information option (§4.6.2) for the lease's prefix with L=1
-   (on-link) and A=0 (no SLAAC: the address comes from DHCPv6 and a /120 is
-   not a /64 anyway); an MTU option (§4.6.4) when configured; and the Source
-   Link-Layer Address option (§4.6.1) with the bridge MAC, which saves the
-   guest a neighbour solicitation.
-3. The ICMPv6 checksum field is left 0: the kernel computes it for every
-   ICMPv6 raw socket (RFC 3542 §3.1; Linux always sets IPV6_CHECKSUM at
-   offset 2 for IPPROTO_ICMPV6). The hop limit of 255 is a socket option.
-4. A router solicitation (§4.1) is accepted only as §6.1.1 says: hop limit
-   255, code 0, at least 8 bytes, options of non-zero length, and no source
-   link-layer option when the source is unspecified. Anything else raises
-   `DhcpDecodeError`, the error tree's name for bad remote input.
-5. Timing (§6.2.4, §6.2.6): the first RA goes out at once; then each
-   interval is uniform in [MinRtrAdvInterval, MaxRtrAdvInterval] with
-   Min = 0.33 * Max, capped at 16 s for the first three. A solicitation
-   brings the next RA forward to a random 0..0.5 s from now, but never
-   closer than MIN_DELAY_BETWEEN_RAS (3 s) to the previous one. Tests pass a
-   small Max; then the 3 s and 0.5 s constants shrink to Min so the ratio of
-   the RFC's timers is kept.
+Pure: no I/O, no clock. The server passes times in and sends the bytes.
+
+The RA (§4.2) has M and O set, so clients run DHCPv6 for the address and
+for DNS (RFC 4861 §4.2, RFC 8415 §5); a router lifetime > 0, so the guest
+installs a default route via the bridge's link-local source address; a
+Prefix Information option (§4.6.2) for the lease's prefix with L=1
+(on-link) and A=0 (no SLAAC: the address comes from DHCPv6 and a /120 is
+not a /64 anyway); an MTU option (§4.6.4) when configured; and the Source
+Link-Layer Address option (§4.6.1) with the bridge MAC, which saves the
+guest a neighbour solicitation.
+
+The ICMPv6 checksum field is left 0: the kernel computes it for every
+ICMPv6 raw socket (RFC 3542 §3.1; Linux always sets IPV6_CHECKSUM at
+offset 2 for IPPROTO_ICMPV6). The hop limit of 255 is a socket option.
+
+A router solicitation (§4.1) is accepted only as §6.1.1 says: hop limit
+255, code 0, at least 8 bytes, options of non-zero length, and no source
+link-layer option when the source is unspecified. Anything else raises
+`DhcpDecodeError`, the error tree's name for bad remote input.
+
+Timing (§6.2.4, §6.2.6): the first RA goes out at once; then each
+interval is uniform in [MinRtrAdvInterval, MaxRtrAdvInterval] with
+Min = 0.33 * Max, capped at 16 s for the first three. A solicitation
+brings the next RA forward to a random 0..0.5 s from now, but never
+closer than MIN_DELAY_BETWEEN_RAS (3 s) to the previous one. Tests pass a
+small Max; then the 3 s and 0.5 s constants shrink to Min so the ratio of
+the RFC's timers is kept.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ HOP_LIMIT = 255
 
 
 def build_ra(config: Dhcp6Config) -> bytes:
-    """The RA for `config` (rule 2), checksum 0 (rule 3).
+    """The RA for `config`, checksum 0.
 
     For fd10:0:2::2/120, MAC 02:00:00:00:00:00, MTU 1400, lifetime 1800:
     `86 00 0000 40 c0 0708 00000000 00000000`, then
@@ -102,7 +105,7 @@ class RouterSolicitation:
 
 
 def parse_rs(data: bytes, hop_limit: int | None, source: IPv6Address) -> RouterSolicitation:
-    """Validate an RS as received on a raw ICMPv6 socket (rule 4).
+    """Validate an RS as received on a raw ICMPv6 socket.
 
     Raises:
         DhcpDecodeError: not a valid router solicitation.
@@ -128,7 +131,7 @@ def parse_rs(data: bytes, hop_limit: int | None, source: IPv6Address) -> RouterS
 
 @dataclass(slots=True)
 class RaSchedule:
-    """When the next RA is due (rule 5). Times are the caller's monotonic seconds."""
+    """When the next RA is due. Times are the caller's monotonic seconds."""
 
     max_interval: float
     rand: Callable[[], float] = random.random

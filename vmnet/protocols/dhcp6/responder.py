@@ -1,35 +1,39 @@
 """The single-lease DHCPv6 policy: one request in, at most one reply out.
 
-Rules:
-1. Pure: no I/O. Time and logging are injected; counters live in `stats`.
-2. Only the VM is answered. With `config.client_mac` set, a request counts
-   as the VM's when the frame's source MAC (`src_mac`, given by the server)
-   is that MAC; without a frame, when the Client Identifier is a DUID-LLT or
-   DUID-LL carrying it. The frame decides when known: a guest may build its
-   DUID from another NIC or use DUID-UUID (RFC 6355). Others are ignored and
-   counted (KubeVirt answers anyone, docs/kubevirt.md, DHCPv6 and router advertisements).
-3. Messages are validated as RFC 8415 §16 says (Client Identifier present,
-   Server Identifier absent or ours as the type requires, no IA in an
-   Information-request); invalid ones are dropped and counted.
-4. Replies (RFC 8415 §18.3): SOLICIT -> ADVERTISE with Preference 255, so the
-   client need not wait for other servers (§18.2.1); with Rapid Commit ->
-   REPLY with Rapid Commit. REQUEST, RENEW, REBIND -> REPLY. CONFIRM -> REPLY
-   with Success when every address is the lease, else NotOnLink: the client
-   then solicits again and takes the current lease (stricter than the
-   on-link test of §18.3.3, the v6 twin of the v4 NAK; KubeVirt answers a
-   CONFIRM with the lease and no status). A CONFIRM without addresses gets
-   no reply (§18.3.3).
-   INFORMATION-REQUEST -> REPLY with DNS and search only. RELEASE, DECLINE ->
-   REPLY with status Success. Anything else -> None.
-5. The first IA_NA of a request gets the lease with its IAID echoed,
-   preferred = valid = `lease_time`, T1/T2 = 50%/80% of it (0, "client's
-   choice", for an infinite lease, §21.4). In RENEW/REBIND every other
-   address the client lists in it comes back with lifetimes 0, so the guest
-   drops it (§18.3.4). Further IA_NA and any IA_TA get NoAddrsAvail
-   (NoBinding in RENEW/REBIND), IA_PD gets NoPrefixAvail.
-6. Reply options: Client Identifier (echoed), Server Identifier (DUID-LL of
-   `server_mac`, as KubeVirt), then Rapid Commit/Preference, the IAs, a
-   status, DNS servers (23) and domain list (24) when configured.
+Pure: no I/O. Time and logging are injected; counters live in `stats`.
+
+Only the VM is answered. With `config.client_mac` set, a request counts
+as the VM's when the frame's source MAC (`src_mac`, given by the server)
+is that MAC; without a frame, when the Client Identifier is a DUID-LLT or
+DUID-LL carrying it. The frame decides when known: a guest may build its
+DUID from another NIC or use DUID-UUID (RFC 6355). Others are ignored and
+counted (KubeVirt answers anyone, docs/kubevirt.md, DHCPv6 and router advertisements).
+
+Messages are validated as RFC 8415 §16 says (Client Identifier present,
+Server Identifier absent or ours as the type requires, no IA in an
+Information-request); invalid ones are dropped and counted.
+
+Replies (RFC 8415 §18.3): SOLICIT -> ADVERTISE with Preference 255, so the
+client need not wait for other servers (§18.2.1); with Rapid Commit ->
+REPLY with Rapid Commit. REQUEST, RENEW, REBIND -> REPLY. CONFIRM -> REPLY
+with Success when every address is the lease, else NotOnLink: the client
+then solicits again and takes the current lease (stricter than the
+on-link test of §18.3.3, the v6 twin of the v4 NAK; KubeVirt answers a
+CONFIRM with the lease and no status). A CONFIRM without addresses gets
+no reply (§18.3.3).
+INFORMATION-REQUEST -> REPLY with DNS and search only. RELEASE, DECLINE ->
+REPLY with status Success. Anything else -> None.
+
+The first IA_NA of a request gets the lease with its IAID echoed,
+preferred = valid = `lease_time`, T1/T2 = 50%/80% of it (0, "client's
+choice", for an infinite lease, §21.4). In RENEW/REBIND every other
+address the client lists in it comes back with lifetimes 0, so the guest
+drops it (§18.3.4). Further IA_NA and any IA_TA get NoAddrsAvail
+(NoBinding in RENEW/REBIND), IA_PD gets NoPrefixAvail.
+
+Reply options: Client Identifier (echoed), Server Identifier (DUID-LL of
+`server_mac`, as KubeVirt), then Rapid Commit/Preference, the IAs, a
+status, DNS servers (23) and domain list (24) when configured.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmnet.core.addr import MacAddress
+from vmnet.protocols.counters import Counters
 from vmnet.protocols.dhcp6.codec import (
     Dhcp6Message,
     Ia,
@@ -71,10 +76,9 @@ log = logging.getLogger("vmnet.protocols.dhcp6")
 
 
 @dataclass(slots=True)
-class Stats6:
-    """Counters; `respond` updates the DHCP ones, the server the rest."""
+class Stats6(Counters):
+    """The DHCPv6 and RA counters; `respond` updates the DHCP ones, the server the rest."""
 
-    received: int = 0
     advertised: int = 0
     replied: int = 0
     rapid_commits: int = 0
@@ -83,11 +87,7 @@ class Stats6:
     informed: int = 0
     released: int = 0
     declined: int = 0
-    ignored_foreign: int = 0
-    ignored_other_server: int = 0
     ignored_invalid: int = 0
-    ignored_other: int = 0
-    dropped_malformed: int = 0
     rs_received: int = 0
     rs_ignored: int = 0
     ra_sent: int = 0
