@@ -24,8 +24,7 @@ from vmnet.plan.state import NetworkRecord
 from vmnet.store.cache import Cache
 
 if TYPE_CHECKING:
-    from vmnet.protocols.dhcp4.config import DhcpConfig
-    from vmnet.protocols.dhcp6.config import Dhcp6Config
+    pass
 
 log = logging.getLogger("vmnet")
 DEFAULT_CACHE_ROOT = "/run/vmnet"
@@ -287,6 +286,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]:
+    """What `status --json` prints: one camelCase key per fact, no netlink numbers."""
     from vmnet.phases import leases
     from vmnet.store import codec
 
@@ -295,23 +295,41 @@ def _status(cache: Cache, records: Sequence[NetworkRecord]) -> dict[str, object]
     if len(vmis) == 1:
         namespace, _, name = next(iter(vmis)).partition("/")
         out["vmi"] = {"namespace": namespace, "name": name}
-    out["networks"] = [
-        {
-            **codec.encode(r),
-            "mac": str(r.vm_mac),
-            "podNicMac": str(r.pod_nic.link.mac),
-            "dhcp": _json_or_none(leases.lease(cache, r.network)),
-            "dhcp6": _json_or_none(leases.lease6(cache, r.network)),
-        }
-        for r in records
-    ]
+    networks = []
+    for r in records:
+        link = r.pod_nic.link
+        dhcp, dhcp6 = leases.lease(cache, r.network), leases.lease6(cache, r.network)
+        networks.append(
+            {
+                "network": r.network,
+                "binding": r.binding,
+                "state": r.state.name.lower(),
+                "primary": r.primary,
+                "index": r.index,
+                "vmMac": str(r.vm_mac),
+                "podNic": {
+                    "name": r.pod_iface,
+                    "mac": None if link.mac is None else str(link.mac),
+                    "mtu": link.mtu,
+                    "addresses": [str(a.interface) for a in link.addresses],
+                    "routes": [
+                        {"destination": str(rt.destination), "gateway": _str_or_none(rt.gateway)}
+                        for rt in r.pod_nic.routes
+                    ],
+                },
+                "nicMac": str(r.nic_mac),
+                "tap": codec.encode(r.tap),
+                "warnings": list(r.warnings),
+                "dhcp": None if dhcp is None else codec.encode(dhcp),
+                "dhcp6": None if dhcp6 is None else codec.encode(dhcp6),
+            }
+        )
+    out["networks"] = networks
     return out
 
 
-def _json_or_none(config: DhcpConfig | Dhcp6Config | None) -> dict[str, object] | None:
-    from vmnet.store import codec
-
-    return None if config is None else codec.encode(config)
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 COMMANDS = {

@@ -47,10 +47,10 @@ def test_plug_dhcp_ping_unplug(cni_pod, vm_file, tmp_path, guest_ns):
 
     status = json.loads(vmnet("status", "--cache-dir", cache, "--json", check=True).stdout)
     (net,) = status["networks"]
-    assert net["state"] == "finished" and net["podIface"] == "eth0"
+    assert net["state"] == "finished" and net["podNic"]["name"] == "eth0"
     assert net["dhcp"]["address"] == str(cni_pod.address)
-    assert net["podNicMac"] == str(cni_pod.mac)
-    vm_mac = net["mac"]
+    assert net["podNic"]["mac"] == str(cni_pod.mac)
+    vm_mac = net["vmMac"]
     assert status["vmi"] == {"namespace": "tenant1", "name": "testvm"}
 
     domain = vmnet("domain", "--vmi", str(vm_file), "--cache-dir", cache, check=True).stdout

@@ -71,7 +71,7 @@ def test_masquerade_nat_and_port_forwarding(node, cni_pod, remote, guest_ns, tmp
     listeners = []
     with vmnet_dhcp(cni_pod.netns, vm, cache):
         status = json.loads(vmnet("status", "--cache-dir", cache, "--json", check=True).stdout)
-        guest_wire(guest_ns, status["networks"][0]["mac"])
+        guest_wire(guest_ns, status["networks"][0]["vmMac"])
         with TapRelay(cni_pod.netns, "tap0", guest_ns, "wire0"):
             lease = run_client("udhcpc", guest_ns, "eth0", workdir=str(tmp_path))
             assert str(lease.address) == "10.0.2.2/24"

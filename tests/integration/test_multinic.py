@@ -145,7 +145,7 @@ def test_sixteen_nics_plug_and_unplug_cleanly(node, tmp_path):
     again = vmnet("plug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", cache)
     assert "(0 changes" in again.stdout
     status = vmnet("status", "--cache-dir", cache, "--json", check=True).stdout
-    servers = {n["dhcp"]["server_id"] for n in json.loads(status)["networks"]}
+    servers = {n["dhcp"]["serverId"] for n in json.loads(status)["networks"]}
     assert len(servers) == 16
     unplug_restores(pod.netns, vm, cache, before)
 

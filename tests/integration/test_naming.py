@@ -155,7 +155,7 @@ def check_links(pod, expected):
     links = pod.links()
     status = pod.status()
     for net, (pod_iface, bridge, nic, tap) in expected.items():
-        assert status[net]["podIface"] == pod_iface, net
+        assert status[net]["podNic"]["name"] == pod_iface, net
         assert links[bridge].kind == "bridge", bridge
         assert links[nic].master == bridge and links[tap].master == bridge, net
         # the dummy keeping the pod IP is optional: this kernel kind has no dummy driver
