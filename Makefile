@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # The real components tests and the demo use (see README "What is installed").
 APT_PACKAGES = \
-	iproute2 iputils-ping procps kmod \
+	iproute2 iputils-ping procps kmod python3-venv \
 	containernetworking-plugins \
 	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
 	qemu-system-x86 linux-image-cloud-amd64 \
@@ -40,7 +40,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,dev]'
 	touch $@
 
-venv: $(VENV)/.installed
+# Phase 2 as the launcher user (UID 107) needs a python every user can run:
+# Debian's own, with vmnet's runtime dependencies (tests run vmnet's source on it).
+PHASE2_VENV ?= /var/cache/vmnet/phase2-venv
+$(PHASE2_VENV)/.installed: pyproject.toml
+	mkdir -p $(dir $(PHASE2_VENV))
+	/usr/bin/python3 -m venv $(PHASE2_VENV)
+	$(PHASE2_VENV)/bin/pip install -q "pyroute2>=0.9" "lxml>=4.9" "PyYAML>=6"
+	chmod -R a+rX $(PHASE2_VENV)
+	touch $@
+
+venv: $(VENV)/.installed $(PHASE2_VENV)/.installed
 
 test: deps venv
 	@$(PY) -m vmnet.testing.leaks --save .leaks-before.json

@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="owner of the taps (KubeVirt: 107 for non-root VMs, else 0)",
     )
     plug.add_argument(
+        "--cache-owner",
+        metavar="UID[:GID]",
+        help="the phase-2 user, who alone may read the cache (default: the --tap-owner)",
+    )
+    plug.add_argument(
         "--iface",
         action="append",
         default=[],
@@ -84,14 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     dhcp = sub.add_parser("dhcp", help="phase 2: serve DHCP for every interface until SIGTERM")
-    _ns(dhcp)
+    _ns(dhcp, required=False)
     _vmi(dhcp)
     _cache(dhcp)
     dhcp.add_argument(
         "--resolv-conf",
-        default="/etc/resolv.conf",
         metavar="PATH",
-        help="where DNS servers and search domains come from",
+        help="where DNS servers and search domains come from (default: the pod's own: "
+        "/proc/PID/root/etc/resolv.conf for --netns /proc/PID/ns/net, "
+        "/etc/netns/NAME/resolv.conf for a named one, else /etc/resolv.conf)",
     )
 
     unplug = sub.add_parser("unplug", help="undo phase 1: give the pod netns back as CNI left it")
@@ -106,12 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ns(p: argparse.ArgumentParser) -> None:
+def _ns(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--netns",
-        required=True,
+        required=required,
         metavar="NS",
-        help="pod network namespace: a name in /run/netns or a path (/proc/PID/ns/net)",
+        help="pod network namespace: a name in /run/netns or a path (/proc/PID/ns/net)"
+        + ("" if required else "; default: this process's own (inside the pod)"),
     )
 
 
@@ -142,14 +149,14 @@ def _load(args: argparse.Namespace) -> tuple[Vmi, Cache]:
     return vmi, Cache(root)
 
 
-def _owner(text: str) -> tuple[int, int]:
+def _owner(text: str, option: str) -> tuple[int, int]:
     uid, _, gid = text.partition(":")
     try:
         u, g = int(uid), int(gid or uid)
     except ValueError:
-        raise ConfigError("--tap-owner", f"{text!r} is not UID[:GID]") from None
-    if not (0 <= u < 2**32 and 0 <= g < 2**32):
-        raise ConfigError("--tap-owner", f"{text!r} is out of range")
+        raise ConfigError(option, f"{text!r} is not UID[:GID]") from None
+    if not (0 <= u < 2**32 - 1 and 0 <= g < 2**32 - 1):
+        raise ConfigError(option, f"{text!r} is out of range")
     return u, g
 
 
@@ -168,7 +175,8 @@ def cmd_plug(args: argparse.Namespace) -> int:
     from vmnet.phases import phase1
 
     vmi, cache = _load(args)
-    uid, gid = _owner(args.tap_owner)
+    uid, gid = _owner(args.tap_owner, "--tap-owner")
+    cache_owner = _owner(args.cache_owner, "--cache-owner") if args.cache_owner else (uid, gid)
     from vmnet.plan.bindings import MacSource
 
     options = phase1.PlugOptions(
@@ -177,10 +185,9 @@ def cmd_plug(args: argparse.Namespace) -> int:
         iface_map=_iface_map(args.iface),
         mac_source=MacSource(args.mac_source),
         migration_target=args.migration_target,
+        cache_owner=None if cache_owner == (0, 0) else cache_owner,
     )
     result = phase1.plug(vmi, args.netns, cache, options, on_mutation=faults.crash_hook())
-    for warning in result.warnings:
-        log.warning("%s", warning)
     unplugged = f"; unplugged {', '.join(result.unplugged)}" if result.unplugged else ""
     print(
         f"plugged {', '.join(result.networks) or 'nothing'}{unplugged} "
@@ -233,14 +240,14 @@ def _write(path: str, data: bytes) -> None:
 
 
 def cmd_dhcp(args: argparse.Namespace) -> int:
-    from vmnet.core.netns import check_netns
+    from vmnet.core.netns import check_netns, resolv_conf_of
     from vmnet.phases import leases
     from vmnet.protocols import resolvconf
     from vmnet.serve.service import Service
 
     vmi, cache = _load(args)
     check_netns(args.netns)
-    resolv = resolvconf.load(args.resolv_conf)
+    resolv = resolvconf.load(args.resolv_conf or resolv_conf_of(args.netns))
     v4 = leases.dhcp_configs(vmi, cache, resolv)
     v6 = leases.dhcp6_configs(vmi, cache, resolv)
     if not v4 and not v6:

@@ -56,6 +56,18 @@ class CacheError(VmnetError):
     exit_code = 2
 
 
+class PrivilegeError(VmnetError):
+    """The process lacks a capability a step needs; raised before that step
+    changes anything, so it maps to the bad-input exit code."""
+
+    exit_code = 2
+
+    def __init__(self, capability: str, what: str, alternative: str | None = None) -> None:
+        self.capability = capability
+        extra = f" (or {alternative})" if alternative else ""
+        super().__init__(f"{what}: needs {capability}{extra}, which this process does not have")
+
+
 class DriverError(VmnetError):
     """A side effect (netlink, sysctl, nft, tap) failed."""
 

@@ -16,14 +16,16 @@ A namespace is given by name (looked up in /run/netns) or by path
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import fcntl
 import os
 import queue
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from vmnet.core.errors import ConfigError, DriverError
@@ -46,6 +48,24 @@ def netns_path(netns: str) -> str:
     return os.path.join(NETNS_RUN_DIR, netns)
 
 
+def resolv_conf_of(netns: str | None) -> str:
+    """The resolv.conf the processes of `netns` use: for /proc/PID/ns/net,
+    that process's own (through /proc/PID/root); for a name in /run/netns,
+    /etc/netns/NAME/resolv.conf as `ip netns exec` mounts it, if there is
+    one; otherwise, and for this namespace (None), /etc/resolv.conf."""
+    if netns is None:
+        return "/etc/resolv.conf"
+    path = netns_path(netns)
+    proc = re.fullmatch(r"/proc/(\d+|self|thread-self)(?:/task/\d+)?/ns/net", path)
+    if proc:
+        return f"/proc/{proc.group(1)}/root/etc/resolv.conf"
+    if os.path.dirname(path) == NETNS_RUN_DIR:
+        named = os.path.join("/etc/netns", os.path.basename(path), "resolv.conf")
+        if os.path.exists(named):
+            return named
+    return "/etc/resolv.conf"
+
+
 def check_netns(netns: str | None) -> None:
     """Raise ConfigError unless `netns` names an existing network namespace."""
     if netns is None:
@@ -59,6 +79,24 @@ def check_netns(netns: str | None) -> None:
         _setns_probe(fd, path)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(netns: str | None) -> Iterator[None]:
+    """Hold an exclusive lock on the namespace itself (its nsfs inode, the
+    same whichever path names it) until the block ends: phase-1 runs on one
+    pod wait for each other, whatever cache directory each was given."""
+    path = "/proc/self/ns/net" if netns is None else netns_path(netns)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise ConfigError("--netns", f"network namespace {netns!r}: {err.strerror}") from err
+    try:
+        _setns_probe(fd, path)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _setns_probe(fd: int, path: str) -> None:

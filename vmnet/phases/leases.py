@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from vmnet.core.errors import CacheError
 from vmnet.core.names import LinkNames
 from vmnet.manifest import Binding, Interface, Network, Vmi
+from vmnet.phases.identity import check_same_vmi
 from vmnet.plan.state import NetworkRecord, NetworkState
 from vmnet.protocols import resolvconf
 from vmnet.protocols.dhcp4.config import DhcpConfig
@@ -28,6 +29,8 @@ from vmnet.store.cache import Cache
 
 
 def finished(vmi: Vmi, cache: Cache) -> Iterator[tuple[Interface, Network, NetworkRecord]]:
+    """Every interface that phase 1 finished, with its record; the cache must be `vmi`'s."""
+    check_same_vmi(vmi, cache.networks(), cache.root)
     for iface, net in vmi.pairs():
         if iface.state == "absent" or iface.binding == Binding.SRIOV:
             continue

@@ -24,7 +24,7 @@ from vmnet.apply.applier import Applier
 from vmnet.apply.discovery import discover, link_names
 from vmnet.apply.drivers import Drivers, real
 from vmnet.core.addr import MacAddress
-from vmnet.core.errors import CacheError, ConfigError, VmnetError
+from vmnet.core.errors import CacheError, ConfigError, DiscoveryError, VmnetError
 from vmnet.core.names import (
     PRIMARY_POD_IFACE,
     LinkNames,
@@ -33,8 +33,9 @@ from vmnet.core.names import (
     ordinal_pod_iface,
     uses_ordinal_scheme,
 )
-from vmnet.core.netns import check_netns
+from vmnet.core.netns import check_netns, locked
 from vmnet.manifest import Binding, Interface, Vmi
+from vmnet.phases.identity import check_same_vmi, vmi_key
 from vmnet.plan.bindings import BindContext, BindMechanism, MacSource, binding_for, choose_vm_mac
 from vmnet.plan.state import NetworkRecord, NetworkState, RouteState, TapSpec
 from vmnet.store.cache import Cache
@@ -54,6 +55,7 @@ class PlugOptions:
     iface_map: Mapping[str, str] = field(default_factory=dict)
     mac_source: MacSource = MacSource.STABLE
     migration_target: bool = False
+    cache_owner: tuple[int, int] | None = None  # the phase-2 user; None: root keeps it
 
 
 @dataclass
@@ -110,7 +112,10 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache, options: PlugOptions) -> l
             )
         if record is None:
             primary = net is vmi.primary
-            LinkNames.derive(pod_names[net.name], primary=primary)
+            names = LinkNames.derive(pod_names[net.name], primary=primary)
+            if not existing:
+                existing = link_names(drivers.netlink)
+            _refuse_foreign_plug(names, existing, cache)
             if routes is None:
                 routes = drivers.netlink.routes()
             pod_nic = discover(drivers.netlink, pod_names[net.name], routes)
@@ -132,13 +137,27 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache, options: PlugOptions) -> l
                     net.name,
                     pod_nic.link.mac,
                 ),
-                vmi=f"{vmi.namespace}/{vmi.name}",
+                vmi=vmi_key(vmi),
+                vmi_uid=vmi.uid or "",
             )
         ctx = BindContext(vmi, iface, net, record)
         binding.dhcp_config(ctx)
         binding.plan(ctx)
         out.append(ctx)
     return out
+
+
+def _refuse_foreign_plug(names: LinkNames, existing: list[str], cache: Cache) -> None:
+    """A pod NIC that vmnet already bound, with no record here, was plugged
+    with another cache directory: planning it afresh would take vmnet's own
+    links for the CNI's."""
+    ours = [name for name in (names.bridge, names.nic) if name in existing]
+    if ours:
+        raise DiscoveryError(
+            f"discover {names.pod_iface}: pod NIC {names.pod_iface} is already bound by vmnet "
+            f"({' and '.join(ours)} exist), but cache {cache.root} has no record of it: "
+            "it was plugged with another --cache-dir; use that one"
+        )
 
 
 def _mac_source(iface: Interface, options: PlugOptions) -> MacSource:
@@ -188,16 +207,18 @@ def _save_sysctls(cache: Cache, drivers: Drivers, keys: list[str]) -> None:
 
 @contextlib.contextmanager
 def _drivers_for(netns: str | None, given: Drivers | None) -> Iterator[Drivers]:
-    """`given`, or real drivers opened on `netns` and closed afterwards."""
+    """`given`, or real drivers opened on `netns` and closed afterwards; those
+    hold the namespace's lock meanwhile."""
     if given is not None:
         yield given
         return
     check_netns(netns)
-    opened = real(netns)
-    try:
-        yield opened
-    finally:
-        opened.close()
+    with locked(netns):
+        opened = real(netns)
+        try:
+            yield opened
+        finally:
+            opened.close()
 
 
 def plug(
@@ -226,7 +247,7 @@ def plug(
         ConfigError, DiscoveryError, CacheError: bad input; nothing changed.
         DriverError, CriticalNetworkError: a change failed; a re-run converges.
     """
-    with _drivers_for(netns, drivers) as opened:
+    with _drivers_for(netns, drivers) as opened, cache.locked():
         return _plug(vmi, cache, options or PlugOptions(), opened, on_mutation)
 
 
@@ -238,7 +259,10 @@ def _plug(
     on_mutation: Callable[[str], None] | None,
 ) -> PlugResult:
     result = PlugResult()
+    check_same_vmi(vmi, cache.networks(), cache.root)
     prepared = prepare(vmi, drivers, cache, options)
+    if options.cache_owner is not None:
+        cache.hand_to(*options.cache_owner)
     binding_keys = [k for ctx in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
     _save_sysctls(cache, drivers, binding_keys)
     applier = Applier(drivers, on_mutation)
@@ -293,7 +317,7 @@ def unplug(
     Args and errors are those of `plug`; a manifest that lacks a network the
     cache has is a ConfigError.
     """
-    with _drivers_for(netns, drivers) as opened:
+    with _drivers_for(netns, drivers) as opened, cache.locked():
         return _unplug(vmi, cache, opened, on_mutation)
 
 
@@ -302,6 +326,7 @@ def _unplug(
 ) -> PlugResult:
     pairs = {net.name: (i, iface, net) for i, (iface, net) in enumerate(vmi.pairs())}
     records = sorted(cache.networks(), key=lambda r: r.index, reverse=True)
+    check_same_vmi(vmi, records, cache.root)
     for record in records:
         if record.network not in pairs:
             raise ConfigError(

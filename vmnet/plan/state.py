@@ -173,3 +173,4 @@ class NetworkRecord:
     vm_mac: MacAddress
     vmi: str = ""
     warnings: tuple[str, ...] = ()
+    vmi_uid: str = ""

@@ -39,7 +39,7 @@ from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, run_in
 from vmnet.protocols.dhcp4.exchange import Exchange, Outgoing
 from vmnet.protocols.dhcp4.responder import SERVER_PORT, SingleLeaseResponder
-from vmnet.serve.sockets import check_ifname, require_up
+from vmnet.serve.sockets import check_ifname, low_port, needs, require_up
 
 ETH_P_IP = 0x0800
 IP_PKTINFO = 8  # linux/in.h; struct in_pktinfo {int ifindex; in_addr spec_dst, addr}
@@ -93,9 +93,15 @@ def _open(ifname: str) -> tuple[socket.socket, socket.socket]:
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         rx.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        rx.bind(("0.0.0.0", SERVER_PORT))
+        with needs(
+            "CAP_NET_BIND_SERVICE",
+            f"bind UDP port {SERVER_PORT} on {ifname}",
+            low_port(SERVER_PORT),
+        ):
+            rx.bind(("0.0.0.0", SERVER_PORT))
         rx.setblocking(False)
-        tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
+        with needs("CAP_NET_RAW", f"open a packet socket to send DHCP replies on {ifname}"):
+            tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
     except BaseException:
         rx.close()
         raise

@@ -40,7 +40,7 @@ from ipaddress import IPv6Address
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, run_in
 from vmnet.protocols.dhcp6.ra import HOP_LIMIT
-from vmnet.serve.sockets import attach_filter, check_ifname, require_up
+from vmnet.serve.sockets import attach_filter, check_ifname, low_port, needs, require_up
 
 SERVER_PORT = 547
 ALL_DHCP = "ff02::1:2"
@@ -145,14 +145,23 @@ def _open(ifname: str) -> tuple[int, socket.socket, socket.socket, socket.socket
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        udp.bind(("::", SERVER_PORT))
+        with needs(
+            "CAP_NET_BIND_SERVICE",
+            f"bind UDP port {SERVER_PORT} on {ifname}",
+            low_port(SERVER_PORT),
+        ):
+            udp.bind(("::", SERVER_PORT))
         _join(udp, ALL_DHCP, ifindex)
-        opened.append(rx := socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0))
+        with needs("CAP_NET_RAW", f"open a packet socket for DHCPv6 on {ifname}"):
+            opened.append(rx := socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0))
         _attach_bpf(rx)
         rx.bind((ifname, ETH_P_IPV6))
-        opened.append(
-            icmp := socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-        )
+        with needs(
+            "CAP_NET_RAW", f"open a raw ICMPv6 socket for router advertisements on {ifname}"
+        ):
+            opened.append(
+                icmp := socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+            )
         _setup_icmp(icmp, ifname, ifindex)
     except BaseException:
         for sock in opened:

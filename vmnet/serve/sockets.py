@@ -5,25 +5,34 @@
   is opened;
 - `require_up`: OSError(ENETDOWN) unless the link is up (SIOCGIFFLAGS),
   OSError(ENODEV) if it does not exist;
+- `needs`: a step that fails for lack of a capability (EPERM, EACCES)
+  becomes one `PrivilegeError` naming the capability;
 - `attach_filter`: a classic BPF program (`struct sock_filter[]` bytes) as
   the socket's filter (SO_ATTACH_FILTER, Documentation/networking/filter.rst).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import socket
 import struct
+from collections.abc import Iterator
 
-from vmnet.core.errors import ConfigError
+from vmnet.core.errors import ConfigError, PrivilegeError
 
 SIOCGIFFLAGS = 0x8913  # linux/sockios.h
 IFF_UP = 0x1
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h
 _IFREQ = struct.Struct("16sH14x")
 _INSN = 8  # sizeof(struct sock_filter)
+
+
+def low_port(port: int) -> str:
+    """The unprivileged way to bind `port`, for an error message."""
+    return f"net.ipv4.ip_unprivileged_port_start <= {port} in the pod"
 
 
 def check_ifname(ifname: str) -> str:
@@ -42,3 +51,11 @@ def attach_filter(sock: socket.socket, program: bytes) -> None:
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = struct.pack("@HP", len(program) // _INSN, ctypes.addressof(buf))  # struct sock_fprog
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+@contextlib.contextmanager
+def needs(capability: str, what: str, alternative: str | None = None) -> Iterator[None]:
+    try:
+        yield
+    except PermissionError as err:
+        raise PrivilegeError(capability, what, alternative) from err

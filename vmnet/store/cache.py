@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from vmnet.core.errors import CacheError, DriverError
@@ -40,8 +42,42 @@ def safe_name(name: str) -> str:
 class Cache:
     """Records of one VM, under one directory (injectable for tests)."""
 
+    owner: tuple[int, int] | None = None
+
     def __init__(self, root: str) -> None:
         self.root = root
+
+    def hand_to(self, uid: int, gid: int) -> None:
+        """Make the directory and its records the phase-2 user's: readable by
+        that user (and root) and nobody else. Records written later get the
+        same owner. The lock stays root's."""
+        self.owner = (uid, gid)
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            os.chown(self.root, uid, gid)
+            os.chmod(self.root, 0o700)
+            for entry in os.listdir(self.root):
+                if entry.endswith(".json"):
+                    os.chown(os.path.join(self.root, entry), uid, gid)
+        except OSError as err:
+            raise DriverError("chown cache", self.root, err.errno or errno.EIO) from err
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the cache's exclusive lock (`.lock` in the root, flock) until
+        the block ends: a plug or unplug holds it from its first read to its
+        last write, so concurrent runs on one cache serialise."""
+        path = os.path.join(self.root, ".lock")
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise CacheError(f"lock cache {path}: {err.strerror}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def path(self, kind: str, name: str | None = None) -> str:
         base = kind if name is None else f"{kind}-{safe_name(name)}"
@@ -98,6 +134,8 @@ class Cache:
             try:
                 with os.fdopen(fd, "w") as f:
                     os.fchmod(f.fileno(), 0o600)
+                    if self.owner is not None:
+                        os.fchown(f.fileno(), *self.owner)
                     f.write(text + "\n")
                     f.flush()
                     os.fsync(f.fileno())
