@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from vmnet import __version__
-from vmnet.core.errors import ConfigError, VmnetError
+from vmnet.core.errors import CacheError, ConfigError, VmnetError
 from vmnet.manifest import Vmi
 from vmnet.plan.state import NetworkRecord
 from vmnet.store.cache import Cache
@@ -37,15 +37,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="vmnet", description="Connect a VM to its Kubernetes pod's network.")
+    p = _Parser(
+        prog="vmnet",
+        description="Connect a VM to its Kubernetes pod's network.",
+        allow_abbrev=False,
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     p.add_argument("--version", action="version", version=f"vmnet {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    plug = sub.add_parser("plug", help="phase 1: bind every interface of the VM (privileged)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, allow_abbrev=False)
+        # -v works after the subcommand too; SUPPRESS keeps a count made before it
+        cmd.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        return cmd
+
+    plug = command("plug", help="phase 1: bind every interface of the VM (privileged)")
     _ns(plug)
     _vmi(plug)
-    _cache(plug, required=False)
+    _cache(plug)
     plug.add_argument(
         "--tap-owner",
         default="0",
@@ -78,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         help="this pod is a live-migration target (checked as KubeVirt does)",
     )
 
-    domain = sub.add_parser("domain", help="phase 2: decorate the libvirt domain XML")
+    domain = command("domain", help="phase 2: decorate the libvirt domain XML")
     _vmi(domain)
     _cache(domain)
     domain.add_argument(
@@ -88,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="OUT.xml", help="where to write (default: stdout)"
     )
 
-    dhcp = sub.add_parser("dhcp", help="phase 2: serve DHCP for every interface until SIGTERM")
+    dhcp = command("dhcp", help="phase 2: serve DHCP for every interface until SIGTERM")
     _ns(dhcp, required=False)
     _vmi(dhcp)
     _cache(dhcp)
@@ -100,12 +112,15 @@ def _parser() -> argparse.ArgumentParser:
         "/etc/netns/NAME/resolv.conf for a named one, else /etc/resolv.conf)",
     )
 
-    unplug = sub.add_parser("unplug", help="undo phase 1: give the pod netns back as CNI left it")
+    unplug = command("unplug", help="undo phase 1: give the pod netns back as CNI left it")
     _ns(unplug)
     _vmi(unplug)
     _cache(unplug)
 
-    status = sub.add_parser("status", help="show what phase 1 recorded")
+    status = command("status", help="show what phase 1 recorded")
+    status.add_argument(
+        "--vmi", metavar="FILE", help="the VM's manifest (to find its default cache dir)"
+    )
     _cache(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -127,17 +142,16 @@ def _vmi(p: argparse.ArgumentParser) -> None:
         "--vmi",
         required=True,
         metavar="FILE",
-        help="KubeVirt VirtualMachine or VirtualMachineInstance manifest (YAML/JSON)",
+        help="KubeVirt VirtualMachine or VirtualMachineInstance manifest (YAML/JSON; - for stdin)",
     )
 
 
-def _cache(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _cache(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
-        required=required,
         metavar="DIR",
-        help="phase-1 cache directory"
-        + ("" if required else f" (default: {DEFAULT_CACHE_ROOT}/<namespace>/<name>)"),
+        help=f"phase-1 cache directory (default: {DEFAULT_CACHE_ROOT}/<namespace>/<name> "
+        "of the manifest)",
     )
 
 
@@ -145,8 +159,11 @@ def _load(args: argparse.Namespace) -> tuple[Vmi, Cache]:
     from vmnet import manifest
 
     vmi = manifest.load(args.vmi)
-    root = args.cache_dir or os.path.join(DEFAULT_CACHE_ROOT, vmi.namespace, vmi.name)
-    return vmi, Cache(root)
+    return vmi, Cache(args.cache_dir or default_cache_dir(vmi))
+
+
+def default_cache_dir(vmi: Vmi) -> str:
+    return os.path.join(DEFAULT_CACHE_ROOT, vmi.namespace, vmi.name)
 
 
 def _owner(text: str, option: str) -> tuple[int, int]:
@@ -274,7 +291,11 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from vmnet.phases import leases
 
-    cache = Cache(args.cache_dir)
+    if args.cache_dir is None and args.vmi is None:
+        raise ConfigError("--cache-dir", "give the cache directory, or the VM's --vmi")
+    cache = _load(args)[1] if args.cache_dir is None else Cache(args.cache_dir)
+    if not os.path.isdir(cache.root):
+        raise CacheError(f"no vmnet cache at {cache.root}: not a directory")
     records = cache.networks()
     if args.json:
         print(json.dumps(_status(cache, records), indent=2))

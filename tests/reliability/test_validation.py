@@ -123,6 +123,10 @@ CASES: dict[str, Case] = {
     # unknown fields where KubeVirt's OpenAPI schema rejects them
     "unknown interface field": Case("interfaces[0].brigde", edit=("bridge: {}", "brigde: {}")),
     "unknown network field": Case("networks[0].podd", edit=("    pod: {}", "    podd: {}")),
+    "misspelled networks": Case(
+        "spec.netwroks: unknown field; did you mean 'networks'?",
+        edit=("  networks:\n", "  netwroks:\n"),
+    ),
     "unknown pod field": Case(
         "vmNetworkCIDRs", edit=_pod("      vmNetworkCIDRs: 10.0.2.0/24\n"), base=MASQUERADE_VM
     ),

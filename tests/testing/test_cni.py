@@ -41,6 +41,22 @@ def test_pod_nic_matches_cni_result(pod: cni.CniPod) -> None:
     assert pod.result.interface("eth0").sandbox == f"/run/netns/{pod.netns}"
 
 
+@pytest.mark.parametrize(
+    "ipam",
+    [
+        cni.host_local("10.31.0.0/24", gateway="10.31.0.254"),
+        cni.host_local("10.31.0.0/24"),
+        {"type": "host-local", "ranges": [[{"subnet": "10.31.0.0/24"}], [{"subnet": "fd31::/64"}]]},
+    ],
+    ids=["gateway-and-default-route", "default-route", "dual-stack"],
+)
+def test_bridge_config_takes_any_host_local_section(pod_factory, ipam) -> None:
+    """IPAM routes that include the default are not added twice by the plugin."""
+    pod = pod_factory(cni.bridge_config(ipam=ipam))
+    assert _default_gateway(pod.netns) == str(pod.gateway)
+    assert str(pod.gateway) == ipam.get("gateway", "10.31.0.1")
+
+
 @pytest.mark.parametrize("pod", ["bridge", "ptp", "static"], indirect=True)
 def test_pod_reaches_its_gateway(pod: cni.CniPod) -> None:
     ns.exec_in(pod.netns, ["ping", "-c1", "-W5", str(pod.gateway)])

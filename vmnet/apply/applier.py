@@ -31,7 +31,7 @@ from typing import Any
 
 from vmnet.apply.drivers import Drivers
 from vmnet.core.addr import IPInterface
-from vmnet.core.errors import DriverError
+from vmnet.core.errors import DriverError, PrivilegeError
 from vmnet.plan.nat import NatTable
 from vmnet.plan.state import RT_TABLE_MAIN, AddrState, LinkSpec, LinkState, NetPlan, RouteState
 
@@ -61,7 +61,13 @@ class Applier:
         self._known: dict[str, int] | None = None
 
     def mutate(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
-        fn(*args, **kw)
+        try:
+            fn(*args, **kw)
+        except DriverError as err:
+            if err.errno in (errno.EPERM, errno.EACCES) and not self.mutations:
+                # refused before anything changed: a missing privilege, not a broken pod
+                raise PrivilegeError("CAP_NET_ADMIN", str(err)) from err
+            raise
         self.mutations.append(what)
         if self.on_mutation is not None:
             self.on_mutation(what)

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from vmnet.core.errors import ConfigError, DriverError
+from vmnet.core.errors import ConfigError, DriverError, PrivilegeError
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -117,6 +117,8 @@ def enter(netns: str) -> None:
     try:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
+            if err == errno.EPERM:
+                raise PrivilegeError("CAP_SYS_ADMIN", f"enter network namespace {path}")
             raise DriverError("setns", path, err)
     finally:
         os.close(fd)

@@ -12,6 +12,7 @@ Every network needs an interface of the same name and vice versa.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import replace
 
@@ -59,6 +60,7 @@ def _parse_root(root: Node) -> Vmi:
     spec = root.require("spec")
     spec.mapping()
     if kind == "VirtualMachine":
+        _no_misspelling(spec, _VM_SPEC, ("template",))
         template = spec.require("template")
         template.mapping()
         spec, annotations = (
@@ -68,6 +70,7 @@ def _parse_root(root: Node) -> Vmi:
         spec.mapping()
     else:
         annotations = meta.child("annotations")
+    _no_misspelling(spec, _VMI_SPEC, ("domain", "networks", "hostname", "subdomain"))
     head = Vmi(
         kind=kind,
         name=meta.require("name").name(SUBDOMAIN, 63, "name"),
@@ -78,6 +81,57 @@ def _parse_root(root: Node) -> Vmi:
         subdomain=_optional_label(spec.child("subdomain"), "subdomain"),
     )
     return _parse_spec(spec, head)
+
+
+# KubeVirt's VirtualMachineSpec and VirtualMachineInstanceSpec fields (kubevirt.io/api
+# core/v1/types.go). A field that is not one of them is left alone (a newer KubeVirt
+# may have it), unless it is a near miss of a field vmnet reads: `netwroks:` would
+# otherwise read as "no networks" and fail far from the typo.
+_VM_SPEC = frozenset(
+    [
+        "running",
+        "runStrategy",
+        "template",
+        "instancetype",
+        "preference",
+        "dataVolumeTemplates",
+        "updateVolumesStrategy",
+    ]
+)
+_VMI_SPEC = frozenset(
+    [
+        "priorityClassName",
+        "domain",
+        "nodeSelector",
+        "affinity",
+        "schedulerName",
+        "tolerations",
+        "topologySpreadConstraints",
+        "evictionStrategy",
+        "startStrategy",
+        "terminationGracePeriodSeconds",
+        "volumes",
+        "livenessProbe",
+        "readinessProbe",
+        "hostname",
+        "subdomain",
+        "networks",
+        "dnsPolicy",
+        "dnsConfig",
+        "accessCredentials",
+        "architecture",
+        "resourceClaims",
+    ]
+)
+
+
+def _no_misspelling(spec: Node, known: frozenset[str], read: tuple[str, ...]) -> None:
+    for key in spec.mapping():
+        if key in known:
+            continue
+        near = difflib.get_close_matches(key, read, n=1, cutoff=0.75)
+        if near and spec.child(near[0]).absent:
+            spec.child(key).fail(f"unknown field; did you mean {near[0]!r}?")
 
 
 def _optional_label(node: Node, what: str) -> str | None:

@@ -9,6 +9,7 @@ Syntax errors name the line and column; nothing but `ConfigError` escapes.
 from __future__ import annotations
 
 import json
+import sys
 
 import yaml
 
@@ -82,12 +83,15 @@ def _decode(text: str, source: str) -> list[object]:
 
 
 def load(path: str) -> Vmi:
-    """Read and parse a manifest file (YAML or JSON).
+    """Read and parse a manifest file (YAML or JSON); `-` is standard input.
 
     Raises:
         ConfigError: field `--vmi` when the file cannot be read, else as `parse_text`.
     """
     try:
+        if path == "-":
+            text = sys.stdin.buffer.read(MAX_TEXT + 1).decode("utf-8")
+            return parse_text(text, source="<stdin>")
         with open(path, encoding="utf-8") as f:
             text = f.read(MAX_TEXT + 1)
     except OSError as err:

@@ -50,7 +50,7 @@ class Cache:
     def hand_to(self, uid: int, gid: int) -> None:
         """Make the directory and its records the phase-2 user's: readable by
         that user (and root) and nobody else. Records written later get the
-        same owner. The lock stays root's."""
+        same owner."""
         self.owner = (uid, gid)
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -64,13 +64,16 @@ class Cache:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the cache's exclusive lock (`.lock` in the root, flock) until
-        the block ends: a plug or unplug holds it from its first read to its
-        last write, so concurrent runs on one cache serialise."""
-        path = os.path.join(self.root, ".lock")
+        """Hold an exclusive flock on the cache directory until the block ends
+        (on its nearest existing parent while it does not exist yet, so that
+        taking the lock creates nothing): a plug or unplug holds it from its
+        first read to its last write, so concurrent runs on one cache
+        serialise."""
+        path = os.path.abspath(self.root)
+        while not os.path.isdir(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
         try:
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
             raise CacheError(f"lock cache {path}: {err.strerror}") from err
         try:
@@ -145,6 +148,8 @@ class Cache:
                     os.unlink(tmp)
                 raise
             _fsync_dir(self.root)
+        except PermissionError as err:  # refused before anything was written
+            raise CacheError(f"write cache {path}: {err.strerror}") from err
         except OSError as err:
             raise DriverError("write cache", path, err.errno or errno.EIO) from err
 

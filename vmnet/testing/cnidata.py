@@ -59,15 +59,21 @@ def bridge_config(
     ipam: dict[str, Any] | None = None,
     mtu: int | None = None,
 ) -> dict[str, Any]:
-    """The `bridge` plugin as a kubenet-style node uses it (gateway .1 on cbr0)."""
+    """The `bridge` plugin as a kubenet-style node uses it (the gateway, .1 or
+    the IPAM's `gateway`, on cbr0). The plugin adds the default route itself
+    (`isDefaultGateway`) unless the IPAM section already routes 0.0.0.0/0 or
+    ::/0: the plugin would then add it twice and fail with "file exists"."""
+    ipam = ipam or host_local(subnet, default_route=False)
+    routes = ipam.get("routes", [])
+    ipam_default = any(r.get("dst") in ("0.0.0.0/0", "::/0") for r in routes)
     conf: dict[str, Any] = {
         "name": "vmt-bridge",
         "type": "bridge",
         "bridge": bridge,
         "isGateway": True,
-        "isDefaultGateway": True,
+        "isDefaultGateway": not ipam_default,
         "ipMasq": False,
-        "ipam": ipam or host_local(subnet, default_route=False),
+        "ipam": ipam,
     }
     if mtu:
         conf["mtu"] = mtu
