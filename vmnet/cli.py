@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from vmnet import __version__
-from vmnet.core.errors import CacheError, ConfigError, VmnetError
+from vmnet.core.errors import CacheError, ConfigError, CriticalNetworkError, VmnetError
 from vmnet.manifest import Vmi
 from vmnet.plan.state import NetworkRecord
 from vmnet.store.cache import Cache
 
 if TYPE_CHECKING:
+    from vmnet.protocols.counters import Counters
+
     pass
 
 log = logging.getLogger("vmnet")
@@ -285,6 +287,16 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
         service.wait(stop)
     finally:
         service.stop()
+        served: list[tuple[object, Counters]] = [
+            (r.config.client_mac, r.stats) for r in service.responders
+        ]
+        served += [(r.config.client_mac, r.stats) for r in service.responders6]
+        for mac, stats in served:
+            log.info("dhcp: served %s: %s", mac, stats.nonzero())
+    if service.lost:
+        raise CriticalNetworkError(
+            f"{', '.join(service.lost)} is gone (the pod network was torn down); stopped serving"
+        )
     return 0
 
 

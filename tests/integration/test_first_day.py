@@ -253,3 +253,31 @@ def test_a_pod_plugged_under_another_cache_dir_is_recognised(cni_pod, vm_file, t
     assert "already bound by vmnet" in res.stderr and "another --cache-dir" in res.stderr
     assert "is missing" not in res.stderr
     assert snapshot(cni_pod.netns) == before
+
+
+def test_dhcp_logs_lease_activity_and_stops_when_its_bridge_is_gone(
+    cni_pod, vm_file, tmp_path
+) -> None:
+    cache = tmp_path / "cache"
+    plug(cni_pod.netns, vm_file, cache)
+    # a named namespace's resolv.conf is the one `ip netns exec` would show
+    (Path("/etc/netns") / cni_pod.netns / "resolv.conf").write_text(POD_RESOLV)
+    argv = [sys.executable, "-m", "vmnet", "dhcp", "-v", "--netns", cni_pod.netns]
+    server = subprocess.Popen(
+        [*argv, "--vmi", str(vm_file), "--cache-dir", str(cache)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "serving" in server.stdout.readline()
+        _lease_through_tap(cni_pod, cache, tmp_path)
+        ns.exec_in(cni_pod.netns, ["ip", "link", "del", "k6t-eth0"])
+        assert server.wait(10) == 3
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    log = server.stderr.read()
+    assert f"OFFER {cni_pod.address.ip}" in log and f"ACK {cni_pod.address.ip}" in log, log
+    assert "k6t-eth0 is gone" in log.splitlines()[-1], log

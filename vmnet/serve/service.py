@@ -15,10 +15,13 @@ the `plugged` test fixture all serve through this class.
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from vmnet.core.netns import run_in
 from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 from vmnet.protocols.dhcp6.config import Dhcp6Config
@@ -47,6 +50,9 @@ class Service:
         ra_interval: float = 10.0,
     ) -> None:
         self._stop = threading.Event()
+        self._netns = netns
+        self._bridges = sorted({bridge for bridge, _ in (*v4, *v6)})
+        self.lost: list[str] = []
         self._threads: list[threading.Thread] = []
         self._endpoints: list[_Closable] = []
         self.responders: list[SingleLeaseResponder] = []
@@ -91,11 +97,32 @@ class Service:
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
-    def wait(self, stop: threading.Event) -> None:
-        """Block until `stop` is set (signal handlers set it) or a loop ends."""
+    def wait(self, stop: threading.Event, check_every: float = 1.0) -> None:
+        """Block until `stop` is set (signal handlers set it), a loop ends, or
+        an interface it serves is gone (then `lost` names them)."""
+        checked = time.monotonic()
         while not stop.wait(0.2):
             if self._threads and not self.running:
                 break
+            if time.monotonic() - checked >= check_every:
+                checked = time.monotonic()
+                self.lost = self._missing()
+                if self.lost:
+                    break
+
+    def _missing(self) -> list[str]:
+        names = self._bridges
+
+        def probe() -> list[str]:
+            gone = []
+            for name in names:
+                try:
+                    socket.if_nametoindex(name)
+                except OSError:
+                    gone.append(name)
+            return gone
+
+        return run_in(self._netns, probe)
 
     def stop(self) -> None:
         self._stop.set()

@@ -66,6 +66,7 @@ class Exchange:
         if known is not None:
             stats.received += 1
             stats.offered += 1
+            self.responder.logger.info("dhcp: DISCOVER (again) on %s: the same OFFER", self.ifname)
             reply, payload = known
             return self._frame(reply, payload[:4] + data[_XID] + payload[8:])
         answer = self._respond(data)

@@ -118,11 +118,15 @@ class SingleLeaseResponder:
             return None
         if kind == MessageType.DISCOVER:
             self.stats.offered += 1
+            self.logger.info(
+                "dhcp: DISCOVER from %s: OFFER %s", msg.client_mac, self.config.address
+            )
             return self._reply(msg, MessageType.OFFER)
         if kind == MessageType.REQUEST:
             return self._request(msg)
         if kind == MessageType.INFORM:
             self.stats.informed += 1
+            self.logger.info("dhcp: INFORM from %s: ACK", msg.client_mac)
             return self._reply(msg, MessageType.ACK, inform=True)
         self._note(msg, kind)
         return None
@@ -140,6 +144,8 @@ class SingleLeaseResponder:
         self.stats.acked += 1
         self.stats.last_ack = self.now()
         self.stats.last_ack_unicast = msg.ciaddr != _ZERO and msg.server_id is None
+        how = "renewal" if msg.ciaddr != _ZERO else "selecting" if msg.server_id else "init-reboot"
+        self.logger.info("dhcp: REQUEST (%s) from %s: ACK %s", how, msg.client_mac, lease)
         return self._reply(msg, MessageType.ACK)
 
     def _note(self, msg: DhcpMessage, kind: int) -> None:

@@ -149,6 +149,9 @@ class Responder6:
         kind = msg.msg_type
         if kind == MessageType.SOLICIT and not msg.rapid_commit:
             self.stats.advertised += 1
+            self.logger.info(
+                "dhcp6: SOLICIT from %s: ADVERTISE %s", _hex(msg.client_id), self.config.address.ip
+            )
             extra: Options = ((int(OptionCode.PREFERENCE), MAX_PREFERENCE),)
             return self._reply(msg, MessageType.ADVERTISE, extra + self._ias(msg) + self._info())
         if kind in (
@@ -177,6 +180,12 @@ class Responder6:
         if msg.msg_type == MessageType.SOLICIT:
             self.stats.rapid_commits += 1
             extra = ((int(OptionCode.RAPID_COMMIT), b""),)
+        self.logger.info(
+            "dhcp6: %s from %s: REPLY %s",
+            MessageType(msg.msg_type).name,
+            _hex(msg.client_id),
+            self.config.address.ip,
+        )
         return self._reply(msg, MessageType.REPLY, extra + self._ias(msg) + self._info())
 
     def _confirm(self, msg: Dhcp6Message) -> Dhcp6Message | None:
