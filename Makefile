@@ -54,7 +54,7 @@ venv: $(VENV)/.installed $(PHASE2_VENV)/.installed
 
 test: deps venv
 	@$(PY) -m vmnet.testing.leaks --save .leaks-before.json
-	VMNET_NO_SKIP=1 $(PY) -m pytest $(PYTEST_ARGS)
+	VMNET_NO_SKIP=1 $(PY) -m pytest --vmnet-strict $(PYTEST_ARGS)
 	@$(PY) -m vmnet.testing.leaks --check .leaks-before.json
 
 test-fast: venv
@@ -63,7 +63,7 @@ test-fast: venv
 # the suite of `make test` under coverage (children included); prints the figure
 coverage: deps venv
 	rm -rf .coverage-data && mkdir -p .coverage-data && chmod 1777 .coverage-data
-	VMNET_NO_SKIP=1 $(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	VMNET_NO_SKIP=1 $(PY) -m coverage run -m pytest --vmnet-strict $(PYTEST_ARGS)
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report --sort=cover | tail -n 25
 

@@ -2,12 +2,13 @@
 
 Only the pytest plugin is used: no Kubernetes, no KubeVirt. The `node`
 fixture plays the node, `pod`/`pod_factory` run the real plugin binary from
-/usr/lib/cni with CNI ADD (and DEL at the end), and `guest_factory` wires a
-guest namespace to the VM's tap the way qemu would.
+the CNI search path (`--cni-path`, else $CNI_PATH, else
+/opt/cni/bin:/usr/lib/cni) with CNI ADD (and DEL at the end), and
+`guest_factory` wires a guest namespace to the VM's tap the way qemu would.
 
-Run it as root:
+Run it as root (`--vmnet-strict`: a missing plugin fails instead of skipping):
 
-    pytest -p vmnet.testing examples/test_my_cni_plugin.py
+    pytest -p vmnet.testing --vmnet-strict examples/test_my_cni_plugin.py
 
 or put `pytest_plugins = ["vmnet.testing"]` in the project's conftest.py.
 """

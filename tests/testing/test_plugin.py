@@ -67,7 +67,7 @@ def _recorded(project: pytest.Pytester) -> list[str]:
 def test_loads_with_p_and_cleans_up(project: pytest.Pytester) -> None:
     run = project.runpytest_subprocess("-p", "vmnet.testing", "--strict-markers", "-rs")
     run.assert_outcomes(passed=2, skipped=2)
-    run.stdout.fnmatch_lines(["*needs CNI plugin /usr/lib/cni/nosuchplugin*"])
+    run.stdout.fnmatch_lines(["*needs CNI plugin 'nosuchplugin' in /opt/cni/bin:/usr/lib/cni*"])
     (name,) = _recorded(project)
     assert not os.path.exists(f"/run/netns/{name}")
 
@@ -114,9 +114,8 @@ def test_fixtures_clean_up_when_the_test_fails(
 
 @pytest.mark.netns
 def test_missing_names_the_missing_piece() -> None:
-    assert (
-        missing("cni", "nosuch")
-        == "needs CNI plugin /usr/lib/cni/nosuch (containernetworking-plugins)"
+    assert missing("cni", "nosuch") == (
+        "needs CNI plugin 'nosuch' in /opt/cni/bin:/usr/lib/cni (--cni-path, ini vmnet_cni_path)"
     )
     assert missing("unrelated-marker") is None
 
@@ -161,3 +160,48 @@ def test_star_import_gives_the_documented_fixtures_and_types() -> None:
     assert fixtures | types <= set(names)
     assert set(vmnet.testing.__all__) == set(names) - {"__builtins__"}
     assert "pytest_addoption" not in names and "vmnet_leak_check" not in names
+
+
+OWN_BUILD = """
+from vmnet.testing import cni
+
+
+def test_pod_from_my_build(pod):
+    assert cni.find_plugin("bridge").startswith({build!r})
+    assert pod.address.ip.version == 4
+"""
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("how", ["option", "ini", "env"])
+def test_a_cni_project_points_the_plugin_at_its_own_build(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Its own plugin binaries (here copies of Debian's) are the ones run."""
+    build = pytester.path / "bin"
+    build.mkdir()
+    for plugin in ("bridge", "host-local"):
+        (build / plugin).write_bytes(Path("/usr/lib/cni", plugin).read_bytes())
+        (build / plugin).chmod(0o755)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("CNI_PATH", raising=False)
+    pytester.makepyfile(test_own=OWN_BUILD.format(build=str(build)))
+    args = ["-p", "vmnet.testing"]
+    if how == "option":
+        args.append(f"--cni-path={build}")
+    elif how == "ini":
+        pytester.makeini(f"[pytest]\nvmnet_cni_path = {build}\n")
+    else:
+        monkeypatch.setenv("CNI_PATH", str(build))
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+
+
+@pytest.mark.netns
+def test_strict_mode_turns_a_missing_component_into_a_failure(project: pytest.Pytester) -> None:
+    run = project.runpytest_subprocess("-p", "vmnet.testing", "--vmnet-strict", "-k", "missing")
+    run.assert_outcomes(errors=1)
+    run.stdout.fnmatch_lines(["*missing component (--vmnet-strict): needs CNI plugin*"])
+    project.makeini("[pytest]\nvmnet_strict = true\n")
+    run = project.runpytest_subprocess("-p", "vmnet.testing", "-k", "missing")
+    run.assert_outcomes(errors=1)

@@ -27,7 +27,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +62,13 @@ __all__ = [
     "CniResult",
     "Node",
     "bridge_config",
+    "find_plugin",
     "host_local",
     "macvlan_config",
     "plugin_path",
     "ptp_config",
+    "search_path",
+    "set_search_path",
     "static_ipam",
 ]
 
@@ -87,11 +90,43 @@ class CniError(DriverError):
     """A CNI plugin failed; the message carries the plugin's own error text."""
 
 
+# Where plugins are looked for, in order, as CNI runtimes do with CNI_PATH: the
+# environment's CNI_PATH, else the conventional /opt/cni/bin, then Debian's
+# /usr/lib/cni. The pytest plugin sets it from --cni-path / ini `vmnet_cni_path`.
+_search_path: list[str] = []
+
+
+def search_path() -> list[str]:
+    """The directories plugins are looked for in, first match wins."""
+    if _search_path:
+        return list(_search_path)
+    env = os.environ.get("CNI_PATH")
+    return [d for d in env.split(":") if d] if env else ["/opt/cni/bin", CNI_BIN]
+
+
+def set_search_path(dirs: Sequence[str] | str | None) -> None:
+    """Look for plugins in `dirs` (a list or a colon-separated string); None: the default."""
+    if isinstance(dirs, str):
+        dirs = dirs.split(":")
+    _search_path[:] = [d for d in (dirs or ()) if d]
+
+
+def find_plugin(plugin: str) -> str | None:
+    """The executable of a CNI plugin on the search path, or None."""
+    if "/" in plugin or not plugin:
+        return None
+    for directory in search_path():
+        path = os.path.join(directory, plugin)
+        if os.access(path, os.X_OK) and os.path.isfile(path):
+            return path
+    return None
+
+
 def plugin_path(plugin: str) -> str:
     """The executable of a CNI plugin, or ConfigError naming what is missing."""
-    path = os.path.join(CNI_BIN, plugin)
-    if "/" in plugin or not os.access(path, os.X_OK):
-        raise ConfigError("cni", f"plugin {path} not found")
+    path = find_plugin(plugin)
+    if path is None:
+        raise ConfigError("cni", f"plugin {plugin!r} not found in {':'.join(search_path())}")
     return path
 
 
@@ -229,7 +264,7 @@ class Node:
             "CNI_CONTAINERID": container_id,
             "CNI_NETNS": netns_path(pod_ns),
             "CNI_IFNAME": ifname,
-            "CNI_PATH": CNI_BIN,
+            "CNI_PATH": ":".join(search_path()),
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         }
         done = ns.exec_in(

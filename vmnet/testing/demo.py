@@ -1,7 +1,7 @@
 """`python -m vmnet.testing.demo` (`make demo`): the whole job on an embedded default, step by step.
 
 A throwaway node and pod (eth0 from the real CNI bridge plugin with
-host-local IPAM when /usr/lib/cni has them, else a veth vmnet makes itself),
+host-local IPAM when the CNI search path has them, else a veth vmnet makes itself),
 phase 1 with the bridge binding, phase 2 (domain XML and the DHCP responder),
 a guest namespace behind the tap running busybox udhcpc, a ping to the CNI
 gateway, then unplug and a check that the pod is exactly as the CNI left it.
@@ -69,12 +69,15 @@ def _serving(vmi: manifest.Vmi, cache: Cache, netns: str) -> Iterator[Service]:
 
 
 def _make_pod(node: Node) -> CniPod:
-    if os.path.exists(os.path.join(cni.CNI_BIN, "bridge")):
+    if cni.find_plugin("bridge") and cni.find_plugin("host-local"):
         pod = node.add_pod(cni.bridge_config())
         _say("pod made by the real CNI bridge plugin (host-local IPAM)", repr(pod))
     else:
         pod = node.veth_pod()
-        _say("no CNI plugins in /usr/lib/cni: pod made from a plain veth", repr(pod))
+        _say(
+            f"no CNI plugins in {':'.join(cni.search_path())}: pod made from a plain veth",
+            repr(pod),
+        )
     return pod
 
 

@@ -7,8 +7,10 @@ Loaded only when a suite asks for it: `pytest -p vmnet.testing` or
   made even when the test fails; teardown ignores only "already gone";
 - a test marked `netns`, `cni`, `qemu` or `libvirt`, or using a fixture that
   needs one of those, is skipped with a reason naming the missing piece
-  (root, /usr/lib/cni/<plugin>, qemu, libvirtd); a suite that must not skip
-  (vmnet's own `make test`) counts skips itself;
+  (root, a CNI plugin on the search path, qemu, libvirtd), or fails it with
+  `--vmnet-strict` (ini `vmnet_strict = true`), which vmnet's own `make test`
+  uses; `--cni-path` (ini `vmnet_cni_path`, else $CNI_PATH, else
+  /opt/cni/bin:/usr/lib/cni) says where a CNI project's own plugin build is;
 - with `--vmnet-leak-check` (or ini `vmnet_leak_check = true`), the session
   errors if a namespace made by vmnet.testing, a relay or a child process is
   left behind, and lists them.
@@ -16,7 +18,6 @@ Loaded only when a suite asks for it: `pytest -p vmnet.testing` or
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -31,13 +32,15 @@ from vmnet.testing.guest import Guest
 
 MARKERS = (
     "netns: needs root and network namespaces",
-    "cni(*plugins): needs the CNI plugins in /usr/lib/cni (default: bridge, host-local)",
+    "cni(*plugins): needs the CNI plugins on the search path, --cni-path (default: bridge, "
+    "host-local)",
     "qemu: needs qemu-system-x86_64 and a Debian cloud kernel",
     "libvirt: needs libvirtd and virsh",
 )
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 MANUAL_PODS = ("veth", "calico")
+_settings: dict[str, bool] = {}  # from the command line and ini, at configure time
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +49,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "fail the session if vmnet.testing leaves namespaces, relays or child processes behind",
         type="bool",
         default=False,
+    )
+    parser.addini(
+        "vmnet_cni_path",
+        "where CNI plugins are looked for, colon-separated (default: $CNI_PATH, else "
+        "/opt/cni/bin:/usr/lib/cni)",
+        default="",
+    )
+    parser.addini(
+        "vmnet_strict",
+        "a missing component (root, a CNI plugin, qemu, libvirt) fails the test instead of "
+        "skipping it",
+        type="bool",
+        default=False,
+    )
+    group = parser.getgroup("vmnet")
+    group.addoption(
+        "--cni-path",
+        metavar="DIRS",
+        help="where CNI plugins are looked for, colon-separated, first match wins "
+        "(ini: vmnet_cni_path; default: $CNI_PATH, else /opt/cni/bin:/usr/lib/cni)",
+    )
+    group.addoption(
+        "--vmnet-strict",
+        action="store_true",
+        default=False,
+        help="a missing component fails the test instead of skipping it (ini: vmnet_strict)",
     )
     parser.getgroup("vmnet").addoption(
         "--vmnet-leak-check",
@@ -59,13 +88,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+    cni.set_search_path(config.getoption("--cni-path") or config.getini("vmnet_cni_path") or None)
+    _settings["strict"] = bool(config.getoption("--vmnet-strict") or config.getini("vmnet_strict"))
+
+
+def _unmet(reason: str) -> None:
+    """Skip for a missing component, or fail in strict mode."""
+    if _settings.get("strict"):
+        pytest.fail(f"missing component (--vmnet-strict): {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker in item.iter_markers():
         reason = missing(marker.name, *marker.args)
         if reason:
-            pytest.skip(reason)
+            _unmet(reason)
 
 
 def missing(need: str, *args: Any) -> str | None:
@@ -74,8 +112,9 @@ def missing(need: str, *args: Any) -> str | None:
         return why
     if need == "cni":
         for plugin in args or ("bridge", "host-local"):
-            if not os.access(os.path.join(cni.CNI_BIN, plugin), os.X_OK):
-                return f"needs CNI plugin {cni.CNI_BIN}/{plugin} (containernetworking-plugins)"
+            if cni.find_plugin(plugin) is None:
+                where = ":".join(cni.search_path())
+                return f"needs CNI plugin {plugin!r} in {where} (--cni-path, ini vmnet_cni_path)"
     if need == "qemu":
         return _no_qemu()
     if need == "libvirt":
@@ -105,7 +144,7 @@ def _no_qemu() -> str | None:
 def _require(need: str, *args: str) -> None:
     reason = missing(need, *args)
     if reason:
-        pytest.skip(reason)
+        _unmet(reason)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -301,7 +340,7 @@ def vm(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 
     why = qemu.available()
     if why:
-        pytest.skip(why)
+        _unmet(why)
     with contextlib.ExitStack() as stack:
 
         def boot(target: Any, tap: str | None = None, mac: Any = None, **kw: Any) -> Any:
