@@ -21,6 +21,7 @@ A block without a directive fails, so a new example cannot go untested.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -123,6 +125,7 @@ def sandbox() -> Iterator[dict[str, str]]:
             "PYTHONPATH": str(REPO),
             "POD_PID": str(pod_process.pid),
             "POD": pod.netns,
+            "POD_ADDRESS": str(pod.address),
             "HOME": str(work),
         }
         yield {"cwd": str(work), **env}
@@ -148,6 +151,48 @@ def test_run_blocks_run(block: Block, sandbox: dict[str, str]) -> None:
         assert res.returncode == 0, (before.id, res.stdout, res.stderr)
     res = _run(block, cwd, sandbox)
     assert res.returncode == 0, f"{block.id}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+
+
+RUN_SERVING = [b for b in RUN if b.lang == "sh" and "vmnet dhcp" in b.body]
+
+
+@pytest.mark.netns
+@pytest.mark.cni("bridge", "host-local")
+@pytest.mark.parametrize("block", RUN_SERVING, ids=[b.id for b in RUN_SERVING])
+def test_a_real_client_behind_the_tap_gets_the_pods_dns_from_the_documented_flow(
+    block: Block, sandbox: dict[str, str], tmp_path: Path
+) -> None:
+    """While the block's `vmnet dhcp` (as UID 107 in the README) serves, udhcpc
+    behind the tap gets the pod's address and the pod's own resolv.conf."""
+    from tests.integration.conftest import lease_through_tap
+    from vmnet.testing.wait import wait_until
+
+    cwd = sandbox.pop("cwd")
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    os.mkfifo(go)
+    pause = f"\ntouch {ready}\nread -r _ < {go}\n"
+    script = f"set -e\n{block.body}{pause}{_STOP_JOBS}"
+    shell = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=cwd,
+        env=sandbox,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: ready.exists() or shell.poll() is not None, timeout=60, what="the block")
+        assert shell.poll() is None, shell.communicate()
+        pod = SimpleNamespace(
+            netns=sandbox["POD"], address=ipaddress.ip_interface(sandbox["POD_ADDRESS"])
+        )
+        lease_through_tap(pod, "/run/vmnet/vm1", tmp_path, search="tenant1.svc.cluster.local")
+    finally:
+        if shell.poll() is None:
+            with open(go, "w") as f:
+                f.write("\n")
+        _, err = shell.communicate(timeout=30)
+    assert shell.returncode == 0, err
 
 
 def _setup_for(block: Block) -> list[Block]:

@@ -118,3 +118,26 @@ def vm_file(tmp_path):
     path = tmp_path / "vm.yaml"
     path.write_text(BRIDGE_VM)
     return path
+
+
+def lease_through_tap(pod, cache, workdir, dns=("10.96.0.10",), search="tenant1.svc.cluster.local"):
+    """A real udhcpc behind the pod's tap0 gets the pod's address and the pod's DNS."""
+    import json
+
+    from vmnet.testing import namespaces as ns
+    from vmnet.testing.dhcpclients import run_client
+    from vmnet.testing.relay import TapRelay
+
+    status = vmnet("status", "--cache-dir", str(cache), "--json", check=True)
+    vm_mac = json.loads(status.stdout)["networks"][0]["vmMac"]
+    guest = ns.create_netns()
+    try:
+        guest_wire(guest, vm_mac)
+        with TapRelay(pod.netns, "tap0", guest, "wire0"):
+            lease = run_client("udhcpc", guest, "eth0", workdir=str(workdir))
+        assert lease.address == pod.address
+        assert [str(d) for d in lease.dns] == list(dns)
+        assert search in lease.search
+        return lease
+    finally:
+        ns.remove_netns(guest)

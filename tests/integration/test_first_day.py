@@ -25,10 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BRIDGE_VM, guest_wire, needs_cni, needs_root, vmnet
+from tests.integration.conftest import BRIDGE_VM, lease_through_tap, needs_cni, needs_root, vmnet
 from vmnet.testing import namespaces as ns
-from vmnet.testing.dhcpclients import run_client
-from vmnet.testing.relay import TapRelay
 from vmnet.testing.snapshots import snapshot
 
 pytestmark = [pytest.mark.netns, needs_root, needs_cni]
@@ -119,28 +117,10 @@ def test_phase2_runs_as_uid_107_with_the_documented_capabilities(
     )
     try:
         assert "serving" in server.stdout.readline(), server.stderr
-        _lease_through_tap(cni_pod, cache, tmp_path)
+        lease_through_tap(cni_pod, cache, tmp_path)
     finally:
         server.terminate()
         assert server.wait(10) == 0, server.stderr.read()
-
-
-def _lease_through_tap(cni_pod, cache: Path, tmp_path: Path) -> None:
-    """A real udhcpc behind the tap gets the pod's address and the pod's DNS."""
-    status = vmnet("status", "--cache-dir", str(cache), "--json", check=True)
-    import json
-
-    vm_mac = json.loads(status.stdout)["networks"][0]["vmMac"]
-    guest = ns.create_netns()
-    try:
-        guest_wire(guest, vm_mac)
-        with TapRelay(cni_pod.netns, "tap0", guest, "wire0"):
-            lease = run_client("udhcpc", guest, "eth0", workdir=str(tmp_path))
-        assert lease.address == cni_pod.address
-        assert [str(d) for d in lease.dns] == ["10.96.0.10"]
-        assert "tenant1.svc.cluster.local" in lease.search
-    finally:
-        ns.remove_netns(guest)
 
 
 def test_dhcp_from_the_node_serves_the_pods_dns(cni_pod, vm_file, tmp_path) -> None:
@@ -169,7 +149,7 @@ def test_dhcp_from_the_node_serves_the_pods_dns(cni_pod, vm_file, tmp_path) -> N
         )
         try:
             assert "serving" in server.stdout.readline(), server.stderr
-            _lease_through_tap(cni_pod, cache, tmp_path)
+            lease_through_tap(cni_pod, cache, tmp_path)
         finally:
             server.terminate()
             assert server.wait(10) == 0, server.stderr.read()
@@ -271,7 +251,7 @@ def test_dhcp_logs_lease_activity_and_stops_when_its_bridge_is_gone(
     )
     try:
         assert "serving" in server.stdout.readline()
-        _lease_through_tap(cni_pod, cache, tmp_path)
+        lease_through_tap(cni_pod, cache, tmp_path)
         ns.exec_in(cni_pod.netns, ["ip", "link", "del", "k6t-eth0"])
         assert server.wait(10) == 3
     finally:
