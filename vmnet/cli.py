@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="this pod is a live-migration target (checked as KubeVirt does)",
     )
+    plug.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the changes a plug would make now, and make none",
+    )
+    plug.add_argument("--json", action="store_true", help="machine-readable output")
 
     domain = command("domain", help="phase 2: decorate the libvirt domain XML")
     _vmi(domain)
@@ -118,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     _ns(unplug)
     _vmi(unplug)
     _cache(unplug)
+
+    check = command("check", help="compare the pod with what the cache says phase 1 made")
+    _ns(check)
+    _vmi(check)
+    _cache(check)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
 
     status = command("status", help="show what phase 1 recorded")
     status.add_argument(
@@ -206,13 +218,52 @@ def cmd_plug(args: argparse.Namespace) -> int:
         migration_target=args.migration_target,
         cache_owner=None if cache_owner == (0, 0) else cache_owner,
     )
-    result = phase1.plug(vmi, args.netns, cache, options, on_mutation=faults.crash_hook())
+    if args.dry_run:
+        result = phase1.preview(vmi, args.netns, cache, options)
+    else:
+        result = phase1.plug(vmi, args.netns, cache, options, on_mutation=faults.crash_hook())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "dryRun": args.dry_run,
+                    "cacheDir": cache.root,
+                    "networks": result.networks,
+                    "unplugged": result.unplugged,
+                    "changes": result.mutations,
+                    "warnings": result.warnings,
+                },
+                indent=2,
+            )
+        )
+        return 0
     unplugged = f"; unplugged {', '.join(result.unplugged)}" if result.unplugged else ""
+    verb = "would plug" if args.dry_run else "plugged"
     print(
-        f"plugged {', '.join(result.networks) or 'nothing'}{unplugged} "
+        f"{verb} {', '.join(result.networks) or 'nothing'}{unplugged} "
         f"({len(result.mutations)} changes; cache {cache.root})"
     )
+    if args.dry_run:
+        for change in result.mutations:
+            print(f"  {change}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the pod is as the cache says, 1 (listing how not) otherwise."""
+    from vmnet.phases import phase1
+
+    vmi, cache = _load(args)
+    drift = phase1.check(vmi, args.netns, cache)
+    if args.json:
+        print(json.dumps({"cacheDir": cache.root, "inSync": not drift, "drift": drift}, indent=2))
+    elif drift:
+        print(f"pod and cache {cache.root} differ:")
+        for line in drift:
+            print(f"  {line}")
+    else:
+        print(f"pod matches cache {cache.root}")
+    return 1 if drift else 0
 
 
 def cmd_unplug(args: argparse.Namespace) -> int:
@@ -378,6 +429,7 @@ COMMANDS = {
     "domain": cmd_domain,
     "dhcp": cmd_dhcp,
     "status": cmd_status,
+    "check": cmd_check,
 }
 
 

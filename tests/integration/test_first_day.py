@@ -261,3 +261,44 @@ def test_dhcp_logs_lease_activity_and_stops_when_its_bridge_is_gone(
     log = server.stderr.read()
     assert f"OFFER {cni_pod.address.ip}" in log and f"ACK {cni_pod.address.ip}" in log, log
     assert "k6t-eth0 is gone" in log.splitlines()[-1], log
+
+
+@pytest.mark.parametrize("binding", ["bridge", "masquerade"])
+def test_dry_run_lists_exactly_what_plug_then_does_and_check_compares(
+    node, tmp_path, binding: str
+) -> None:
+    import json
+
+    from vmnet.testing.cni import bridge_config
+
+    pod = node.add_pod(bridge_config())
+    vm = tmp_path / "vm.yaml"
+    vm.write_text(BRIDGE_VM.replace("bridge: {}", f"{binding}: {{}}"))
+    cache = tmp_path / "cache"
+    common = ["--netns", pod.netns, "--vmi", str(vm), "--cache-dir", str(cache)]
+    before = snapshot(pod.netns)
+
+    check = vmnet("check", *common)
+    assert check.returncode == 1 and "not plugged" in check.stdout, check.stdout + check.stderr
+    dry = vmnet("plug", "--dry-run", "--json", *common)
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    assert planned["dryRun"] and len(planned["changes"]) >= 5
+    assert snapshot(pod.netns) == before and not cache.exists()
+
+    real = vmnet("plug", "--json", *common)
+    assert real.returncode == 0, real.stderr
+    done = json.loads(real.stdout)
+    assert done["changes"] == planned["changes"] and done["networks"] == ["default"]
+
+    check = vmnet("check", "--json", *common)
+    assert check.returncode == 0 and json.loads(check.stdout)["inSync"], check.stdout
+    again = vmnet("plug", "--dry-run", *common)
+    assert "(0 changes" in again.stdout, again.stdout
+
+    ns.exec_in(pod.netns, ["ip", "link", "set", "tap0", "nomaster"])  # someone tampers
+    check = vmnet("check", *common)
+    assert check.returncode == 1 and "link set tap0 master" in check.stdout, check.stdout
+    assert snapshot(pod.netns) != before
+    res = vmnet("unplug", *common)
+    assert res.returncode == 0, res.stderr

@@ -15,14 +15,20 @@ sysctls vmnet changed to the values they had before the first plug.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import glob
 import logging
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from vmnet.apply.applier import Applier
 from vmnet.apply.discovery import discover, link_names
 from vmnet.apply.drivers import Drivers, real
+from vmnet.apply.drivers.fake import shadow
 from vmnet.core.addr import MacAddress
 from vmnet.core.errors import CacheError, ConfigError, DiscoveryError, VmnetError
 from vmnet.core.names import (
@@ -249,6 +255,58 @@ def plug(
     """
     with _drivers_for(netns, drivers) as opened, cache.locked():
         return _plug(vmi, cache, options or PlugOptions(), opened, on_mutation)
+
+
+def preview(
+    vmi: Vmi,
+    netns: str | None,
+    cache: Cache,
+    options: PlugOptions | None = None,
+    drivers: Drivers | None = None,
+) -> PlugResult:
+    """What `plug` would do, done to a copy: the pod namespace is read into
+    stateful fakes (`vmnet.apply.drivers.fake.shadow`) and the cache copied to
+    a scratch directory; the plug runs on those, so its `mutations` are the
+    changes a real plug would make now, and nothing real changes.
+
+    Errors are those of `plug` for bad input; the pod is never touched.
+    """
+    options = dataclasses.replace(options or PlugOptions(), cache_owner=None)
+    with (
+        _drivers_for(netns, drivers) as opened,
+        cache.locked(),
+        tempfile.TemporaryDirectory(prefix="vmnet-preview-") as scratch,
+    ):
+        copy = Cache(os.path.join(scratch, "cache"))
+        if os.path.isdir(cache.root):
+            shutil.copytree(cache.root, copy.root)
+        return _plug(vmi, copy, options, shadow(opened, _link_kinds()), None)
+
+
+def check(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = None) -> list[str]:
+    """How the pod differs from what the cache says phase 1 made: networks not
+    (or not fully) plugged, and every change a plug would make. [] when they agree."""
+    drift = []
+    for iface, net in vmi.pairs():
+        if iface.state == "absent" or iface.binding == Binding.SRIOV:
+            continue
+        record = cache.network(net.name)
+        if record is None:
+            drift.append(f"network {net.name}: not plugged (no record in {cache.root})")
+        elif record.state != NetworkState.FINISHED:
+            drift.append(f"network {net.name}: phase 1 {record.state.name.lower()}, not finished")
+    drift += preview(vmi, netns, cache, drivers=drivers).mutations
+    return drift
+
+
+def _link_kinds() -> frozenset[str]:
+    """The link kinds this kernel can make, for a preview: the fakes' own
+    (bridge, veth, tun) and dummy if its module is loaded or installed."""
+    release = os.uname().release
+    dummy = os.path.isdir("/sys/module/dummy") or bool(
+        glob.glob(f"/lib/modules/{release}/kernel/drivers/net/dummy.ko*")
+    )
+    return frozenset({"bridge", "veth", "tun"} | ({"dummy"} if dummy else set()))
 
 
 def _plug(

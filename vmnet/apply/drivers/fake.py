@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from vmnet.apply.drivers import Drivers
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
@@ -52,6 +54,14 @@ class FakeNetlink:
         self._links[link.index] = link
         self._routes.extend(replace(r, oif=link.index) for r in routes)
         return link
+
+    def seed(self, link: LinkState, routes: tuple[RouteState, ...] = ()) -> None:
+        """Copy a link of a real namespace as it is, its index included."""
+        self._links[link.index] = link
+        self._next = max(self._next, link.index + 1)
+        self._routes.extend(routes)
+        if link.learning is not None:
+            self._learning[link.index] = link.learning
 
     def links(self, addresses: bool = True) -> list[LinkState]:
         found = sorted(self._links.values(), key=lambda link: link.index)
@@ -218,6 +228,7 @@ class FakeSysctl:
     netlink: FakeNetlink | None = None
     values: dict[str, str] = field(default_factory=lambda: dict(KERNEL_DEFAULTS))
     journal: list[str] = field(default_factory=list)
+    read_through: Callable[[str], str | None] | None = None  # a real namespace's values
 
     def _gone(self, key: str) -> bool:
         parts = key.split("/")
@@ -226,7 +237,14 @@ class FakeSysctl:
         return False
 
     def get(self, key: str) -> str | None:
-        return None if self._gone(key) else self.values.get(key)
+        if self._gone(key):
+            return None
+        if key not in self.values and self.read_through is not None:
+            value = self.read_through(key)
+            if value is None:
+                return None
+            self.values[key] = value
+        return self.values.get(key)
 
     def set(self, key: str, value: str) -> None:
         if self._gone(key):
@@ -251,21 +269,49 @@ class FakeNft:
 
     tables: dict[tuple[str, str], NatTable] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
+    read_through: Any = None  # a real Nft: tables neither made nor deleted here are its
+    _deleted: set[tuple[str, str]] = field(default_factory=set)
 
     def apply(self, nat: tuple[NatTable, ...]) -> None:
         self.applied.append(script(nat))
         for table in nat:
             self.tables[(table.family, table.name)] = table
 
+    def _real(self, family: str, table: str) -> bool:
+        key = (family, table)
+        return key not in self.tables and key not in self._deleted and self.read_through is not None
+
     def has_table(self, family: str, table: str) -> bool:
+        if self._real(family, table):
+            return bool(self.read_through.has_table(family, table))
         return (family, table) in self.tables
 
     def table_comment(self, family: str, table: str) -> str | None:
+        if self._real(family, table):
+            comment: str | None = self.read_through.table_comment(family, table)
+            return comment
         found = self.tables.get((family, table))
         return None if found is None else found.comment
 
     def delete_table(self, family: str, table: str) -> None:
         self.tables.pop((family, table), None)
+        self._deleted.add((family, table))
+
+
+def shadow(real: Drivers, kinds: frozenset[str]) -> Drivers:
+    """Fakes that start as a copy of the real namespace of `real` (links with
+    their addresses, indexes and bridge-port learning, routes, and sysctls and
+    nftables tables read through on first use): the changes applied to them
+    are the changes a real run would make, and nothing real changes."""
+    nl = FakeNetlink(kinds=kinds)
+    routes = real.netlink.routes()
+    for link in real.netlink.links():
+        learning = real.netlink.learning(link.index) if link.master else None
+        mine = tuple(r for r in routes if r.oif == link.index)
+        nl.seed(replace(link, learning=learning), mine)
+    nl._routes.extend(r for r in routes if r.oif is None)
+    sysctl = FakeSysctl(nl, values={}, read_through=real.sysctl.get)
+    return Drivers(netlink=nl, sysctl=sysctl, tap=FakeTap(nl), nft=FakeNft(read_through=real.nft))
 
 
 def fake_drivers(**netlink_kw: object) -> Drivers:
