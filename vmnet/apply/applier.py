@@ -69,6 +69,7 @@ class Applier:
                 raise PrivilegeError("CAP_NET_ADMIN", str(err)) from err
             raise
         self.mutations.append(what)
+        log.info("changed: %s", what)
         if self.on_mutation is not None:
             self.on_mutation(what)
 
