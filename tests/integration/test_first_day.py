@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -108,16 +109,17 @@ def test_phase2_runs_as_uid_107_with_the_documented_capabilities(
         assert res.returncode == 2, res.stderr
         assert len(res.stderr.splitlines()) == 1 and f"needs {missing}" in res.stderr
 
-    caps = ("net_bind_service", "net_raw")
-    server = subprocess.Popen(
-        [*in_pod, *as_user(readable, caps), *dhcp],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with serving([*in_pod, *as_user(readable, ("net_bind_service", "net_raw")), *dhcp]):
+        lease_through_tap(cni_pod, cache, tmp_path)
+
+
+@contextlib.contextmanager
+def serving(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """`vmnet dhcp` running until the block ends; it must stop with exit 0."""
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert "serving" in server.stdout.readline(), server.stderr
-        lease_through_tap(cni_pod, cache, tmp_path)
+        yield server
     finally:
         server.terminate()
         assert server.wait(10) == 0, server.stderr.read()
@@ -141,18 +143,8 @@ def test_dhcp_from_the_node_serves_the_pods_dns(cni_pod, vm_file, tmp_path) -> N
         os.replace(other, named)
         netns = f"/proc/{pod_process.pid}/ns/net"
         argv = [sys.executable, "-m", "vmnet", "dhcp", "--netns", netns]
-        server = subprocess.Popen(
-            [*argv, "--vmi", str(vm_file), "--cache-dir", str(cache)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert "serving" in server.stdout.readline(), server.stderr
+        with serving([*argv, "--vmi", str(vm_file), "--cache-dir", str(cache)]):
             lease_through_tap(cni_pod, cache, tmp_path)
-        finally:
-            server.terminate()
-            assert server.wait(10) == 0, server.stderr.read()
     finally:
         pod_process.kill()
         pod_process.wait()

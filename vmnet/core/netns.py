@@ -68,17 +68,8 @@ def resolv_conf_of(netns: str | None) -> str:
 
 def check_netns(netns: str | None) -> None:
     """Raise ConfigError unless `netns` names an existing network namespace."""
-    if netns is None:
-        return
-    path = netns_path(netns)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as err:
-        raise ConfigError("--netns", f"network namespace {netns!r}: {err.strerror}") from err
-    try:
-        _setns_probe(fd, path)
-    finally:
-        os.close(fd)
+    if netns is not None:
+        os.close(_open_netns(netns))
 
 
 @contextlib.contextmanager
@@ -86,17 +77,27 @@ def locked(netns: str | None) -> Iterator[None]:
     """Hold an exclusive lock on the namespace itself (its nsfs inode, the
     same whichever path names it) until the block ends: phase-1 runs on one
     pod wait for each other, whatever cache directory each was given."""
-    path = "/proc/self/ns/net" if netns is None else netns_path(netns)
+    fd = _open_netns("/proc/self/ns/net" if netns is None else netns)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _open_netns(netns: str) -> int:
+    """An fd on the namespace `netns` names, or ConfigError."""
+    path = netns_path(netns)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:
         raise ConfigError("--netns", f"network namespace {netns!r}: {err.strerror}") from err
     try:
         _setns_probe(fd, path)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _setns_probe(fd: int, path: str) -> None:
