@@ -8,6 +8,7 @@ error is one line on stderr: `vmnet <command>: <operation> <object>: <cause>`.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -18,7 +19,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from vmnet import __version__
-from vmnet.core.errors import CacheError, ConfigError, CriticalNetworkError, VmnetError
+from vmnet.core.errors import (
+    CacheError,
+    ConfigError,
+    CriticalNetworkError,
+    DriverError,
+    VmnetError,
+)
 from vmnet.manifest import Vmi
 from vmnet.plan.state import NetworkRecord
 from vmnet.store.cache import Cache
@@ -326,7 +333,17 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    service = Service(args.netns, v4, v6)
+    try:
+        service = Service(args.netns, v4, v6)
+    except DriverError as err:
+        if err.errno == errno.ENODEV:  # the bridge is not here: the wrong namespace
+            where = "this network namespace" if args.netns is None else f"namespace {args.netns}"
+            raise ConfigError(
+                "--netns",
+                f"{err.target} is not in {where}: run vmnet dhcp inside the pod, or give the "
+                "pod's --netns",
+            ) from err
+        raise
     try:
         for bridge, config in v4:
             print(f"serving {config.address} to {config.client_mac} on {bridge}", flush=True)

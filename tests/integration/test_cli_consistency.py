@@ -95,3 +95,12 @@ def test_a_missing_privilege_is_exit_2_naming_it_and_changes_nothing(cni_pod, vm
     assert snapshot(cni_pod.netns) == before
     subprocess.run(["rm", "-rf", "/tmp/vmnet-priv-cache"], check=True)
     assert not Path("/tmp/vmnet-priv-cache").exists()
+
+
+def test_dhcp_in_the_wrong_namespace_says_so(cni_pod, vm_file, tmp_path) -> None:
+    cache = str(tmp_path / "cache")
+    plug = vmnet("plug", "--netns", cni_pod.netns, "--vmi", str(vm_file), "--cache-dir", cache)
+    assert plug.returncode == 0, plug.stderr
+    res = vmnet("dhcp", "--vmi", str(vm_file), "--cache-dir", cache)  # on the node, no --netns
+    assert res.returncode == 2, res.stderr
+    assert "k6t-eth0 is not in this network namespace: run vmnet dhcp inside the pod" in res.stderr
