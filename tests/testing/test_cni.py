@@ -121,7 +121,7 @@ def test_plugin_error_is_reported(node: cni.Node) -> None:
 
 
 def test_bad_configs_are_config_errors(node: cni.Node, pod_factory) -> None:
-    with pytest.raises(ConfigError, match="/usr/lib/cni/nosuch not found"):
+    with pytest.raises(ConfigError, match="plugin 'nosuch' not found in /opt/cni/bin:/usr/lib/cni"):
         node.add_pod({"type": "nosuch"})
     with pytest.raises(ConfigError, match="mapping with a 'type'"):
         node.add_pod({"name": "x"})
