@@ -37,7 +37,7 @@ deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev]'
+	$(PY) -m pip install -q -e '.[test,dev,sidecar]'
 	touch $@
 
 # Phase 2 as the launcher user (UID 107) needs a python every user can run:
@@ -46,7 +46,7 @@ PHASE2_VENV ?= /var/cache/vmnet/phase2-venv
 $(PHASE2_VENV)/.installed: pyproject.toml
 	mkdir -p $(dir $(PHASE2_VENV))
 	/usr/bin/python3 -m venv $(PHASE2_VENV)
-	$(PHASE2_VENV)/bin/pip install -q "pyroute2>=0.9" "lxml>=4.9" "PyYAML>=6"
+	$(PHASE2_VENV)/bin/pip install -q "pyroute2>=0.9" "lxml>=4.9" "PyYAML>=6" "grpcio>=1.50"
 	chmod -R a+rX $(PHASE2_VENV)
 	touch $@
 

@@ -132,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     _vmi(unplug)
     _cache(unplug)
 
+    sidecar = command("sidecar", help="KubeVirt hook sidecar of the vmnet binding plugin")
+    sidecar.add_argument(
+        "--socket-dir",
+        default="/var/run/kubevirt-hooks",
+        metavar="DIR",
+        help="where virt-launcher looks for hook sockets (default: %(default)s)",
+    )
+
     check = command("check", help="compare the pod with what the cache says phase 1 made")
     _ns(check)
     _vmi(check)
@@ -254,6 +262,47 @@ def cmd_plug(args: argparse.Namespace) -> int:
         for change in result.mutations:
             print(f"  {change}")
     return 0
+
+
+def cmd_sidecar(args: argparse.Namespace) -> int:
+    """Serve KubeVirt's hooks until the Shutdown hook or SIGTERM; exit 0."""
+    try:
+        from vmnet.serve.hooks import HookServer
+    except ImportError as err:
+        raise ConfigError("sidecar", f"needs grpcio ({err}); install vmnet[sidecar]") from err
+    from vmnet.phases import sidecar
+
+    plugin = os.environ.get("NETWORK_BINDING_PLUGIN_NAME") or sidecar.VMNET
+    try:
+        os.makedirs(args.socket_dir, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("--socket-dir", f"{args.socket_dir}: {err.strerror}") from err
+    path = os.path.join(args.socket_dir, f"vmnet-{plugin}.sock")  # unique per binding plugin
+
+    def decorate(domain_xml: bytes, vmi_json: bytes) -> bytes:
+        return sidecar.on_define_domain(domain_xml, vmi_json, plugin, _link_mtu)
+
+    server = HookServer(path, plugin, decorate)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(f"serving KubeVirt hooks for binding plugin {plugin} on {path}", flush=True)
+    try:
+        while not stop.wait(0.2) and not server.shutdown.is_set():
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _link_mtu(name: str) -> int | None:
+    """A link's MTU in this network namespace (sysfs), None if there is no such link."""
+    try:
+        with open(f"/sys/class/net/{name}/mtu", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -447,6 +496,7 @@ COMMANDS = {
     "dhcp": cmd_dhcp,
     "status": cmd_status,
     "check": cmd_check,
+    "sidecar": cmd_sidecar,
 }
 
 

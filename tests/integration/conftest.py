@@ -1,9 +1,11 @@
 import contextlib
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -141,3 +143,40 @@ def lease_through_tap(pod, cache, workdir, dns=("10.96.0.10",), search="tenant1.
         return lease
     finally:
         ns.remove_netns(guest)
+
+
+PHASE2_PYTHON = pathlib.Path(os.environ.get("VMNET_PHASE2_VENV", "/var/cache/vmnet/phase2-venv"))
+
+
+@pytest.fixture
+def readable():
+    """A directory every user can read, holding a copy of the vmnet package
+    (as a node would install it) and the manifest."""
+    root = pathlib.Path(tempfile.mkdtemp(prefix="vmnet-u107-"))
+    os.chmod(root, 0o755)
+    shutil.copytree(pathlib.Path(__file__).resolve().parents[2] / "vmnet", root / "vmnet")
+    (root / "vm.yaml").write_text(BRIDGE_VM)
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    yield root
+    shutil.rmtree(root)
+
+
+def as_user(readable, caps: tuple[str, ...] = (), uid: int = 107) -> list:
+    """argv prefix: `python -m vmnet` as `uid` with exactly `caps`, as KubeVirt runs it."""
+    python = PHASE2_PYTHON / "bin" / "python"
+    assert python.exists(), f"{python} is missing: `make venv` builds it"
+    spec = ",".join(["-all", *(f"+{c}" for c in caps)])
+    return [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        f"--inh-caps={spec}",
+        f"--ambient-caps={spec}",
+        f"--bounding-set={spec}",
+        "env",
+        f"PYTHONPATH={readable}",
+        str(python),
+        "-m",
+        "vmnet",
+    ]

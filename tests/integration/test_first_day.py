@@ -16,59 +16,29 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BRIDGE_VM, lease_through_tap, needs_cni, needs_root, vmnet
+from tests.integration.conftest import (
+    BRIDGE_VM,
+    as_user,
+    lease_through_tap,
+    needs_cni,
+    needs_root,
+    vmnet,
+)
 from vmnet.testing import namespaces as ns
 from vmnet.testing.snapshots import snapshot
 
 pytestmark = [pytest.mark.netns, needs_root, needs_cni]
 
-PHASE2_PYTHON = Path(os.environ.get("VMNET_PHASE2_VENV", "/var/cache/vmnet/phase2-venv"))
 POD_RESOLV = "nameserver 10.96.0.10\nsearch tenant1.svc.cluster.local svc.cluster.local\n"
 NODE_RESOLV_MARK = "nameserver 10.96.0.10"  # the node's own file must not say this
-
-
-@pytest.fixture
-def readable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A directory every user can read, holding a copy of the vmnet package
-    (as a node would install it) and the manifest."""
-    root = Path(tempfile.mkdtemp(prefix="vmnet-u107-"))
-    os.chmod(root, 0o755)
-    shutil.copytree(Path(__file__).resolve().parents[2] / "vmnet", root / "vmnet")
-    (root / "vm.yaml").write_text(BRIDGE_VM)
-    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    yield root
-    shutil.rmtree(root)
-
-
-def as_user(readable: Path, caps: tuple[str, ...] = (), uid: int = 107) -> list[str]:
-    """argv prefix: `python -m vmnet` as `uid` with exactly `caps`, as KubeVirt runs it."""
-    python = PHASE2_PYTHON / "bin" / "python"
-    assert python.exists(), f"{python} is missing: `make venv` builds it"
-    spec = ",".join(["-all", *(f"+{c}" for c in caps)])
-    return [
-        "setpriv",
-        f"--reuid={uid}",
-        f"--regid={uid}",
-        "--clear-groups",
-        f"--inh-caps={spec}",
-        f"--ambient-caps={spec}",
-        f"--bounding-set={spec}",
-        "env",
-        f"PYTHONPATH={readable}",
-        str(python),
-        "-m",
-        "vmnet",
-    ]
 
 
 def run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -63,9 +63,11 @@ _BINDINGS = {
     "sriov": "sriov",
 }
 _UNSUPPORTED = ("slirp", "macvtap", "portRanges")
-# KubeVirt binding plugins vmnet implements: its passt sidecar plugin ("passt",
-# KubeVirt <= 1.7) and the tap-attachment plugins whose device the CNI makes.
+# KubeVirt binding plugins vmnet implements: its own ("vmnet", the bridge binding),
+# KubeVirt's passt sidecar plugin ("passt", KubeVirt <= 1.7) and the
+# tap-attachment plugins whose device the CNI makes.
 _PLUGINS = {
+    "vmnet": Binding.BRIDGE,  # vmnet's own binding plugin (docs/kubevirt.md, Binding plugins)
     "managed-tap": Binding.MANAGED_TAP,
     "managedtap": Binding.MANAGED_TAP,
     "macvtap": Binding.MANAGED_TAP,
