@@ -24,6 +24,8 @@ def test_every_command_defaults_the_cache_dir_from_the_manifest(cni_pod, tmp_pat
         assert vmnet("unplug", "--netns", cni_pod.netns, "--vmi", str(vm)).returncode == 0
     finally:
         subprocess.run(["rm", "-rf", "/run/vmnet/tenant1/cli-default-vm"], check=True)
+        for parent in ("/run/vmnet/tenant1", "/run/vmnet"):  # only if nothing else is there
+            subprocess.run(["rmdir", "--ignore-fail-on-non-empty", parent], check=False)
 
 
 def test_status_of_a_missing_cache_is_an_error_not_nothing_plugged(tmp_path) -> None:

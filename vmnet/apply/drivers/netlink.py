@@ -157,8 +157,17 @@ class Pyroute2Netlink:
             )
 
     def route_add(self, route: RouteState) -> None:
-        with _op("route add", str(route.destination)):
-            self._ipr.route("add", **_route_attrs(route))
+        """Add `route`, also next to another route to the same destination and
+        metric through another gateway (IPv4 keeps both, as `ip route append`;
+        a CNI plugin can leave a pod two default routes)."""
+        try:
+            with _op("route add", str(route.destination)):
+                self._ipr.route("add", **_route_attrs(route))
+        except DriverError as err:
+            if err.errno != errno.EEXIST or route.destination.version != 4:
+                raise
+            with _op("route append", str(route.destination)):
+                self._ipr.route("append", **_route_attrs(route))
 
     def route_del(self, route: RouteState) -> None:
         with _op("route del", str(route.destination)):
