@@ -279,10 +279,8 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         raise ConfigError("--socket-dir", f"{args.socket_dir}: {err.strerror}") from err
     path = os.path.join(args.socket_dir, f"vmnet-{plugin}.sock")  # unique per binding plugin
 
-    def decorate(domain_xml: bytes, vmi_json: bytes) -> bytes:
-        return sidecar.on_define_domain(domain_xml, vmi_json, plugin, _link_mtu)
-
-    server = HookServer(path, plugin, decorate)
+    state = sidecar.Sidecar(plugin, _link_mtu, _link_alias)
+    server = HookServer(path, plugin, state.define)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -293,7 +291,17 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
             pass
     finally:
         server.stop()
+        state.close()
     return 0
+
+
+def _link_alias(name: str) -> str | None:
+    """A link's alias in this network namespace (sysfs), None if there is no such link."""
+    try:
+        with open(f"/sys/class/net/{name}/ifalias", encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _link_mtu(name: str) -> int | None:

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 DEFAULT_CACHE = "/run/vmnet/cni"
+# the sidecar (UID 107, no capabilities) binds UDP 67, as KubeVirt's passt CNI allows
+UNPRIVILEGED_PORTS = ("net/ipv4/ip_unprivileged_port_start", "0")
 _POD_NAME = re.compile(r"^virt-launcher-(?P<vmi>.+)-[a-z0-9]{5}$")
 _SAFE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$")
 log = logging.getLogger("vmnet.cni")
@@ -222,9 +224,32 @@ def _add(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
     if not isinstance(owner, int) or isinstance(owner, bool) or not 0 <= owner < 2**31:
         raise CniFailure(7, f"tapOwner {owner!r} is not a UID")
     vmi = _vmi(network, _is_primary(netns, network), env)
-    options = phase1.PlugOptions(tap_uid=owner, tap_gid=owner)
-    result = phase1.plug(vmi, netns, Cache(root), options)
+    options = phase1.PlugOptions(tap_uid=owner, tap_gid=owner, sysctls=(UNPRIVILEGED_PORTS,))
+    cache = Cache(root)
+    result = phase1.plug(vmi, netns, cache, options)
+    _hand_off(netns, cache, network)
     log.info("ADD %s: %d changes", network, len(result.mutations))
+
+
+def _hand_off(netns: str, cache: Any, network: str) -> None:
+    """Leave the lease on the bridge, for the sidecar (`handoff`)."""
+    from vmnet.apply.drivers import real
+    from vmnet.core.names import LinkNames
+    from vmnet.phases import leases
+    from vmnet.protocols.dhcp4 import handoff
+
+    record, lease = cache.network(network), leases.lease(cache, network)
+    if record is None or lease is None:
+        return
+    bridge = LinkNames.derive(record.pod_iface, primary=record.primary).bridge
+    drivers = real(netns)
+    try:
+        link = drivers.netlink.link(name=bridge, addresses=False)
+        if link is None:
+            raise CniFailure(101, f"{bridge} is missing after ADD")
+        drivers.netlink.set_alias(link.index, handoff.to_alias(lease))
+    finally:
+        drivers.close()
 
 
 def _del(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:

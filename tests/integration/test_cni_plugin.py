@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,77 @@ def test_twenty_pods_plugged_by_concurrent_adds(node, tmp_path) -> None:
         assert "k6t-eth0" in {link.name for link in snapshot(pod.netns).links}
         same = f"K8S_POD_NAMESPACE=tenant1;K8S_POD_NAME=virt-launcher-v{i}-abcde"
         assert cni("DEL", pod, conf(cache=tmp_path / "cni"), CNI_ARGS=same)[0] == 0
+
+
+@pytest.mark.parametrize("client", ["udhcpc", "dhclient", "dhcpcd"])
+def test_vmnet_cni_and_the_sidecar_give_a_guest_its_pod_address(
+    cni_pod, readable, tmp_path, client: str
+) -> None:
+    """The whole binding plugin: vmnet-cni ADD as Multus runs it, the sidecar as
+    KubeVirt runs it (UID 107, no capabilities, in the pod), OnDefineDomain,
+    then a real DHCP client behind the tap, then Shutdown and CNI DEL."""
+    import grpc
+    from lxml import etree
+
+    from tests.integration.conftest import as_user, guest_wire
+    from tests.integration.test_sidecar import KUBEVIRT_DOMAIN, VMI
+    from vmnet.protocols import hooks
+    from vmnet.testing.dhcpclients import run_client
+    from vmnet.testing.relay import TapRelay
+    from vmnet.testing.wait import wait_until
+
+    config = conf(cache=tmp_path / "cni")
+    before = snapshot(cni_pod.netns)
+    ports = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+    original_ports = ns.exec_in(cni_pod.netns, ["cat", ports]).stdout.strip()
+    rc, out, err = cni("ADD", cni_pod, config)
+    assert rc == 0, (out, err)
+    assert ns.exec_in(cni_pod.netns, ["cat", ports]).stdout.strip() == "0"
+
+    (Path("/etc/netns") / cni_pod.netns / "resolv.conf").write_text(
+        "nameserver 10.96.0.10\nsearch tenant1.svc.cluster.local cluster.local\n"
+    )
+    sockets = Path(tempfile.mkdtemp(prefix="vmnet-hooks-"))  # UID 107 can reach it
+    os.chown(sockets, 107, 107)
+    env = {**os.environ, "NETWORK_BINDING_PLUGIN_NAME": "mynet"}
+    argv = ["ip", "netns", "exec", cni_pod.netns, *as_user(readable), "sidecar"]
+    sidecar = subprocess.Popen(
+        [*argv, "--socket-dir", str(sockets)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    guest = ns.create_netns()
+    try:
+        line = sidecar.stdout.readline()
+        assert "serving KubeVirt hooks" in line, sidecar.communicate(timeout=10)
+        socket = sockets / "vmnet-mynet.sock"
+        wait_until(socket.exists, timeout=10, what="the hooks socket")
+        params = hooks.OnDefineDomainParams(KUBEVIRT_DOMAIN, json.dumps(VMI).encode())
+        with grpc.insecure_channel(f"unix:{socket}") as channel:
+            call = channel.unary_unary(hooks.callbacks_path("v1alpha3", hooks.ON_DEFINE_DOMAIN))
+            reply = call(hooks.encode_on_define_domain_params(params), timeout=60)
+        xml = hooks.decode_on_define_domain_result(reply).domain_xml
+        mac = etree.fromstring(xml).find("devices/interface/mac").get("address")
+
+        guest_wire(guest, mac)
+        with TapRelay(cni_pod.netns, "tap0", guest, "wire0"):
+            lease = run_client(client, guest, "eth0", workdir=str(tmp_path))
+        assert lease.address == cni_pod.address
+        assert lease.router == cni_pod.gateway
+        assert [str(d) for d in lease.dns] == ["10.96.0.10"]
+        assert lease.mtu in (None, cni_pod.mtu)
+
+        with grpc.insecure_channel(f"unix:{socket}") as channel:
+            channel.unary_unary(hooks.callbacks_path("v1alpha3", hooks.SHUTDOWN))(b"", timeout=5)
+        assert sidecar.wait(10) == 0, sidecar.stderr.read()
+    finally:
+        ns.remove_netns(guest)
+        subprocess.run(["rm", "-rf", str(sockets)], check=True)
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.wait()
+    assert cni("DEL", cni_pod, config)[0] == 0
+    assert snapshot(cni_pod.netns) == before
+    assert ns.exec_in(cni_pod.netns, ["cat", ports]).stdout.strip() == original_ports

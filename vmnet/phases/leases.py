@@ -71,7 +71,7 @@ def dhcp_configs(
         if base is None:
             continue
         names = LinkNames.derive(record.pod_iface, primary=record.primary)
-        out.append((names.bridge, _complete(vmi, iface, base, resolv)))
+        out.append((names.bridge, complete(vmi, iface, base, resolv)))
     return out
 
 
@@ -91,9 +91,11 @@ def dhcp6_configs(
     return out
 
 
-def _complete(
+def complete(
     vmi: Vmi, iface: Interface, base: DhcpConfig, resolv: resolvconf.ResolvConf
 ) -> DhcpConfig:
+    """Phase 1's lease with what only phase 2 knows: DNS, search list, host
+    name and the interface's `dhcpOptions`."""
     extra: dict[str, object] = {
         "dns": resolv.ipv4_nameservers,
         "search": resolvconf.with_subdomain(resolv.search, vmi.subdomain),

@@ -43,7 +43,7 @@ from vmnet.core.netns import check_netns, locked
 from vmnet.manifest import Binding, Interface, Vmi
 from vmnet.phases.identity import check_same_vmi, vmi_key
 from vmnet.plan.bindings import BindContext, BindMechanism, MacSource, binding_for, choose_vm_mac
-from vmnet.plan.state import NetworkRecord, NetworkState, RouteState, TapSpec
+from vmnet.plan.state import NetPlan, NetworkRecord, NetworkState, RouteState, TapSpec
 from vmnet.store.cache import Cache
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ class PlugOptions:
     mac_source: MacSource = MacSource.STABLE
     migration_target: bool = False
     cache_owner: tuple[int, int] | None = None  # the phase-2 user; None: root keeps it
+    # pod-wide sysctls to set as well (vmnet-cni: the unprivileged sidecar's low ports);
+    # unplug restores them with the bindings' own
+    sysctls: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -322,7 +325,7 @@ def _plug(
     if options.cache_owner is not None:
         cache.hand_to(*options.cache_owner)
     binding_keys = [k for ctx in prepared for k in binding_for(ctx.iface.binding).sysctl_keys(ctx)]
-    _save_sysctls(cache, drivers, binding_keys)
+    _save_sysctls(cache, drivers, binding_keys + [key for key, _ in options.sysctls])
     applier = Applier(drivers, on_mutation)
     for iface, net in vmi.pairs():
         record = cache.network(net.name) if iface.state == "absent" else None
@@ -338,6 +341,8 @@ def _plug(
         _write_leases(cache, ctx.network.name, binding.dhcp_config(ctx), binding.dhcp6_config(ctx))
         cache.put_network(_with_state(record, NetworkState.FINISHED, applier.warnings))
         result.networks.append(ctx.network.name)
+    if options.sysctls:
+        applier.apply(NetPlan(sysctls=options.sysctls))
     result.mutations = applier.mutations
     result.warnings = applier.warnings
     return result

@@ -17,7 +17,9 @@ per start, and once more on a migration target).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +27,15 @@ from vmnet import domain as dom
 from vmnet.core.errors import ConfigError
 from vmnet.core.names import PRIMARY_POD_IFACE, LinkNames, hashed_pod_iface
 from vmnet.manifest import Vmi, parse
+from vmnet.phases.leases import complete
 from vmnet.plan.bindings import stable_mac
+from vmnet.protocols import resolvconf
+from vmnet.protocols.dhcp4 import handoff
+from vmnet.protocols.dhcp4.config import DhcpConfig
+from vmnet.serve.service import Service
 
 VMNET = "vmnet"
+log = logging.getLogger(__name__)
 
 
 def load_vmi(vmi_json: bytes, plugin: str) -> tuple[Vmi, dict[str, str]]:
@@ -100,6 +108,79 @@ def on_define_domain(
 ) -> bytes:
     """KubeVirt's domain XML with vmnet's interfaces in it."""
     vmi, pod_ifaces = load_vmi(vmi_json, plugin)
+    return _decorated(domain_xml, plugin_interfaces(vmi, pod_ifaces, mtu_of))
+
+
+def _decorated(domain_xml: bytes, ifaces: list[dom.DomainInterface]) -> bytes:
     root = dom.parse_domain(domain_xml)
-    dom.decorate(root, plugin_interfaces(vmi, pod_ifaces, mtu_of))
+    dom.decorate(root, ifaces)
     return dom.to_bytes(root)
+
+
+def leases(
+    vmi: Vmi,
+    pod_ifaces: dict[str, str],
+    ifaces: list[dom.DomainInterface],
+    alias_of: Callable[[str], str | None],
+    resolv: resolvconf.ResolvConf,
+) -> tuple[list[tuple[str, DhcpConfig]], list[str]]:
+    """(bridge, lease) for every vmnet interface whose bridge carries the lease
+    vmnet-cni left on it (`vmnet.protocols.dhcp4.handoff`), completed for
+    serving and given the domain's MAC; and a line for each that has none."""
+    macs = {i.alias: i.mac for i in ifaces}
+    out, missing = [], []
+    for iface, net in vmi.pairs():
+        if iface.name not in macs:
+            continue
+        pod_iface = pod_ifaces.get(iface.name) or (
+            PRIMARY_POD_IFACE if net.is_primary else hashed_pod_iface(net.name)
+        )
+        bridge = LinkNames.derive(pod_iface, primary=net.is_primary).bridge
+        text = alias_of(bridge)
+        if not text:
+            missing.append(f"{iface.name}: {bridge} carries no lease (did vmnet-cni plug it?)")
+            continue
+        base = dataclasses.replace(handoff.from_alias(text), client_mac=macs[iface.name])
+        out.append((bridge, complete(vmi, iface, base, resolv)))
+    return out, missing
+
+
+class Sidecar:
+    """The sidecar's state: the VMI's interfaces decorated into each domain
+    KubeVirt defines, and their leases served (unprivileged DHCPv4) from the
+    first definition on; a definition with other leases restarts serving."""
+
+    def __init__(
+        self,
+        plugin: str,
+        mtu_of: Callable[[str], int | None],
+        alias_of: Callable[[str], str | None],
+        resolv_conf: str = "/etc/resolv.conf",
+    ) -> None:
+        self.plugin, self.mtu_of, self.alias_of = plugin, mtu_of, alias_of
+        self.resolv_conf = resolv_conf
+        self.service: Service | None = None
+        self.served: list[tuple[str, DhcpConfig]] = []
+
+    def define(self, domain_xml: bytes, vmi_json: bytes) -> bytes:
+        vmi, pod_ifaces = load_vmi(vmi_json, self.plugin)
+        ifaces = plugin_interfaces(vmi, pod_ifaces, self.mtu_of)
+        out = _decorated(domain_xml, ifaces)
+        configs, missing = leases(
+            vmi, pod_ifaces, ifaces, self.alias_of, resolvconf.load(self.resolv_conf)
+        )
+        for line in missing:
+            log.warning("no DHCP for %s", line)
+        if configs != self.served:
+            self.close()
+            self.service = Service(None, configs, raw=False) if configs else None
+            self.served = configs
+            for bridge, config in configs:
+                log.info("serving %s to %s on %s", config.address, config.client_mac, bridge)
+        return out
+
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+        self.served = []

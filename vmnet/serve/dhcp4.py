@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, run_in
+from vmnet.protocols.dhcp4.codec import IP_UDP_HEADERS
 from vmnet.protocols.dhcp4.exchange import Exchange, Outgoing
 from vmnet.protocols.dhcp4.responder import SERVER_PORT, SingleLeaseResponder
 from vmnet.serve.sockets import check_ifname, low_port, needs, require_up
@@ -58,19 +59,30 @@ class Endpoint:
     ifname: str
     netns: str | None
     rx: socket.socket
-    tx: socket.socket
+    tx: socket.socket | None  # None: unprivileged, replies go out through rx
 
     def send(self, out: Outgoing) -> None:
-        """Send one framed reply as an Ethernet frame to its MAC."""
-        self.tx.sendto(out.packet, (self.ifname, ETH_P_IP, 0, 0, out.dest_mac.packed))
+        """Send one framed reply as an Ethernet frame to its MAC, or, without
+        a packet socket, as UDP: unicast to a client that already has its
+        address (a renewal), else broadcast, since the kernel could not
+        resolve the MAC of an address the client does not hold yet."""
+        if self.tx is not None:
+            self.tx.sendto(out.packet, (self.ifname, ETH_P_IP, 0, 0, out.dest_mac.packed))
+            return
+        reply = out.reply
+        holds = reply.dest_ip == reply.message.ciaddr and not reply.broadcast
+        dest = str(reply.dest_ip) if holds else "255.255.255.255"
+        self.rx.sendto(out.packet[IP_UDP_HEADERS:], (dest, reply.dest_port))
 
     def close(self) -> None:
         self.rx.close()
-        self.tx.close()
+        if self.tx is not None:
+            self.tx.close()
 
 
-def open_endpoint(netns: str | None, ifname: str) -> Endpoint:
+def open_endpoint(netns: str | None, ifname: str, *, raw: bool = True) -> Endpoint:
     """Open the sockets serving `ifname` in `netns` (None: this namespace).
+    `raw=False` opens no packet socket (no CAP_NET_RAW needed; see `send`).
 
     Raises:
         ConfigError: bad namespace or interface name.
@@ -80,13 +92,13 @@ def open_endpoint(netns: str | None, ifname: str) -> Endpoint:
     check_netns(netns)
     check_ifname(ifname)
     try:
-        rx, tx = run_in(netns, lambda: _open(ifname))
+        rx, tx = run_in(netns, lambda: _open(ifname, raw))
     except OSError as err:
         raise DriverError("dhcp bind", ifname, err.errno or errno.EIO) from err
     return Endpoint(ifname, netns, rx, tx)
 
 
-def _open(ifname: str) -> tuple[socket.socket, socket.socket]:
+def _open(ifname: str, raw: bool) -> tuple[socket.socket, socket.socket | None]:
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         require_up(rx, ifname)
@@ -100,6 +112,9 @@ def _open(ifname: str) -> tuple[socket.socket, socket.socket]:
         ):
             rx.bind(("0.0.0.0", SERVER_PORT))
         rx.setblocking(False)
+        if not raw:
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            return rx, None
         with needs("CAP_NET_RAW", f"open a packet socket to send DHCP replies on {ifname}"):
             tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
     except BaseException:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from vmnet.core.errors import ConfigError
 from vmnet.core.netns import run_in
 from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
@@ -48,7 +49,13 @@ class Service:
         v6: Sequence[tuple[str, Dhcp6Config]] = (),
         *,
         ra_interval: float = 10.0,
+        raw: bool = True,
     ) -> None:
+        """`raw=False`: DHCPv4 without a packet socket (no CAP_NET_RAW, as an
+        unprivileged sidecar runs); DHCPv6 and RAs need one, so `v6` must then
+        be empty."""
+        if not raw and v6:
+            raise ConfigError("dhcp6", "DHCPv6 and router advertisements need CAP_NET_RAW")
         self._stop = threading.Event()
         self._netns = netns
         self._bridges = sorted({bridge for bridge, _ in (*v4, *v6)})
@@ -59,7 +66,7 @@ class Service:
         self.responders6: list[Responder6] = []
         try:
             pairs4 = [
-                (self._open(server4.open_endpoint(netns, bridge)), SingleLeaseResponder(c))
+                (self._open(server4.open_endpoint(netns, bridge, raw=raw)), SingleLeaseResponder(c))
                 for bridge, c in v4
             ]
             pairs6 = [

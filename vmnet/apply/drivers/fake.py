@@ -35,6 +35,7 @@ class FakeNetlink:
     _links: dict[int, LinkState] = field(default_factory=dict)
     _routes: list[RouteState] = field(default_factory=list)
     _learning: dict[int, bool] = field(default_factory=dict)
+    aliases: dict[int, str] = field(default_factory=dict)
     _next: int = 1
 
     def _mut(self, verb: str, what: str) -> None:
@@ -206,6 +207,10 @@ class FakeNetlink:
     def set_learning(self, index: int, on: bool) -> None:
         self._mut("set_learning", f"{self._get(index).name} {on}")
         self._learning[index] = on
+
+    def set_alias(self, index: int, alias: str) -> None:
+        self._mut("set_alias", f"{self._get(index).name} {alias}")
+        self.aliases[index] = alias
 
     def close(self) -> None:
         pass

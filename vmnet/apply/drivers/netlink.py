@@ -182,6 +182,10 @@ class Pyroute2Netlink:
         with _op("brport set learning", f"#{index}"):
             self._ipr.brport("set", index=index, learning=int(on))
 
+    def set_alias(self, index: int, alias: str) -> None:
+        with _op("link set alias", f"#{index}"):
+            self._ipr.link("set", index=index, ifalias=alias)
+
 
 def _route_attrs(route: RouteState) -> dict[str, Any]:
     attrs: dict[str, Any] = {
