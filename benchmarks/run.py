@@ -20,12 +20,13 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import dhcp, plug, scale, stats
+from benchmarks import binding, dhcp, plug, scale, stats
 from vmnet.testing.cni import Node
 
 NIC_COUNTS = [1, 2, 4, 8, 16]
@@ -61,6 +62,8 @@ TARGETS = [  # key, comparison, bound, text
     ("dhcp_rss_mb", "<", 25.0, "RSS of vmnet dhcp < 25 MB"),
     ("import_ms", "<", 150.0, "import vmnet.serve.dhcp4 < 150 ms"),
     ("ratio_16nic_vs_1nic", "<=", 16.0, "16 NICs <= 16x one NIC"),
+    ("ratio_cni_add_vs_bridge_ref", "<=", 3.0, "vmnet-cni ADD within 3x of the CNI bridge ADD"),
+    ("sidecar_rss_mb", "<", 48.0, "RSS of vmnet sidecar serving < 48 MiB"),
 ]
 
 
@@ -113,6 +116,8 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
         out["pods_measured"] = cfg["pods"]
         out["pods_100_s"] = seconds * 100 / cfg["pods"]
         out.update(dhcp.measure(node, cfg["dhcp_seconds"], cfg["rss"]))
+        with tempfile.TemporaryDirectory(prefix="vmnet-bench-") as scratch:
+            out.update(binding.measure(node, cfg["rounds"], scratch))
     finally:
         node.close()
     out["ratio_bridge_vs_floor"] = stats.ratio(out["plug_bridge_ms_p50"], out["plug_floor_ms_p50"])
@@ -154,6 +159,10 @@ def table(res: dict[str, Any]) -> str:
         (f"RSS after {res['dhcp_rss_transactions']} transactions", res["dhcp_rss_mb"], "MB"),
         ("import vmnet.serve.dhcp4 (process wall)", res["import_ms"], "ms"),
         ("  of which python startup", res["python_startup_ms"], "ms"),
+        ("vmnet-cni ADD (process), p50", res["cni_add_ms_p50"], "ms"),
+        ("CNI bridge plugin ADD (process), p50", res["cni_bridge_ref_add_ms_p50"], "ms"),
+        ("sidecar OnDefineDomain round trip, p50", res["on_define_domain_ms_p50"], "ms"),
+        ("sidecar RSS while serving", res["sidecar_rss_mb"], "MiB"),
     ]
     lines += [f"{name:<46} {value:>10.2f} {unit}" for name, value, unit in rows]
     lines += ["", "NICs   vmnet ms   floor ms"]
@@ -164,11 +173,12 @@ def table(res: dict[str, Any]) -> str:
     lines += [
         "",
         "ratios: bridge/floor {:.2f}, ip CLI/bridge {:.2f}, 16 NICs/1 NIC {:.2f}, "
-        "vmnet/dnsmasq rps {:.2f}".format(
+        "vmnet/dnsmasq rps {:.2f}, vmnet-cni/CNI bridge ADD {:.2f}".format(
             res["ratio_bridge_vs_floor"],
             res["ratio_ip_cli_vs_bridge"],
             res["ratio_16nic_vs_1nic"],
             res["ratio_dhcp_vmnet_vs_dnsmasq"],
+            res["ratio_cni_add_vs_bridge_ref"],
         ),
         "load generator busy: {:.0%} (vmnet), {:.0%} (dnsmasq)".format(
             res["dhcp_loadgen_busy_vmnet"], res["dhcp_loadgen_busy_dnsmasq"]

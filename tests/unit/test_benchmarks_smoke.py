@@ -37,6 +37,11 @@ REQUIRED = [
     "ratio_ip_cli_vs_bridge",
     "ratio_16nic_vs_1nic",
     "ratio_dhcp_vmnet_vs_dnsmasq",
+    "cni_add_ms_p50",
+    "cni_bridge_ref_add_ms_p50",
+    "ratio_cni_add_vs_bridge_ref",
+    "on_define_domain_ms_p50",
+    "sidecar_rss_mb",
 ]
 MAC = MacAddress.parse("02:00:00:00:00:01")
 
@@ -64,7 +69,7 @@ def test_run_json_has_every_required_key():
         assert isinstance(res[key], (int, float)) and math.isfinite(res[key]) and res[key] > 0, key
     assert set(res["nic_sweep_ms_p50"]) == {"1", "2", "4", "8", "16"}
     assert res["dhcp_vmnet_lost"] == 0 and res["machine"]["nproc"] >= 1
-    assert len(res["targets"]) == 7
+    assert len(res["targets"]) == 9
 
 
 def _reference_checksum(data):
