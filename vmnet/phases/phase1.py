@@ -122,12 +122,15 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache, options: PlugOptions) -> l
         if record is None:
             primary = net is vmi.primary
             names = LinkNames.derive(pod_names[net.name], primary=primary)
-            if not existing:
-                existing = link_names(drivers.netlink)
-            _refuse_foreign_plug(names, existing, cache)
             if routes is None:
                 routes = drivers.netlink.routes()
-            pod_nic = discover(drivers.netlink, pod_names[net.name], routes)
+            try:
+                pod_nic = discover(drivers.netlink, pod_names[net.name], routes)
+            except DiscoveryError:
+                _refuse_foreign_plug(names, existing or link_names(drivers.netlink), cache)
+                raise
+            if pod_nic.link.kind == "dummy":  # the dummy vmnet leaves where eth0 was
+                _refuse_foreign_plug(names, existing or link_names(drivers.netlink), cache)
             record = NetworkRecord(
                 network=net.name,
                 binding=binding.name,
@@ -159,7 +162,9 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache, options: PlugOptions) -> l
 def _refuse_foreign_plug(names: LinkNames, existing: list[str], cache: Cache) -> None:
     """A pod NIC that vmnet already bound, with no record here, was plugged
     with another cache directory: planning it afresh would take vmnet's own
-    links for the CNI's."""
+    links for the CNI's. Checked when the pod NIC is missing (the bridge
+    binding renamed it) or is a dummy (the one vmnet leaves in its place), so
+    a fresh pod pays no extra link dump."""
     ours = [name for name in (names.bridge, names.nic) if name in existing]
     if ours:
         raise DiscoveryError(

@@ -15,6 +15,7 @@ NIC as discovered, so an interrupted phase 1 and unplug work from it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -46,6 +47,7 @@ class Cache:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._decoded: dict[str, tuple[tuple[Any, ...], Any]] = {}
 
     def hand_to(self, uid: int, gid: int) -> None:
         """Make the directory and its records the phase-2 user's: readable by
@@ -116,14 +118,33 @@ class Cache:
         return _from_schema1(kind, body) if schema == 1 else body
 
     def load(self, kind: str, name: str | None, tp: type[T] | Any) -> T | None:
-        """The record decoded as `tp`, or None when there is no such file."""
+        """The record decoded as `tp`, or None when there is no such file.
+
+        A frozen dataclass decoded once is remembered for as long as its file
+        is the same file (inode, size and modification time): one plug reads
+        each record several times, and a record is only ever replaced whole.
+        """
+        path = self.path(kind, name)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise CacheError(f"read cache {path}: {err.strerror}") from err
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, tp)
+        known = self._decoded.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]  # type: ignore[no-any-return]
         body = self.read(kind, name)
         if body is None:
             return None
         try:
-            return codec.decode(tp, body)  # type: ignore[no-any-return]
+            value = codec.decode(tp, body)
         except CacheError as err:
-            raise CacheError(f"read cache {self.path(kind, name)}: {err}") from err
+            raise CacheError(f"read cache {path}: {err}") from err
+        if dataclasses.is_dataclass(value):  # frozen: safe to hand out again
+            self._decoded[path] = (stamp, value)
+        return value  # type: ignore[no-any-return]
 
     def save(self, kind: str, name: str | None, value: object) -> None:
         self.write(kind, name, codec.encode(value))
