@@ -295,22 +295,22 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     return 0
 
 
-def _link_alias(name: str) -> str | None:
-    """A link's alias in this network namespace (sysfs), None if there is no such link."""
+def _link_attr(name: str, attr: str) -> str | None:
+    """A sysfs attribute of a link in this network namespace, None if there is no such link."""
     try:
-        with open(f"/sys/class/net/{name}/ifalias", encoding="utf-8") as f:
+        with open(f"/sys/class/net/{name}/{attr}", encoding="utf-8") as f:
             return f.read().strip() or None
     except OSError:
         return None
 
 
+def _link_alias(name: str) -> str | None:
+    return _link_attr(name, "ifalias")
+
+
 def _link_mtu(name: str) -> int | None:
-    """A link's MTU in this network namespace (sysfs), None if there is no such link."""
-    try:
-        with open(f"/sys/class/net/{name}/mtu", encoding="ascii") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return None
+    mtu = _link_attr(name, "mtu")
+    return int(mtu) if mtu and mtu.isdigit() else None
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -197,23 +197,15 @@ def _vmi(network: str, primary: bool, env: Mapping[str, str]) -> Vmi:
     )
 
 
-def _is_primary(netns: str, network: str) -> bool:
+def _is_primary(names: set[str], network: str) -> bool:
     """The pod network's NIC is eth0; a Multus network's is pod<hash> (present or already bound)."""
     stem = hashed_pod_iface(network)
-    return not ({stem, f"{stem[3:]}-nic"} & _links(netns))
-
-
-def _links(netns: str) -> set[str]:
-    from vmnet.apply.drivers import real
-
-    drivers = real(netns)
-    try:
-        return {link.name for link in drivers.netlink.links(addresses=False)}
-    finally:
-        drivers.close()
+    return not ({stem, f"{stem[3:]}-nic"} & names)
 
 
 def _add(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    from vmnet.apply.drivers import real
+    from vmnet.core.netns import check_netns
     from vmnet.phases import phase1
     from vmnet.store.cache import Cache
 
@@ -223,17 +215,22 @@ def _add(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
     owner = conf.get("tapOwner", 107)
     if not isinstance(owner, int) or isinstance(owner, bool) or not 0 <= owner < 2**31:
         raise CniFailure(7, f"tapOwner {owner!r} is not a UID")
-    vmi = _vmi(network, _is_primary(netns, network), env)
-    options = phase1.PlugOptions(tap_uid=owner, tap_gid=owner, sysctls=(UNPRIVILEGED_PORTS,))
-    cache = Cache(root)
-    result = phase1.plug(vmi, netns, cache, options)
-    _hand_off(netns, cache, network)
+    check_netns(netns)
+    drivers = real(netns)  # read before and after the plug, which opens its own (and locks)
+    try:
+        names = {link.name for link in drivers.netlink.links(addresses=False)}
+        vmi = _vmi(network, _is_primary(names, network), env)
+        options = phase1.PlugOptions(tap_uid=owner, tap_gid=owner, sysctls=(UNPRIVILEGED_PORTS,))
+        cache = Cache(root)
+        result = phase1.plug(vmi, netns, cache, options)
+        _hand_off(drivers, cache, network)
+    finally:
+        drivers.close()
     log.info("ADD %s: %d changes", network, len(result.mutations))
 
 
-def _hand_off(netns: str, cache: Any, network: str) -> None:
+def _hand_off(drivers: Any, cache: Any, network: str) -> None:
     """Leave the lease on the bridge, for the sidecar (`handoff`)."""
-    from vmnet.apply.drivers import real
     from vmnet.core.names import LinkNames
     from vmnet.phases import leases
     from vmnet.protocols.dhcp4 import handoff
@@ -242,14 +239,10 @@ def _hand_off(netns: str, cache: Any, network: str) -> None:
     if record is None or lease is None:
         return
     bridge = LinkNames.derive(record.pod_iface, primary=record.primary).bridge
-    drivers = real(netns)
-    try:
-        link = drivers.netlink.link(name=bridge, addresses=False)
-        if link is None:
-            raise CniFailure(101, f"{bridge} is missing after ADD")
-        drivers.netlink.set_alias(link.index, handoff.to_alias(lease))
-    finally:
-        drivers.close()
+    link = drivers.netlink.link(name=bridge, addresses=False)
+    if link is None:
+        raise CniFailure(101, f"{bridge} is missing after ADD")
+    drivers.netlink.set_alias(link.index, handoff.to_alias(lease))
 
 
 def _del(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:

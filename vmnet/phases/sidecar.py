@@ -26,7 +26,7 @@ from typing import Any
 from vmnet import domain as dom
 from vmnet.core.errors import ConfigError
 from vmnet.core.names import PRIMARY_POD_IFACE, LinkNames, hashed_pod_iface
-from vmnet.manifest import Vmi, parse
+from vmnet.manifest import Network, Vmi, parse
 from vmnet.phases.leases import complete
 from vmnet.plan.bindings import stable_mac
 from vmnet.protocols import resolvconf
@@ -75,6 +75,15 @@ def _interfaces(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return [i for i in found or () if isinstance(i, dict)] if isinstance(found, list) else []
 
 
+def link_names(iface: str, net: Network, pod_ifaces: dict[str, str]) -> LinkNames:
+    """The links of one interface, from its pod NIC: the one KubeVirt's status
+    names, else `eth0` for the pod network and the hashed name for Multus."""
+    pod_iface = pod_ifaces.get(iface) or (
+        PRIMARY_POD_IFACE if net.is_primary else hashed_pod_iface(net.name)
+    )
+    return LinkNames.derive(pod_iface, primary=net.is_primary)
+
+
 def plugin_interfaces(
     vmi: Vmi, pod_ifaces: dict[str, str], mtu_of: Callable[[str], int | None]
 ) -> list[dom.DomainInterface]:
@@ -83,10 +92,7 @@ def plugin_interfaces(
     for iface, net in vmi.pairs():
         if iface.binding_plugin != VMNET or iface.state == "absent":
             continue
-        pod_iface = pod_ifaces.get(iface.name) or (
-            PRIMARY_POD_IFACE if net.is_primary else hashed_pod_iface(net.name)
-        )
-        tap = LinkNames.derive(pod_iface, primary=net.is_primary).tap
+        tap = link_names(iface.name, net, pod_ifaces).tap
         out.append(
             dom.DomainInterface(
                 alias=iface.name,
@@ -132,10 +138,7 @@ def leases(
     for iface, net in vmi.pairs():
         if iface.name not in macs:
             continue
-        pod_iface = pod_ifaces.get(iface.name) or (
-            PRIMARY_POD_IFACE if net.is_primary else hashed_pod_iface(net.name)
-        )
-        bridge = LinkNames.derive(pod_iface, primary=net.is_primary).bridge
+        bridge = link_names(iface.name, net, pod_ifaces).bridge
         text = alias_of(bridge)
         if not text:
             missing.append(f"{iface.name}: {bridge} carries no lease (did vmnet-cni plug it?)")
