@@ -80,9 +80,22 @@ def topology(node: Node) -> Iterator[Setup]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def generator(setup: Setup) -> loadgen.Generator:
+def generator(setup: Setup, *, dora: bool = False) -> loadgen.Generator:
     sock = loadgen.open_socket(setup.client_ns, "cli0")
-    return loadgen.Generator(sock, bytes.fromhex(setup.vm_mac.replace(":", "")))
+    return loadgen.Generator(sock, bytes.fromhex(setup.vm_mac.replace(":", "")), dora=dora)
+
+
+def _dora(gen: loadgen.Generator, seconds: float, who: str, out: dict[str, float]) -> None:
+    """Full DISCOVER-OFFER-REQUEST-ACK transactions: max rate, then p99 at half of it."""
+    gen.dora = True
+    try:
+        best = gen.closed_loop(seconds)
+        out[f"dhcp_{who}_dora_rps"] = best.rps
+        out[f"dhcp_{who}_dora_lost"] = best.lost
+        paced = gen.open_loop(best.rps / 2, max(500, int(best.rps * seconds / 2)))
+        out[f"dhcp_{who}_dora_p99_ms"] = loadgen_pct(paced, 99)
+    finally:
+        gen.dora = False
 
 
 @contextmanager
@@ -188,7 +201,7 @@ def measure(node: Node, seconds: float, rss_transactions: int) -> dict[str, floa
         gen = generator(setup)
         try:
             with vmnet_server(setup) as proc:
-                _ready(gen, proc, "vmnet dhcp")
+                wait_ready(gen, proc, "vmnet dhcp")
                 best = gen.closed_loop(seconds)
                 out["dhcp_vmnet_rps"] = best.rps
                 out["dhcp_vmnet_lost"] = best.lost
@@ -203,8 +216,9 @@ def measure(node: Node, seconds: float, rss_transactions: int) -> dict[str, floa
                     served += top.done
                 out["dhcp_rss_transactions"] = served
                 out["dhcp_rss_mb"] = rss_mb(proc.pid)
+                _dora(gen, seconds, "vmnet", out)
             with dnsmasq_server(setup) as proc:
-                _ready(gen, proc, "dnsmasq")
+                wait_ready(gen, proc, "dnsmasq")
                 theirs = gen.closed_loop(seconds)
                 out["dhcp_dnsmasq_rps"] = theirs.rps
                 out["dhcp_dnsmasq_lost"] = theirs.lost
@@ -212,6 +226,7 @@ def measure(node: Node, seconds: float, rss_transactions: int) -> dict[str, floa
                 paced = gen.open_loop(theirs.rps / 2, max(1000, int(theirs.rps * seconds / 2)))
                 out["dhcp_dnsmasq_p99_ms"] = loadgen_pct(paced, 99)
                 out["dhcp_dnsmasq_p99_rate"] = theirs.rps / 2
+                _dora(gen, seconds, "dnsmasq", out)
         finally:
             gen.sock.close()
     return out
@@ -223,7 +238,7 @@ def loadgen_pct(run: loadgen.Run, q: float) -> float:
     return percentile(run.latencies_ms, q)
 
 
-def _ready(gen: loadgen.Generator, proc: subprocess.Popen[bytes], what: str) -> None:
+def wait_ready(gen: loadgen.Generator, proc: subprocess.Popen[bytes], what: str) -> None:
     wait_until(
         lambda: gen.first_offer(0.5) or proc.poll() is not None,
         15.0,

@@ -3,7 +3,12 @@
 Rules:
 1. Frames are built once (Ethernet + IPv4 + UDP with checksum 0, RFC 768
    allows it over IPv4, + a DISCOVER); per transaction only the 4 xid bytes
-   change, so sending costs one slice assignment and one `send`.
+   change, so sending costs one slice assignment and one `send`. That is a
+   retransmitted DISCOVER, which a server may answer from a cache.
+   With `dora=True` a transaction is a whole DISCOVER, OFFER, REQUEST, ACK:
+   each DISCOVER also carries its own `secs` (so no two are the same
+   request), and each OFFER is answered by a SELECTING REQUEST with the
+   same xid and secs; the transaction is done at its ACK.
 2. A transaction is a DISCOVER whose OFFER (op 2 to port 68 with the same
    xid) came back. Replies are drained until EAGAIN after every wake-up.
 3. `closed_loop` keeps `window` transactions outstanding (max throughput);
@@ -23,6 +28,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmnet.core.netns import run_in
@@ -31,6 +37,10 @@ ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; cmsg carries struct timespec
 _TIMESPEC = struct.Struct("=qq")
 XID_AT = 14 + 20 + 8 + 4
+SECS_AT = XID_AT + 4
+YIADDR_AT = 14 + 20 + 8 + 16
+OPTIONS_AT = 14 + 20 + 8 + 240
+OFFER, ACK = 2, 5
 TIMEOUT = 0.2
 
 
@@ -43,6 +53,15 @@ def _checksum(data: bytes) -> int:
 
 def discover_frame(mac: bytes) -> bytes:
     """Ethernet broadcast frame carrying a DISCOVER from `mac` (RFC 2131 §4.4.1)."""
+    return _frame(mac, bytes((53, 1, 1)))
+
+
+def request_frame(mac: bytes, requested: bytes, server: bytes) -> bytes:
+    """A SELECTING REQUEST for `requested` from `server` (RFC 2131 §4.3.2)."""
+    return _frame(mac, bytes((53, 1, 3, 50, 4)) + requested + bytes((54, 4)) + server)
+
+
+def _frame(mac: bytes, kind: bytes) -> bytes:
     bootp = struct.pack(
         "!BBBBIHH4s4s4s4s16s64s128s",
         1,
@@ -62,7 +81,7 @@ def discover_frame(mac: bytes) -> bytes:
     )
     opts = (
         b"\x63\x82\x53\x63"
-        + bytes((53, 1, 1))
+        + kind
         + bytes((61, 7, 1))
         + mac
         + bytes((55, 8, 1, 3, 6, 12, 15, 26, 28, 121))
@@ -76,6 +95,23 @@ def discover_frame(mac: bytes) -> bytes:
     )
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     return b"\xff" * 6 + mac + b"\x08\x00" + ip + udp
+
+
+def reply_fields(frame: bytes) -> tuple[int, bytes, bytes]:
+    """(message type, yiaddr, server identifier) of a DHCP reply frame."""
+    kind, server, pos = 0, b"", OPTIONS_AT
+    while pos + 1 < len(frame) and frame[pos] != 255:
+        code = frame[pos]
+        if code == 0:
+            pos += 1
+            continue
+        size = frame[pos + 1]
+        if code == 53 and size == 1:
+            kind = frame[pos + 2]
+        elif code == 54 and size == 4:
+            server = frame[pos + 2 : pos + 6]
+        pos += 2 + size
+    return kind, frame[YIADDR_AT : YIADDR_AT + 4], server
 
 
 def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
@@ -124,9 +160,12 @@ class Run:
 class Generator:
     """Drives one server through `sock` with DISCOVERs from `mac`."""
 
-    def __init__(self, sock: socket.socket, mac: bytes) -> None:
+    def __init__(self, sock: socket.socket, mac: bytes, *, dora: bool = False) -> None:
         self.sock = sock
+        self.mac = mac
         self.frame = bytearray(discover_frame(mac))
+        self.request: bytearray | None = None  # built from the first OFFER (dora)
+        self.dora = dora
         self.xid = 0
         self.pending: dict[bytes, float] = {}
         self.stamped = False  # send times on the kernel's clock (open loop)
@@ -135,6 +174,8 @@ class Generator:
         self.xid = (self.xid + 1) & 0xFFFFFFFF
         xid = self.xid.to_bytes(4, "big")
         self.frame[XID_AT : XID_AT + 4] = xid
+        if self.dora:  # every transaction differs beyond its xid: no cached answer
+            self.frame[SECS_AT : SECS_AT + 2] = (self.xid & 0xFFFF).to_bytes(2, "big")
         self.pending[xid] = time.time() if self.stamped else now
         self.sock.send(self.frame)
 
@@ -152,11 +193,28 @@ class Generator:
                 return
             if len(data) < 50 or data[23] != 17 or data[36:38] != b"\x00\x44" or data[42] != 2:
                 continue
-            sent = pending.pop(data[XID_AT : XID_AT + 4], None)
+            xid = data[XID_AT : XID_AT + 4]
+            if self.dora and xid in pending:
+                kind = reply_fields(data)[0]
+                if kind == OFFER:
+                    self._request(data, xid)
+                    continue  # the transaction ends with its ACK
+                if kind != ACK:
+                    continue
+            sent = pending.pop(xid, None)
             if sent is not None:
                 run.done += 1
                 if record:
                     run.latencies_ms.append((_arrival(anc) - sent) * 1000)
+
+    def _request(self, offer: bytes, xid: bytes) -> None:
+        """DORA: answer an OFFER with its REQUEST (the DISCOVER's xid and secs)."""
+        if self.request is None:
+            _, yiaddr, server = reply_fields(offer)
+            self.request = bytearray(request_frame(self.mac, yiaddr, server))
+        self.request[XID_AT : XID_AT + 4] = xid
+        self.request[SECS_AT : SECS_AT + 2] = xid[2:]
+        self.sock.send(self.request)
 
     def _expire(self, run: Run, now: float) -> None:
         if self.stamped:
@@ -221,6 +279,23 @@ class Generator:
             select.select([self.sock], [], [], 0.01)
             self._drain(scratch, record=False)
         self.pending.clear()
+
+    def poll_answer(
+        self, timeout: float, alive: Callable[[], bool], interval: float = 0.002
+    ) -> float | None:
+        """Send a DISCOVER every `interval` until one is answered: the
+        perf_counter time of that answer, or None (timeout, or not `alive`)."""
+        deadline = time.perf_counter() + timeout
+        scratch = Run()
+        while time.perf_counter() < deadline and alive():
+            self._send(time.perf_counter())
+            select.select([self.sock], [], [], interval)
+            self._drain(scratch, record=False)
+            if scratch.done:
+                self.pending.clear()
+                return time.perf_counter()
+        self.pending.clear()
+        return None
 
     def first_offer(self, timeout: float = 10.0) -> bool:
         """Send a DISCOVER every 50 ms until one is answered (server ready)."""

@@ -15,7 +15,6 @@ needs; type checkers and `help()` see the real objects and signatures.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from vmnet.core.errors import (
     CacheError,
@@ -27,7 +26,10 @@ from vmnet.core.errors import (
     VmnetError,
 )
 
+TYPE_CHECKING = False  # typing is not imported at run time: every command starts here
 if TYPE_CHECKING:
+    from typing import Any
+
     from vmnet.manifest import Vmi, load, parse, parse_text
     from vmnet.phases.leases import dhcp6_configs, dhcp_configs
     from vmnet.phases.phase1 import PlugOptions, PlugResult, plug, unplug

@@ -1,3 +1,3 @@
-from vmnet.cli import main
+from vmnet.cli import run
 
-raise SystemExit(main())
+run()

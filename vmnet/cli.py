@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
 
 from vmnet import __version__
 from vmnet.core.errors import (
@@ -26,16 +24,16 @@ from vmnet.core.errors import (
     DriverError,
     VmnetError,
 )
-from vmnet.manifest import Vmi
-from vmnet.plan.state import NetworkRecord
-from vmnet.store.cache import Cache
 
+TYPE_CHECKING = False  # typing is not imported at run time: every command starts here
 if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from vmnet.manifest import Vmi
+    from vmnet.plan.state import NetworkRecord
     from vmnet.protocols.counters import Counters
+    from vmnet.store.cache import Cache
 
-    pass
-
-log = logging.getLogger("vmnet")
 DEFAULT_CACHE_ROOT = "/run/vmnet"
 
 
@@ -186,6 +184,7 @@ def _cache(p: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace) -> tuple[Vmi, Cache]:
     from vmnet import manifest
+    from vmnet.store.cache import Cache
 
     vmi = manifest.load(args.vmi)
     return vmi, Cache(args.cache_dir or default_cache_dir(vmi))
@@ -374,11 +373,14 @@ def _write(path: str, data: bytes) -> None:
 
 
 def cmd_dhcp(args: argparse.Namespace) -> int:
+    import logging
+
     from vmnet.core.netns import check_netns, resolv_conf_of
     from vmnet.phases import leases
     from vmnet.protocols import resolvconf
     from vmnet.serve.service import Service
 
+    log = logging.getLogger("vmnet")
     vmi, cache = _load(args)
     check_netns(args.netns)
     resolv = resolvconf.load(args.resolv_conf or resolv_conf_of(args.netns))
@@ -430,6 +432,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.cache_dir is None and args.vmi is None:
         raise ConfigError("--cache-dir", "give the cache directory, or the VM's --vmi")
+    from vmnet.store.cache import Cache
+
     cache = _load(args)[1] if args.cache_dir is None else Cache(args.cache_dir)
     if not os.path.isdir(cache.root):
         raise CacheError(f"no vmnet cache at {cache.root}: not a directory")
@@ -509,6 +513,11 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"vmnet {__version__}")  # asked before every upgrade: no parser to build
+        return 0
+    import logging
+
     args = _parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="vmnet: %(levelname)s: %(message)s")
@@ -526,5 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> NoReturn:
+    """The `vmnet` console script: main(), then a prompt exit (vmnet.core.process)."""
+    from vmnet.core.process import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -36,7 +36,7 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from vmnet.core.errors import ConfigError, DiscoveryError, PrivilegeError, VmnetError
 from vmnet.core.names import hashed_pod_iface
@@ -292,5 +292,12 @@ def _gc(conf: Mapping[str, Any]) -> None:
             shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
 
 
+def run() -> NoReturn:
+    """The `vmnet-cni` executable: main(), then a prompt exit (vmnet.core.process)."""
+    from vmnet.core.process import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -91,7 +91,7 @@ def test_no_module_uses_another_modules_private_names() -> None:
 def test_the_private_name_scan_sees_a_private_use(tmp_path: Path) -> None:
     path = tmp_path / "m.py"
     path.write_text(
-        "from vmnet.core import netns\nfrom vmnet.core.names import _stem\nnetns._libc\n"
+        "from vmnet.core import netns\nfrom vmnet.core.names import _stem\nnetns._setns_call\n"
     )
     assert len(private_uses(path)) == 2
 

@@ -17,10 +17,9 @@ A namespace is given by name (looked up in /run/netns) or by path
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
+import functools
 import os
 import queue
 import re
@@ -36,7 +35,24 @@ NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
 
 T = TypeVar("T")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+@functools.cache
+def _setns_call() -> Callable[[int, int], None]:
+    """setns(2) as a callable raising OSError: os.setns (Python 3.12+), else the
+    running process's own libc through ctypes (loaded only then)."""
+    if hasattr(os, "setns"):
+        return os.setns  # type: ignore[no-any-return,unused-ignore]
+    import ctypes
+
+    libc_setns = ctypes.CDLL(None, use_errno=True).setns
+    get_errno = ctypes.get_errno
+
+    def setns(fd: int, nstype: int) -> None:
+        if libc_setns(fd, nstype) != 0:
+            err = get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return setns
 
 
 def netns_path(netns: str) -> str:
@@ -116,11 +132,11 @@ def enter(netns: str) -> None:
     path = netns_path(netns)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            if err == errno.EPERM:
-                raise PrivilegeError("CAP_SYS_ADMIN", f"enter network namespace {path}")
-            raise DriverError("setns", path, err)
+        _setns_call()(fd, CLONE_NEWNET)
+    except OSError as err:
+        if err.errno == errno.EPERM:
+            raise PrivilegeError("CAP_SYS_ADMIN", f"enter network namespace {path}") from err
+        raise DriverError("setns", path, err.errno or errno.EIO) from err
     finally:
         os.close(fd)
 
@@ -223,10 +239,13 @@ def preexec(netns: str | None) -> Callable[[], None] | None:
     if netns is None:
         return None
     path = netns_path(netns)
+    setns = _setns_call()  # resolved before the fork: the child may not import
 
     def child() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            setns(fd, CLONE_NEWNET)
+        except OSError:
             os._exit(126)
         os.close(fd)
 

@@ -24,18 +24,44 @@ Modules: `interface` (the `DomainInterface` spec, port rules, a new
 `<interface>`), `decoration` (`decorate`), `xmlio` (skeleton, parse, print).
 """
 
-from vmnet.domain.decoration import decorate
-from vmnet.domain.interface import (
-    ISTIO_RESERVED_PORTS,
-    MAX_QUEUES,
-    TYPES,
-    VIRTIO_MODELS,
-    DomainInterface,
-    PortForward,
-    interface_element,
-    passt_port_forwards,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmnet.core.lazy import exports
+
+if TYPE_CHECKING:
+    from vmnet.domain.decoration import decorate
+    from vmnet.domain.interface import (
+        ISTIO_RESERVED_PORTS,
+        MAX_QUEUES,
+        TYPES,
+        VIRTIO_MODELS,
+        DomainInterface,
+        PortForward,
+        interface_element,
+        passt_port_forwards,
+    )
+    from vmnet.domain.xmlio import canonical, parse_domain, skeleton, to_bytes
+
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "decorate": ".decoration",
+        "ISTIO_RESERVED_PORTS": ".interface",
+        "MAX_QUEUES": ".interface",
+        "TYPES": ".interface",
+        "VIRTIO_MODELS": ".interface",
+        "DomainInterface": ".interface",
+        "PortForward": ".interface",
+        "interface_element": ".interface",
+        "passt_port_forwards": ".interface",
+        "canonical": ".xmlio",
+        "parse_domain": ".xmlio",
+        "skeleton": ".xmlio",
+        "to_bytes": ".xmlio",
+    },
 )
-from vmnet.domain.xmlio import canonical, parse_domain, skeleton, to_bytes
 
 __all__ = [
     "ISTIO_RESERVED_PORTS",

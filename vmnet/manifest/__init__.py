@@ -32,24 +32,55 @@ tracker), `document`, `networks` and `interfaces` (validation, top-down), `text`
 (YAML/JSON), `serialize` (`to_json`).
 """
 
-from vmnet.manifest.document import parse
-from vmnet.manifest.serialize import to_json
-from vmnet.manifest.text import load, parse_text
-from vmnet.manifest.vmi import (
-    KINDS,
-    MASQUERADE_BRIDGE_MAC,
-    MAX_CPUS,
-    MAX_TEXT,
-    MODELS,
-    STATES,
-    Annotations,
-    Binding,
-    DhcpOptions,
-    Interface,
-    Network,
-    PciAddress,
-    Port,
-    Vmi,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmnet.core.lazy import exports
+
+if TYPE_CHECKING:
+    from vmnet.manifest.document import parse
+    from vmnet.manifest.serialize import to_json
+    from vmnet.manifest.text import load, parse_text
+    from vmnet.manifest.vmi import (
+        KINDS,
+        MASQUERADE_BRIDGE_MAC,
+        MAX_CPUS,
+        MAX_TEXT,
+        MODELS,
+        STATES,
+        Annotations,
+        Binding,
+        DhcpOptions,
+        Interface,
+        Network,
+        PciAddress,
+        Port,
+        Vmi,
+    )
+
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "parse": ".document",
+        "to_json": ".serialize",
+        "load": ".text",
+        "parse_text": ".text",
+        "KINDS": ".vmi",
+        "MASQUERADE_BRIDGE_MAC": ".vmi",
+        "MAX_CPUS": ".vmi",
+        "MAX_TEXT": ".vmi",
+        "MODELS": ".vmi",
+        "STATES": ".vmi",
+        "Annotations": ".vmi",
+        "Binding": ".vmi",
+        "DhcpOptions": ".vmi",
+        "Interface": ".vmi",
+        "Network": ".vmi",
+        "PciAddress": ".vmi",
+        "Port": ".vmi",
+        "Vmi": ".vmi",
+    },
 )
 
 __all__ = [

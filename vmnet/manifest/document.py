@@ -12,14 +12,13 @@ Every network needs an interface of the same name and vice versa.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import replace
 
 from vmnet.core.errors import ConfigError
 from vmnet.manifest.interfaces import parse_interfaces
 from vmnet.manifest.networks import parse_networks
-from vmnet.manifest.nodes import SUBDOMAIN, Node, dns_label, type_name
+from vmnet.manifest.nodes import SUBDOMAIN, Node, close_matches, dns_label, type_name
 from vmnet.manifest.vmi import KINDS, MAX_CPUS, Annotations, Binding, Interface, Network, Vmi
 
 _API_VERSION = re.compile(r"kubevirt\.io/v[0-9]+((alpha|beta)[0-9]+)?")
@@ -129,7 +128,7 @@ def _no_misspelling(spec: Node, known: frozenset[str], read: tuple[str, ...]) ->
     for key in spec.mapping():
         if key in known:
             continue
-        near = difflib.get_close_matches(key, read, n=1, cutoff=0.75)
+        near = close_matches(key, read, n=1, cutoff=0.75)
         if near and spec.child(near[0]).absent:
             spec.child(key).fail(f"unknown field; did you mean {near[0]!r}?")
 

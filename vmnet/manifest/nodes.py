@@ -12,8 +12,8 @@ Names are DNS-1123 labels or subdomains (RFC 1123, 2.1), checked with
 
 from __future__ import annotations
 
-import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -46,7 +46,7 @@ class Node:
             if not isinstance(key, str):
                 self.fail(f"key {key!r} must be a string")
             if known is not None and key not in known:
-                hint = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = close_matches(key, sorted(known), n=1)
                 self.child(key).fail(
                     "unknown field" + (f"; did you mean {hint[0]!r}?" if hint else "")
                 )
@@ -116,3 +116,12 @@ def type_name(value: object) -> str:
 
 def dns_label(node: Node, what: str) -> str:
     return node.name(_LABEL, 63, what)
+
+
+def close_matches(
+    word: str, possibilities: Iterable[str], n: int = 3, cutoff: float = 0.6
+) -> list[str]:
+    """difflib's close matches, for an error's hint."""
+    import difflib  # only on an error: a valid manifest never pays for it
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-
-import yaml
+from typing import Any
 
 from vmnet.core.errors import ConfigError
 from vmnet.manifest.document import parse
@@ -40,19 +39,36 @@ def parse_text(text: str, *, source: str = "<manifest>") -> Vmi:
     )
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key written twice in one mapping, as kubectl does."""
+class _NotYaml(Exception):
+    """A YAML syntax error, as the one line `ConfigError` will show."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        seen: set[str] = set()
-        for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                if key.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key.value!r}", key.start_mark
-                    )
-                seen.add(key.value)
-        return super().construct_mapping(node, deep)
+
+def _yaml_documents(text: str) -> list[object]:
+    """YAML's documents, with a key written twice in one mapping an error, as
+    kubectl makes it. PyYAML is imported here, not with the module: a JSON
+    manifest (KubeVirt's own VMI, `kubectl get -o json`) never loads it."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[str] = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key.value!r}", key.start_mark
+                        )
+                    seen.add(key.value)
+            return super().construct_mapping(node, deep)
+
+    try:
+        return list(yaml.load_all(text, Loader=StrictLoader))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise _NotYaml(f"{where}{err.problem or err.context}") from err
+    except yaml.YAMLError as err:
+        raise _NotYaml(f"not YAML: {err}") from err
 
 
 def _json_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -67,15 +83,11 @@ def _decode(text: str, source: str) -> list[object]:
     try:
         if text.lstrip()[:1] in ("{", "["):
             return [json.loads(text, object_pairs_hook=_json_object)]
-        return list(yaml.load_all(text, Loader=_StrictLoader))
+        return _yaml_documents(text)
     except json.JSONDecodeError as err:
         raise ConfigError(source, f"line {err.lineno}, column {err.colno}: {err.msg}") from err
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, f"{where}{err.problem or err.context}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(source, f"not YAML: {err}") from err
+    except _NotYaml as err:
+        raise ConfigError(source, str(err)) from err.__cause__
     except ValueError as err:
         raise ConfigError(source, f"invalid value: {err}") from err
     except RecursionError as err:

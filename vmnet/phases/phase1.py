@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from vmnet.apply.applier import Applier
 from vmnet.apply.discovery import discover, link_names
 from vmnet.apply.drivers import Drivers, real
-from vmnet.apply.drivers.fake import shadow
 from vmnet.core.addr import MacAddress
 from vmnet.core.errors import CacheError, ConfigError, DiscoveryError, VmnetError
 from vmnet.core.names import (
@@ -279,6 +275,11 @@ def preview(
 
     Errors are those of `plug` for bad input; the pod is never touched.
     """
+    import shutil
+    import tempfile
+
+    from vmnet.apply.drivers.fake import shadow  # a preview only: plug never loads the fakes
+
     options = dataclasses.replace(options or PlugOptions(), cache_owner=None)
     with (
         _drivers_for(netns, drivers) as opened,
@@ -310,6 +311,8 @@ def check(vmi: Vmi, netns: str | None, cache: Cache, drivers: Drivers | None = N
 def _link_kinds() -> frozenset[str]:
     """The link kinds this kernel can make, for a preview: the fakes' own
     (bridge, veth, tun) and dummy if its module is loaded or installed."""
+    import glob
+
     release = os.uname().release
     dummy = os.path.isdir("/sys/module/dummy") or bool(
         glob.glob(f"/lib/modules/{release}/kernel/drivers/net/dummy.ko*")

@@ -152,9 +152,12 @@ class ClientSession:
 
     def wait_lease(self, timeout: float) -> Lease:
         """Block until the client reports a lease; parse it."""
-        return parse_env(
-            self.client, read_env(self._wait_env(_LEASE_REASONS[self.client], timeout))
-        )
+        return parse_env(self.client, read_env(self.wait_lease_file(timeout)))
+
+    def wait_lease_file(self, timeout: float) -> str:
+        """Block until the client reports a lease: the path of its hook's dump,
+        written once the client has configured the address (its mtime says when)."""
+        return self._wait_env(_LEASE_REASONS[self.client], timeout)
 
     def renew(self, timeout: float = 10.0) -> Lease:
         """udhcpc only: SIGUSR1 makes it renew (unicast to the server id)."""

@@ -90,14 +90,14 @@ class Drivers:
 
 def real(netns: str | None) -> Drivers:
     """Drivers acting on `netns` (a name, a path, or None for our own)."""
-    from vmnet.apply.drivers.netlink import Pyroute2Netlink
     from vmnet.apply.drivers.nft import NftCli
+    from vmnet.apply.drivers.rtnl import RtnlNetlink
     from vmnet.apply.drivers.sysctl import ProcSys
     from vmnet.apply.drivers.tap import TunTap
 
     worker = Worker(netns)
     try:
-        netlink = Pyroute2Netlink(netns, worker)
+        netlink = RtnlNetlink(netns, worker)
     except BaseException:
         worker.close()
         raise
