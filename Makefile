@@ -14,9 +14,9 @@ APT_PACKAGES = \
 	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
 	qemu-system-x86 linux-image-cloud-amd64 \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
-	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd
+	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd time
 
-.PHONY: all deps venv gates lint format type layers test test-fast coverage demo fuzz bench clean
+.PHONY: all deps venv cni-bundle gates lint format type layers test test-fast coverage demo fuzz bench clean
 
 all: test
 
@@ -37,7 +37,7 @@ deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev,sidecar]'
+	$(PY) -m pip install -q -e '.[test,dev,sidecar]' --config-settings editable_mode=compat
 	touch $@
 
 # Phase 2 as the launcher user (UID 107) needs a python every user can run:
@@ -50,7 +50,20 @@ $(PHASE2_VENV)/.installed: pyproject.toml
 	chmod -R a+rX $(PHASE2_VENV)
 	touch $@
 
-venv: $(VENV)/.installed $(PHASE2_VENV)/.installed
+# The self-contained vmnet-cni (deploy/bundle.py) is frozen with PyInstaller on
+# Debian's python, which has the shared libpython a bundle needs.
+BUNDLE_VENV ?= /var/cache/vmnet/bundle-venv
+$(BUNDLE_VENV)/.installed: Makefile
+	mkdir -p $(dir $(BUNDLE_VENV))
+	/usr/bin/python3 -m venv $(BUNDLE_VENV)
+	$(BUNDLE_VENV)/bin/pip install -q "pyinstaller==6.22.3"
+	touch $@
+
+venv: $(VENV)/.installed $(PHASE2_VENV)/.installed $(BUNDLE_VENV)/.installed
+
+# dist/vmnet-cni/: what deploy/Containerfile.cni puts on every node
+cni-bundle: $(BUNDLE_VENV)/.installed
+	$(BUNDLE_VENV)/bin/python deploy/bundle.py --dist dist
 
 test: deps venv
 	@$(PY) -m vmnet.testing.leaks --save .leaks-before.json

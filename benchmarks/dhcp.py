@@ -87,9 +87,11 @@ def generator(setup: Setup, *, dora: bool = False) -> loadgen.Generator:
 
 def _dora(gen: loadgen.Generator, seconds: float, who: str, out: dict[str, float]) -> None:
     """Full DISCOVER-OFFER-REQUEST-ACK transactions: max rate, then p99 at half of it."""
-    gen.dora = True
+    gen.dora, gen.request = True, None  # the REQUEST names this server's identifier
     try:
         best = gen.closed_loop(seconds)
+        if not best.done:
+            raise RuntimeError(f"{who}: no full DORA transaction in {seconds:g}s")
         out[f"dhcp_{who}_dora_rps"] = best.rps
         out[f"dhcp_{who}_dora_lost"] = best.lost
         paced = gen.open_loop(best.rps / 2, max(500, int(best.rps * seconds / 2)))

@@ -6,9 +6,11 @@ Rules:
    change, so sending costs one slice assignment and one `send`. That is a
    retransmitted DISCOVER, which a server may answer from a cache.
    With `dora=True` a transaction is a whole DISCOVER, OFFER, REQUEST, ACK:
-   each DISCOVER also carries its own `secs` (so no two are the same
-   request), and each OFFER is answered by a SELECTING REQUEST with the
-   same xid and secs; the transaction is done at its ACK.
+   each DISCOVER also carries its own `secs` and maximum message size
+   (option 57), so no two are the same request and none is answered from a
+   cache, and each OFFER is answered by a SELECTING REQUEST with the
+   same xid, secs and option 57 (so no REQUEST repeats either); the
+   transaction is done at its ACK.
 2. A transaction is a DISCOVER whose OFFER (op 2 to port 68 with the same
    xid) came back. Replies are drained until EAGAIN after every wake-up.
 3. `closed_loop` keeps `window` transactions outstanding (max throughput);
@@ -41,6 +43,7 @@ SECS_AT = XID_AT + 4
 YIADDR_AT = 14 + 20 + 8 + 16
 OPTIONS_AT = 14 + 20 + 8 + 240
 OFFER, ACK = 2, 5
+REQUEST_SHIFT = 6 + 6  # options 50 and 54 come before 61, 55 and 57 in a REQUEST
 TIMEOUT = 0.2
 
 
@@ -164,6 +167,7 @@ class Generator:
         self.sock = sock
         self.mac = mac
         self.frame = bytearray(discover_frame(mac))
+        self.max_size_at = self.frame.index(bytes((57, 2)), OPTIONS_AT) + 2
         self.request: bytearray | None = None  # built from the first OFFER (dora)
         self.dora = dora
         self.xid = 0
@@ -174,8 +178,10 @@ class Generator:
         self.xid = (self.xid + 1) & 0xFFFFFFFF
         xid = self.xid.to_bytes(4, "big")
         self.frame[XID_AT : XID_AT + 4] = xid
-        if self.dora:  # every transaction differs beyond its xid: no cached answer
+        if self.dora:  # every transaction differs beyond xid and secs: no cached answer
             self.frame[SECS_AT : SECS_AT + 2] = (self.xid & 0xFFFF).to_bytes(2, "big")
+            size = 576 + self.xid % 900  # option 57, as a client's state would change it
+            self.frame[self.max_size_at : self.max_size_at + 2] = size.to_bytes(2, "big")
         self.pending[xid] = time.time() if self.stamped else now
         self.sock.send(self.frame)
 
@@ -212,9 +218,11 @@ class Generator:
         if self.request is None:
             _, yiaddr, server = reply_fields(offer)
             self.request = bytearray(request_frame(self.mac, yiaddr, server))
-        self.request[XID_AT : XID_AT + 4] = xid
-        self.request[SECS_AT : SECS_AT + 2] = xid[2:]
-        self.sock.send(self.request)
+        request, at = self.request, self.max_size_at + REQUEST_SHIFT
+        request[XID_AT : XID_AT + 4] = xid
+        request[SECS_AT : SECS_AT + 2] = xid[2:]
+        request[at : at + 2] = (576 + int.from_bytes(xid, "big") % 900).to_bytes(2, "big")
+        self.sock.send(request)
 
     def _expire(self, run: Run, now: float) -> None:
         if self.stamped:

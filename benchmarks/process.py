@@ -15,7 +15,7 @@ Interleaved, each sample on a fresh pod from the real CNI bridge plugin:
   second attachment (host-local IPAM), a Go process;
 - `ip_batch`: the bridge binding's mutations as one `ip -batch` process,
   the practical floor (without the arp_ignore sysctl, which `ip` cannot set).
-Peak RSS is each process's own (wait4's ru_maxrss). Also `vmnet --version`,
+Peak RSS is each process's own, as GNU time reads it. Also `vmnet --version`,
 `vmnet status` and `dhcp_ready`: from spawning `vmnet dhcp` to its first
 OFFER to a DISCOVER sent every 2 ms.
 """
@@ -80,29 +80,30 @@ def env() -> dict[str, str]:
 def timed(
     argv: list[str], *, stdin: str = "", extra: dict[str, str] | None = None
 ) -> tuple[float, float]:
-    """(wall ms, peak RSS MB) of one process from spawn to exit; raises on failure."""
+    """(wall ms, peak RSS MB) of one process from spawn to exit; raises on failure.
+
+    The peak RSS is GNU time's reading (`%M`): a child forked from this
+    benchmark would report this process's own RSS as its peak (Linux keeps
+    the pre-exec high-water mark), so the process is started by `time`, a
+    small program, instead."""
     environ = {**env(), **(extra or {})}
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=environ,
-        cwd="/",
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    proc.stdin.write(stdin.encode())
-    proc.stdin.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = (time.perf_counter() - start) * 1000
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    proc.stdout.close()
-    proc.stderr.close()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:3])}: exit {proc.returncode}: {out or err}")
-    return wall, usage.ru_maxrss / 1024
+    with tempfile.NamedTemporaryFile("r", prefix="vmnet-bench-rss-") as report:
+        start = time.perf_counter()
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", report.name, *argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd="/",
+        )
+        wall = (time.perf_counter() - start) * 1000
+        peak_kb = report.read().strip().splitlines()[-1]
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv[:3])}: exit {done.returncode}: {done.stdout or done.stderr}"
+        )
+    return wall, int(peak_kb) / 1024
 
 
 def _ip_batch(netns: str, steps: list[plug.NicSteps]) -> str:

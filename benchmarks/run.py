@@ -218,6 +218,16 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def targets_markdown(res: dict[str, Any]) -> str:
+    """The targets table of docs/performance.md, from a run's result."""
+    lines = ["| target | key | measured | bound | |", "|---|---|---:|---:|---|"]
+    for key, op, bound, text in TARGETS:
+        value = res[key]
+        met = "met" if _meets(value, op, bound) else "**missed**"
+        lines.append(f"| {text} | `{key}` | {value:.2f} | {op} {bound:g} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="under a minute, fewer samples")
@@ -225,7 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="PNG", help="write plug latency against NIC count")
     p.add_argument("--save", metavar="JSON", help="also write the JSON result to a file")
+    p.add_argument(
+        "--markdown",
+        metavar="JSON",
+        help="print the targets table of a saved result (docs/performance.md) and exit",
+    )
     args = p.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(targets_markdown(json.load(f)), end="")
+        return 0
     if os.geteuid() != 0:
         sys.stderr.write("benchmarks/run.py: needs root (network namespaces)\n")
         return 2

@@ -65,6 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="vmnet-cni: %(message)s")
     env = os.environ
     version = "1.1.0"
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not env.get("CNI_COMMAND") and args == ["--version"]:  # an installer asking, not Multus
+        from vmnet import __version__
+
+        print(f"vmnet-cni {__version__}")
+        return 0
     try:
         command = env.get("CNI_COMMAND", "")
         if command == "VERSION":

@@ -5,7 +5,7 @@ plug`). Once it has done its work and closed what it opened, Python's own
 teardown (every module's objects freed, one by one) costs 25-40 ms on a
 small node, about a sixth of a plug; `exit_now` skips it. It flushes
 standard output and error first, so nothing printed is lost, and falls back
-to a normal exit when a tracer or coverage is running, whose data is written
+to a normal exit when a tracer, a profiler or coverage is running, whose data is written
 at that teardown.
 """
 
@@ -25,6 +25,6 @@ def exit_now(code: int) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: what was lost is lost either way
             code = code or 1
-    if sys.gettrace() is not None or "coverage" in sys.modules:
+    if sys.gettrace() is not None or sys.getprofile() is not None or "coverage" in sys.modules:
         raise SystemExit(code)
     os._exit(code)
