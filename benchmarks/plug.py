@@ -7,10 +7,12 @@ Rules:
    netns, phase 1 (discover, plan, apply, cache), phase 2 (domain XML and
    DHCP configurations), close. The cache lives on tmpfs, as /run does in a
    pod.
-3. The floor issues the bridge binding's mutations back to back with raw
-   pyroute2 calls (socket opened the fastest known way, no reads but the
-   index lookups it needs); the `ip` path issues them one process each, as a
-   shell script does. Both do exactly what vmnet's journal shows for a
+3. The floor issues the bridge binding's mutations back to back as raw
+   rtnetlink requests (vmnet's own codec, `RtnlNetlink`, called directly:
+   no plan, no cache, no reads but the index lookups it needs); the
+   pyroute2 floor issues them as raw pyroute2 calls, to compare the codecs;
+   the `ip` path issues them one process each, as a shell script does. All
+   do exactly what vmnet's journal shows for a
    binding that needs no dummy (this kernel has none).
 """
 
@@ -33,6 +35,7 @@ from pyroute2.netlink import NETLINK_ROUTE
 
 from vmnet import manifest
 from vmnet.apply.drivers import real
+from vmnet.apply.drivers.rtnl import RtnlNetlink
 from vmnet.apply.drivers.tap import _create as create_tap
 from vmnet.core.addr import MacAddress
 from vmnet.core.names import LinkNames, hashed_pod_iface
@@ -172,7 +175,41 @@ def _netlink_socket() -> socket.socket:
 
 
 def floor_plug(netns: str, steps: list[NicSteps]) -> None:
-    """The bridge binding's mutations with raw pyroute2 calls (rule 3)."""
+    """The bridge binding's mutations as raw rtnetlink requests (rule 3)."""
+    nl = RtnlNetlink(netns)
+    try:
+        for s in steps:
+            n = s.names
+            nic = _index(nl, n.pod_iface)
+            nl.link_add(n.bridge, "bridge", mac=MacAddress.parse(s.bridge_mac))
+            br = _index(nl, n.bridge)
+            nl.addr_add(br, ipaddress.ip_interface(f"{s.server_ip}/32"))
+            nl.link_set(br, up=True)
+            nl.link_set(nic, up=False)
+            nl.link_set(nic, name=n.nic)
+            nl.link_set(nic, mac=MacAddress.parse(s.nic_mac))
+            nl.link_set(nic, master=br)
+            for ip in s.address:
+                nl.addr_del(nic, ip.address)
+            nl.link_set(nic, up=True)
+            nl.set_learning(nic, False)
+            run_in(netns, partial(create_tap, n.tap, TapSpec(0, 0, 1)))
+            tap = _index(nl, n.tap)
+            nl.link_set(tap, master=br)
+            nl.link_set(tap, up=True)
+        run_in(netns, _arp_ignore)
+    finally:
+        nl.close()
+
+
+def _index(nl: RtnlNetlink, name: str) -> int:
+    link = nl.link(name=name, addresses=False)
+    assert link is not None, name
+    return link.index
+
+
+def floor_plug_pyroute2(netns: str, steps: list[NicSteps]) -> None:
+    """The same mutations with raw pyroute2 calls: the other codec's floor."""
     ipr = IPRoute(use_socket=run_in(netns, _netlink_socket))
     try:
         for s in steps:
@@ -268,5 +305,10 @@ def variants(
         "bridge": (vm_setup("bridge"), lambda o: o[1], teardown),
         "floor": (steps_setup, lambda o: lambda: floor_plug(o[0].netns, o[1]), teardown),
         "ip_cli": (steps_setup, lambda o: lambda: ip_cli_plug(o[0].netns, o[1]), teardown),
+        "floor_pyroute2": (
+            steps_setup,
+            lambda o: lambda: floor_plug_pyroute2(o[0].netns, o[1]),
+            teardown,
+        ),
         "masquerade": (vm_setup("masquerade"), lambda o: o[1], teardown),
     }

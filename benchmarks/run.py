@@ -114,6 +114,7 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
             ("bridge", "plug_bridge"),
             ("masquerade", "plug_masquerade"),
             ("floor", "plug_floor"),
+            ("floor_pyroute2", "plug_floor_pyroute2"),
             ("ip_cli", "plug_ip_cli"),
         ):
             out[f"{key}_ms_p50"] = stats.p50(samples[name])
@@ -158,7 +159,8 @@ def table(res: dict[str, Any]) -> str:
     rows = [
         ("plug bridge (phase 1+2), p50", res["plug_bridge_ms_p50"], "ms"),
         ("plug masquerade, p50", res["plug_masquerade_ms_p50"], "ms"),
-        ("floor: raw pyroute2, p50", res["plug_floor_ms_p50"], "ms"),
+        ("floor: raw rtnetlink requests, p50", res["plug_floor_ms_p50"], "ms"),
+        ("floor with pyroute2 calls, p50", res["plug_floor_pyroute2_ms_p50"], "ms"),
         ("ip CLI, one process per command, p50", res["plug_ip_cli_ms_p50"], "ms"),
         ("plug 16 NICs, p50", res["plug_16nic_ms_p50"], "ms"),
         (f"100 pods by 2 workers ({res['pods_measured']} measured)", res["pods_100_s"], "s"),

@@ -269,6 +269,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         from vmnet.serve.hooks import HookServer
     except ImportError as err:
         raise ConfigError("sidecar", f"needs grpcio ({err}); install vmnet[sidecar]") from err
+    from vmnet.core.process import serving
     from vmnet.phases import sidecar
 
     plugin = os.environ.get("NETWORK_BINDING_PLUGIN_NAME") or sidecar.VMNET
@@ -284,6 +285,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
+    serving()
     print(f"serving KubeVirt hooks for binding plugin {plugin} on {path}", flush=True)
     try:
         while not stop.wait(0.2) and not server.shutdown.is_set():
@@ -376,6 +378,7 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
     import logging
 
     from vmnet.core.netns import check_netns, resolv_conf_of
+    from vmnet.core.process import serving
     from vmnet.phases import leases
     from vmnet.protocols import resolvconf
     from vmnet.serve.service import Service
@@ -411,6 +414,7 @@ def cmd_dhcp(args: argparse.Namespace) -> int:
                 f"serving {config6.address} (DHCPv6, RA) to {config6.client_mac} on {bridge}",
                 flush=True,
             )
+        serving()
         service.wait(stop)
     finally:
         service.stop()
@@ -537,8 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> NoReturn:
     """The `vmnet` console script: main(), then a prompt exit (vmnet.core.process)."""
-    from vmnet.core.process import exit_now
+    from vmnet.core.process import exit_now, short_lived
 
+    short_lived()
     exit_now(main())
 
 

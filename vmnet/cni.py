@@ -244,11 +244,13 @@ def _hand_off(drivers: Any, cache: Any, network: str) -> None:
     record, lease = cache.network(network), leases.lease(cache, network)
     if record is None or lease is None:
         return
+    lease6 = leases.lease6(cache, network)
     bridge = LinkNames.derive(record.pod_iface, primary=record.primary).bridge
     link = drivers.netlink.link(name=bridge, addresses=False)
     if link is None:
         raise CniFailure(101, f"{bridge} is missing after ADD")
-    drivers.netlink.set_alias(link.index, handoff.to_alias(lease))
+    ipv6 = None if lease6 is None else lease6.address
+    drivers.netlink.set_alias(link.index, handoff.to_alias(lease, ipv6))
 
 
 def _del(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -300,8 +302,9 @@ def _gc(conf: Mapping[str, Any]) -> None:
 
 def run() -> NoReturn:
     """The `vmnet-cni` executable: main(), then a prompt exit (vmnet.core.process)."""
-    from vmnet.core.process import exit_now
+    from vmnet.core.process import exit_now, short_lived
 
+    short_lived()
     exit_now(main())
 
 

@@ -182,6 +182,37 @@ def test_vmnet_cni_and_the_sidecar_give_a_guest_its_pod_address(
     """The whole binding plugin: vmnet-cni ADD as Multus runs it, the sidecar as
     KubeVirt runs it (UID 107, no capabilities, in the pod), OnDefineDomain,
     then a real DHCP client behind the tap, then Shutdown and CNI DEL."""
+    lease, log = _whole_plugin(cni_pod, readable, tmp_path, client)
+    assert lease.address == cni_pod.address
+    assert lease.router == cni_pod.gateway
+    assert [str(d) for d in lease.dns] == ["10.96.0.10"]
+    assert lease.mtu in (None, cni_pod.mtu)
+    assert "IPv6" not in log
+
+
+DUAL_STACK = bridge_config(
+    ipam={
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.24.0.0/24"}], [{"subnet": "fd00:24::/64"}]],
+    }
+)
+
+
+def test_a_dual_stack_pod_gets_ipv4_and_one_line_about_ipv6(node, readable, tmp_path) -> None:
+    """Plugin mode serves no IPv6 (router advertisements need a raw socket): the
+    guest still gets its IPv4 lease, and the sidecar says so once, naming the
+    address, however often KubeVirt defines the domain."""
+    pod = node.add_pod(DUAL_STACK)
+    v6 = next(a for a in pod.result["ips"] if ":" in a["address"])["address"]
+    lease, log = _whole_plugin(pod, readable, tmp_path, "udhcpc", defines=3)
+    assert lease.address == pod.address
+    lines = [line for line in log.splitlines() if "IPv6" in line]
+    assert len(lines) == 1 and v6.split("/")[0] in lines[0], log
+
+
+def _whole_plugin(pod, readable, tmp_path, client: str, defines: int = 1):  # type: ignore[no-untyped-def]
+    """vmnet-cni ADD, the sidecar as UID 107, `defines` OnDefineDomain calls, a
+    real client behind the tap, Shutdown, DEL; (the lease, the sidecar's stderr)."""
     import grpc
     from lxml import etree
 
@@ -192,6 +223,7 @@ def test_vmnet_cni_and_the_sidecar_give_a_guest_its_pod_address(
     from vmnet.testing.relay import TapRelay
     from vmnet.testing.wait import wait_until
 
+    cni_pod = pod
     config = conf(cache=tmp_path / "cni")
     before = snapshot(cni_pod.netns)
     ports = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
@@ -223,21 +255,19 @@ def test_vmnet_cni_and_the_sidecar_give_a_guest_its_pod_address(
         params = hooks.OnDefineDomainParams(KUBEVIRT_DOMAIN, json.dumps(VMI).encode())
         with grpc.insecure_channel(f"unix:{socket}") as channel:
             call = channel.unary_unary(hooks.callbacks_path("v1alpha3", hooks.ON_DEFINE_DOMAIN))
-            reply = call(hooks.encode_on_define_domain_params(params), timeout=60)
+            for _ in range(defines):
+                reply = call(hooks.encode_on_define_domain_params(params), timeout=60)
         xml = hooks.decode_on_define_domain_result(reply).domain_xml
         mac = etree.fromstring(xml).find("devices/interface/mac").get("address")
 
         guest_wire(guest, mac)
         with TapRelay(cni_pod.netns, "tap0", guest, "wire0"):
             lease = run_client(client, guest, "eth0", workdir=str(tmp_path))
-        assert lease.address == cni_pod.address
-        assert lease.router == cni_pod.gateway
-        assert [str(d) for d in lease.dns] == ["10.96.0.10"]
-        assert lease.mtu in (None, cni_pod.mtu)
 
         with grpc.insecure_channel(f"unix:{socket}") as channel:
             channel.unary_unary(hooks.callbacks_path("v1alpha3", hooks.SHUTDOWN))(b"", timeout=5)
         assert sidecar.wait(10) == 0, sidecar.stderr.read()
+        log = sidecar.stderr.read()
     finally:
         ns.remove_netns(guest)
         subprocess.run(["rm", "-rf", str(sockets)], check=True)
@@ -247,3 +277,4 @@ def test_vmnet_cni_and_the_sidecar_give_a_guest_its_pod_address(
     assert cni("DEL", cni_pod, config)[0] == 0
     assert snapshot(cni_pod.netns) == before
     assert ns.exec_in(cni_pod.netns, ["cat", ports]).stdout.strip() == original_ports
+    return lease, log

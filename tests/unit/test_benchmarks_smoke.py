@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from benchmarks import run
 from vmnet.core.addr import MacAddress
 from vmnet.protocols.dhcp4 import codec
 from vmnet.protocols.dhcp4.config import DhcpConfig
@@ -42,6 +43,24 @@ REQUIRED = [
     "ratio_cni_add_vs_bridge_ref",
     "on_define_domain_ms_p50",
     "sidecar_rss_mb",
+    # whole processes, as installed (benchmarks/process.py)
+    "cli_plug_ms_p50",
+    "cli_plug_rss_mb",
+    "ip_batch_ms_p50",
+    "ratio_cli_plug_vs_ip_batch",
+    "ratio_cli_plug_vs_cni_bridge_ref",
+    "cli_version_ms_p50",
+    "cli_status_ms_p50",
+    "dhcp_ready_ms_p50",
+    "plug_floor_pyroute2_ms_p50",
+    # full DORA transactions, no cached answer (benchmarks/loadgen.py dora=True)
+    "dhcp_vmnet_dora_rps",
+    "dhcp_dnsmasq_dora_rps",
+    "dhcp_vmnet_dora_p99_ms",
+    "dhcp_dnsmasq_dora_p99_ms",
+    "ratio_dhcp_dora_vmnet_vs_dnsmasq",
+    # from a client's start to its address (benchmarks/leases.py)
+    *(f"lease_ms_{c}_{s}" for c in ("udhcpc", "dhclient", "dhcpcd") for s in ("vmnet", "dnsmasq")),
 ]
 MAC = MacAddress.parse("02:00:00:00:00:01")
 
@@ -69,7 +88,9 @@ def test_run_json_has_every_required_key():
         assert isinstance(res[key], (int, float)) and math.isfinite(res[key]) and res[key] > 0, key
     assert set(res["nic_sweep_ms_p50"]) == {"1", "2", "4", "8", "16"}
     assert res["dhcp_vmnet_lost"] == 0 and res["machine"]["nproc"] >= 1
-    assert len(res["targets"]) == 9
+    assert len(res["targets"]) == len(run.TARGETS)
+    table = run.targets_markdown(res)  # what docs/performance.md shows, from any run
+    assert all(f"`{key}`" in table for key, *_ in run.TARGETS)
 
 
 def _reference_checksum(data):
@@ -155,3 +176,14 @@ def test_retransmitted_discover_gets_the_same_offer_with_its_own_xid():
     finally:
         rx.close()
         tx.close()
+
+
+def test_the_documented_targets_table_is_the_saved_runs() -> None:
+    """docs/performance.md's targets table is generated from docs/performance.json
+    (`benchmarks/run.py --save`), never written by hand."""
+    with open(os.path.join(ROOT, "docs", "performance.json")) as f:
+        saved = json.load(f)
+    with open(os.path.join(ROOT, "docs", "performance.md")) as f:
+        doc = f.read()
+    assert run.targets_markdown(saved) in doc
+    assert not saved["quick"]  # a full run

@@ -11,12 +11,27 @@ at that teardown.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
     from typing import NoReturn
+
+
+def short_lived() -> None:
+    """For a command's process: no cyclic garbage collection while it starts.
+    Imports make many objects and few cycles; the collector's passes over
+    them cost about 5% of a plug. A serving command calls `serving()`."""
+    gc.disable()
+
+
+def serving() -> None:
+    """For a command that goes on serving: what it loaded stays for its life
+    (gc.freeze, never scanned again), and collection resumes for the rest."""
+    gc.freeze()
+    gc.enable()
 
 
 def exit_now(code: int) -> NoReturn:

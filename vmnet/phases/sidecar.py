@@ -180,6 +180,15 @@ class Sidecar:
             self.served = configs
             for bridge, config in configs:
                 log.info("serving %s to %s on %s", config.address, config.client_mac, bridge)
+                ipv6 = handoff.ipv6_of(self.alias_of(bridge) or "")
+                if ipv6 is not None:
+                    log.warning(
+                        "not serving %s on %s: IPv6 needs router advertisements, which need "
+                        "a raw socket this sidecar (no capabilities) cannot open; the guest "
+                        "gets IPv4 only",
+                        ipv6,
+                        bridge,
+                    )
         return out
 
     def close(self) -> None:

@@ -63,3 +63,13 @@ def test_any_lease_that_fits_round_trips_and_one_that_does_not_is_refused(routes
 def test_anything_else_is_one_error(text: str) -> None:
     with pytest.raises(ConfigError, match="lease"):
         handoff.from_alias(text)
+
+
+def test_a_dual_stack_lease_names_its_ipv6_address_and_still_reads_back() -> None:
+    from ipaddress import IPv6Interface
+
+    text = handoff.to_alias(CALICO, IPv6Interface("fd00:24::5/64"))
+    assert " 6=fd00:24::5/64 " in text
+    assert handoff.ipv6_of(text) == "fd00:24::5/64"
+    assert handoff.from_alias(text) == CALICO
+    assert handoff.ipv6_of(handoff.to_alias(CALICO)) is None

@@ -26,6 +26,7 @@ AF_PACKET socket (RFC 791, RFC 768, checksums included).
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ IP_UDP_HEADERS = 28
 _END = bytes((OptionCode.END,))
 _HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # 236 bytes
 _ZERO = IPv4Address(0)
+_ZERO_BYTES = bytes(4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +71,11 @@ class DhcpMessage:
     def __post_init__(self) -> None:
         for name, width in (("chaddr", 16), ("sname", 64), ("file", 128)):
             value = getattr(self, name)
+            if len(value) == width:
+                continue
             if len(value) > width:
                 raise ValueError(f"{name} is longer than {width} bytes")
-            if len(value) < width:
-                object.__setattr__(self, name, bytes(value).ljust(width, b"\0"))
+            object.__setattr__(self, name, bytes(value).ljust(width, b"\0"))
         for code, _ in self.options:
             if not 0 < code < 255:
                 raise ValueError(f"option code {code} cannot be carried")
@@ -145,7 +148,7 @@ def decode(data: bytes) -> DhcpMessage:
             raw += _parse_options(fields[12])
     return DhcpMessage(  # type: ignore[misc]  # 14 positional fields, then options
         *fields[:7],
-        *(IPv4Address(a) for a in fields[7:11]),
+        *(_ZERO if a == _ZERO_BYTES else IPv4Address(a) for a in fields[7:11]),
         *fields[11:14],
         options=_merge(raw),
     )
@@ -193,8 +196,14 @@ def encode(msg: DhcpMessage) -> bytes:
         msg.sname,
         msg.file,
     )
-    body = b"".join([head, MAGIC_COOKIE, *(encode_option(c, v) for c, v in msg.options), _END])
-    return body.ljust(MIN_MESSAGE, b"\0")
+    return (head + encode_options(msg.options)).ljust(MIN_MESSAGE, b"\0")
+
+
+@functools.lru_cache(maxsize=64)
+def encode_options(options: tuple[tuple[int, bytes], ...]) -> bytes:
+    """The magic cookie, `options` and END. A responder with a fixed lease sends
+    few distinct option sets, so the last 64 are kept."""
+    return b"".join([MAGIC_COOKIE, *(encode_option(c, v) for c, v in options), _END])
 
 
 def encoded_length(options: Sequence[tuple[int, bytes]]) -> int:

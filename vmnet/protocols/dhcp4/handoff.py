@@ -10,13 +10,14 @@ holds at most 255 bytes:
     vmnet1 a=10.22.0.2/24 s=169.254.75.10 g=10.22.0.1 m=1500 r=0.0.0.0/0@10.22.0.1,10.9.0.0/16@-
 
 (`a` address, `s` server id, `g` router, `m` MTU, `r` option-121 routes with
-`-` for on-link). The client MAC, DNS, search list and host name are the
+`-` for on-link; `6` the VM's IPv6 address on a dual-stack pod, which the
+sidecar cannot serve, so that it can say so). The client MAC, DNS, search list and host name are the
 sidecar's to add: it knows the VMI and the pod's resolv.conf.
 """
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 
 from vmnet.core.errors import ConfigError
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
@@ -25,9 +26,11 @@ MAGIC = "vmnet1"
 MAX_ALIAS = 255  # IFALIASZ - 1
 
 
-def to_alias(config: DhcpConfig) -> str:
+def to_alias(config: DhcpConfig, ipv6: IPv6Interface | None = None) -> str:
     """The one-line form; ConfigError when it does not fit an alias."""
     parts = [MAGIC, f"a={config.address}", f"s={config.server_id}"]
+    if ipv6 is not None:
+        parts.append(f"6={ipv6}")
     if config.router is not None:
         parts.append(f"g={config.router}")
     if config.mtu is not None:
@@ -41,6 +44,14 @@ def to_alias(config: DhcpConfig) -> str:
             "lease", f"{len(config.routes)} routes do not fit the {MAX_ALIAS}-byte hand-off"
         )
     return text
+
+
+def ipv6_of(text: str) -> str | None:
+    """The IPv6 address a `to_alias` line names, if any (not parsed further)."""
+    for word in text.strip().split(" ")[1:]:
+        if word.startswith("6="):
+            return word[2:]
+    return None
 
 
 def from_alias(text: str) -> DhcpConfig:

@@ -55,6 +55,8 @@ BROADCAST_MAC = MacAddress(b"\xff" * 6)
 CLIENT_PORT = 68
 SERVER_PORT = 67
 MIN_MAX_MESSAGE = 576  # RFC 2132 §9.10
+MEMO_OPTIONS = 32  # distinct (reply type, parameter request list) remembered
+_Options = tuple[tuple[tuple[int, bytes], ...], int]  # the options, their encoded length
 _ZERO = IPv4Address(0)
 
 log = logging.getLogger("vmnet.protocols.dhcp4")
@@ -101,6 +103,9 @@ class SingleLeaseResponder:
     logger: logging.Logger = log
     stats: Stats = field(default_factory=Stats)
     catalog: Catalog = field(init=False)
+    replies: dict[tuple[int, bool, tuple[int, ...]], _Options] = field(
+        init=False, default_factory=dict, repr=False
+    )  # the options of replies that fit whole, by (type, inform, parameter request list)
 
     def __post_init__(self) -> None:
         self.catalog = build_catalog(self.config)
@@ -160,17 +165,7 @@ class SingleLeaseResponder:
 
     def _reply(self, msg: DhcpMessage, kind: MessageType, *, inform: bool = False) -> Reply:
         nak = kind == MessageType.NAK
-        head: list[tuple[int, bytes]] = [
-            (int(OptionCode.MESSAGE_TYPE), bytes((kind,))),
-            (int(OptionCode.SERVER_ID), ipv4_list([self.config.server_id])),
-        ]
-        if nak:
-            body = [(int(OptionCode.MESSAGE), b"requested address is not the lease")]
-        else:
-            if not inform:
-                head.append((int(OptionCode.LEASE_TIME), u32(self.config.lease_time)))
-            body = self.catalog.ordered(msg.parameter_request_list, inform=inform)
-        options = self._fit(head, body, msg.max_message_size)
+        options = self._options_for(msg, kind, inform)
         reply = DhcpMessage(
             op=BOOTREPLY,
             htype=msg.htype,
@@ -186,6 +181,34 @@ class SingleLeaseResponder:
             options=options,
         )
         return self._address(msg, reply, nak)
+
+    def _options_for(
+        self, msg: DhcpMessage, kind: MessageType, inform: bool
+    ) -> tuple[tuple[int, bytes], ...]:
+        """The reply's options. They depend only on the (fixed) lease, the reply
+        type and the client's parameter request list, unless they must be cut
+        to the client's maximum size, so those that fit whole are remembered."""
+        prl = msg.parameter_request_list
+        key = (int(kind), inform, prl)
+        limit = max(msg.max_message_size or MIN_MAX_MESSAGE, MIN_MAX_MESSAGE) - IP_UDP_HEADERS
+        known = self.replies.get(key)
+        if known is not None and known[1] <= limit:
+            return known[0]
+        head: list[tuple[int, bytes]] = [
+            (int(OptionCode.MESSAGE_TYPE), bytes((kind,))),
+            (int(OptionCode.SERVER_ID), ipv4_list([self.config.server_id])),
+        ]
+        if kind == MessageType.NAK:
+            body = [(int(OptionCode.MESSAGE), b"requested address is not the lease")]
+        else:
+            if not inform:
+                head.append((int(OptionCode.LEASE_TIME), u32(self.config.lease_time)))
+            body = self.catalog.ordered(prl, inform=inform)
+        whole = len(body)
+        options = self._fit(head, body, msg.max_message_size)
+        if len(options) == len(head) + whole and len(self.replies) < MEMO_OPTIONS:
+            self.replies[key] = (options, encoded_length(options))
+        return options
 
     def _fit(
         self, head: list[tuple[int, bytes]], body: list[tuple[int, bytes]], client_max: int | None
