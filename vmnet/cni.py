@@ -244,12 +244,19 @@ def _hand_off(drivers: Any, cache: Any, network: str) -> None:
     record, lease = cache.network(network), leases.lease(cache, network)
     if record is None or lease is None:
         return
+    from vmnet.core.addr import is_global_unicast
+
     lease6 = leases.lease6(cache, network)
+    v6 = [
+        a.interface
+        for a in record.pod_nic.link.addresses
+        if a.interface.version == 6 and is_global_unicast(a.interface.ip)
+    ]
     bridge = LinkNames.derive(record.pod_iface, primary=record.primary).bridge
     link = drivers.netlink.link(name=bridge, addresses=False)
     if link is None:
         raise CniFailure(101, f"{bridge} is missing after ADD")
-    ipv6 = None if lease6 is None else lease6.address
+    ipv6 = lease6.address if lease6 is not None else v6[0] if v6 else None
     drivers.netlink.set_alias(link.index, handoff.to_alias(lease, ipv6))
 
 
