@@ -109,7 +109,7 @@ fuzz: venv
 
 # Benchmarks (docs/performance.md): `make bench` for the full run, BENCH_ARGS=--quick for a short one.
 bench: deps venv
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q -e '.[bench]' --config-settings editable_mode=compat
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:

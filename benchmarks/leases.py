@@ -1,12 +1,13 @@
 """What a VM owner waits for: from a DHCP client's start to its address configured.
 
 `lease_ms_<client>_<server>`: real clients (busybox udhcpc, ISC dhclient,
-dhcpcd), each a fresh process with no lease of its own (INIT), in the
+dhcpcd, systemd-networkd), each a fresh process with no lease of its own (INIT), in the
 load-generator namespace of `benchmarks.dhcp` (a veth on the pod's bridge,
 with the VM's MAC), served by `vmnet dhcp` and by dnsmasq with the same
 lease (and the in-subnet address dnsmasq needs). The time runs from
 spawning the client to the moment its hook script, run after the client
-configured the address, wrote its dump (that file's mtime). Servers take
+configured the address, wrote its dump (that file's mtime); for networkd,
+to the moment its link state file says the link is configured. Servers take
 turns round by round, never at once; the clients take turns within a round.
 """
 

@@ -37,6 +37,19 @@ if TYPE_CHECKING:
 DEFAULT_CACHE_ROOT = "/run/vmnet"
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized from the terminal without importing shutil
+    (argparse makes one for every option it adds, and shutil brings bz2, lzma
+    and zlib: a few milliseconds of every command)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            columns = int(os.environ.get("COLUMNS", "0") or 0) or 80
+        super().__init__(prog, width=max(columns - 2, 40))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"vmnet: {message} (see `{self.prog} --help`)\n")
@@ -48,13 +61,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="vmnet",
         description="Connect a VM to its Kubernetes pod's network.",
         allow_abbrev=False,
+        formatter_class=_Formatter,
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     p.add_argument("--version", action="version", version=f"vmnet {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help, allow_abbrev=False)
+        cmd = sub.add_parser(name, help=help, allow_abbrev=False, formatter_class=_Formatter)
         # -v works after the subcommand too; SUPPRESS keeps a count made before it
         cmd.add_argument(
             "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -271,6 +270,8 @@ def _del(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
     if records and netns and os.path.exists(netns):
         vmi = _vmi(network, records[0].primary, env)
         phase1.unplug(vmi, netns, cache)
+    import shutil
+
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -293,6 +294,8 @@ def _check(conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
 
 def _gc(conf: Mapping[str, Any]) -> None:
     """Forget the records of attachments the runtime no longer knows."""
+    import shutil
+
     valid = conf.get("cni.dev/valid-attachments", [])
     if not isinstance(valid, list):
         raise CniFailure(7, "cni.dev/valid-attachments is not a list")

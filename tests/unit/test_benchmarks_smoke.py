@@ -20,6 +20,7 @@ from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp4.exchange import Exchange
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
 from vmnet.serve import dhcp4 as server
+from vmnet.testing.dhcpclients import CLIENTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED = [
@@ -60,7 +61,7 @@ REQUIRED = [
     "dhcp_dnsmasq_dora_p99_ms",
     "ratio_dhcp_dora_vmnet_vs_dnsmasq",
     # from a client's start to its address (benchmarks/leases.py)
-    *(f"lease_ms_{c}_{s}" for c in ("udhcpc", "dhclient", "dhcpcd") for s in ("vmnet", "dnsmasq")),
+    *(f"lease_ms_{c}_{s}" for c in CLIENTS for s in ("vmnet", "dnsmasq")),
 ]
 MAC = MacAddress.parse("02:00:00:00:00:01")
 

@@ -19,17 +19,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from vmnet.core.errors import ConfigError
 from vmnet.core.netns import run_in
 from vmnet.protocols.dhcp4.config import DhcpConfig
 from vmnet.protocols.dhcp4.responder import SingleLeaseResponder
-from vmnet.protocols.dhcp6.config import Dhcp6Config
-from vmnet.protocols.dhcp6.responder import Responder6
 from vmnet.serve import dhcp4 as server4
-from vmnet.serve import dhcp6 as server6
 from vmnet.serve.shield import Shield
+
+if TYPE_CHECKING:  # DHCPv6 is loaded only for a pod that has IPv6 to serve
+    from vmnet.protocols.dhcp6.config import Dhcp6Config
+    from vmnet.protocols.dhcp6.responder import Responder6
+    from vmnet.serve.endpoint6 import Endpoint6
 
 
 class _Closable(Protocol):
@@ -69,10 +71,7 @@ class Service:
                 (self._open(server4.open_endpoint(netns, bridge, raw=raw)), SingleLeaseResponder(c))
                 for bridge, c in v4
             ]
-            pairs6 = [
-                (self._open(server6.open_endpoint6(netns, bridge)), Responder6(c))
-                for bridge, c in v6
-            ]
+            pairs6 = self._open6(netns, v6)
         except BaseException:
             self.stop()
             raise
@@ -84,12 +83,26 @@ class Service:
             self.shield = Shield(rx)
             self._start("dhcp4-shield", self.shield.run, self._stop)
         if pairs6:
+            from vmnet.serve import dhcp6 as server6
+
             self._start(
                 "dhcp6",
                 lambda p, s: server6.serve6(p, s, ra_interval=ra_interval),
                 pairs6,
                 self._stop,
             )
+
+    def _open6(
+        self, netns: str | None, v6: Sequence[tuple[str, Dhcp6Config]]
+    ) -> list[tuple[Endpoint6, Responder6]]:
+        if not v6:
+            return []
+        from vmnet.protocols.dhcp6.responder import Responder6
+        from vmnet.serve import dhcp6 as server6
+
+        return [
+            (self._open(server6.open_endpoint6(netns, bridge)), Responder6(c)) for bridge, c in v6
+        ]
 
     def _open(self, endpoint: E) -> E:
         self._endpoints.append(endpoint)

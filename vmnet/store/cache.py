@@ -21,7 +21,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -154,7 +153,7 @@ class Cache:
         text = json.dumps({"schema": SCHEMA, "kind": kind, "data": data}, indent=2, sort_keys=True)
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
+            fd, tmp = _exclusive(self.root)
             try:
                 with os.fdopen(fd, "w") as f:
                     os.fchmod(f.fileno(), 0o600)
@@ -236,3 +235,15 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _exclusive(directory: str) -> tuple[int, str]:
+    """A new file of our own in `directory` (mode 0600), for writing then
+    renaming; as tempfile.mkstemp, without the imports it costs a process."""
+    for _ in range(100):
+        path = os.path.join(directory, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", directory)

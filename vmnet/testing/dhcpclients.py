@@ -1,11 +1,20 @@
-"""Run unmodified DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) in a netns.
+"""Run unmodified DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd,
+systemd-networkd) in a netns.
 
 The binaries are the distribution's; only command line, config and hook
 script are ours. Each client configures the interface itself (udhcpc via
-our -s script, dhclient via Debian's dhclient-script, dhcpcd natively).
+our -s script, dhclient via Debian's dhclient-script, dhcpcd and networkd
+natively).
 
-The lease is parsed from the client's own hook environment; the raw
-variables are kept in `Lease.raw`.
+The lease is parsed from the client's own hook environment (networkd: its
+own lease file, /run/systemd/netif/leases/IFINDEX); the raw variables are
+kept in `Lease.raw`. networkd runs as Ubuntu and Debian cloud images run
+it, from one `.network` file with `DHCP=ipv4`, without systemd as PID 1: a
+private mount namespace gives it tmpfs over /run/systemd and
+/etc/systemd/network and a read-only /sys (so it expects no udev); its
+state directory is bound to the work directory so the lease can be read.
+Its lease counts as taken once its link state file says the link is
+configured (address and routes set).
 
 Runs are `ip netns exec NS unshare --uts ...`: the netns resolv.conf is
 bind-mounted (created under /etc/netns/NS when absent, removed after) and
@@ -30,7 +39,8 @@ from vmnet.core.netns import check_netns
 from vmnet.protocols.dhcp4.options import parse_classless_routes
 from vmnet.testing.lease import Lease
 
-CLIENTS = ("udhcpc", "dhclient", "dhcpcd")
+CLIENTS = ("udhcpc", "dhclient", "dhcpcd", "networkd")
+NETWORKD = "/lib/systemd/systemd-networkd"
 POLL = 0.05
 
 _DUMP = 'env > "{dir}/env.tmp" && mv "{dir}/env.tmp" "{dir}/$reason.env"\n'
@@ -77,7 +87,20 @@ _LEASE_REASONS = {
     "udhcpc": ("bound",),
     "dhclient": ("BOUND", "REBOOT"),
     "dhcpcd": ("BOUND", "REBOOT"),
+    "networkd": (),  # see _networkd_configured
 }
+_NETWORKD_UNIT = """[Match]
+Name={ifname}
+
+[Network]
+DHCP=ipv4
+IPv6AcceptRA=no
+LinkLocalAddressing=no
+
+[DHCP]
+RouteMetric=100
+UseMTU=true
+"""  # what netplan writes for `dhcp4: true` (Ubuntu and Debian cloud images), IPv4 only
 
 
 class ClientError(VmnetError):
@@ -152,7 +175,10 @@ class ClientSession:
 
     def wait_lease(self, timeout: float) -> Lease:
         """Block until the client reports a lease; parse it."""
-        return parse_env(self.client, read_env(self.wait_lease_file(timeout)))
+        path = self.wait_lease_file(timeout)
+        if self.client == "networkd":  # the lease is next to the link's state
+            path = os.path.join(self.workdir, "netif", "leases", os.path.basename(path))
+        return parse_env(self.client, read_env(path))
 
     def wait_lease_file(self, timeout: float) -> str:
         """Block until the client reports a lease: the path of its hook's dump,
@@ -190,6 +216,10 @@ class ClientSession:
                 path = os.path.join(self.workdir, f"{reason}.env")
                 if os.path.exists(path):
                     return path
+            if self.client == "networkd":
+                configured = _networkd_configured(self.workdir)
+                if configured is not None:
+                    return configured
             if exited or time.monotonic() > deadline:
                 break
             time.sleep(POLL)
@@ -259,6 +289,8 @@ def _prepare(
             script,
             ifname,
         ]
+    if client == "networkd":
+        return _networkd(ifname, wd)
     script = client_script(wd, "dhcpcd.sh", DHCPCD_SCRIPT)
     conf = write_file(os.path.join(wd, "dhcpcd.conf"), _DHCPCD_CONF)
     for sub in ("lib", "run"):
@@ -271,6 +303,43 @@ def _prepare(
     )
     os.makedirs("/run/dhcpcd", exist_ok=True)
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner]
+
+
+def _networkd(ifname: str, wd: str) -> list[str]:
+    import pwd
+
+    if not os.path.exists(NETWORKD):
+        raise ClientError(f"networkd: {NETWORKD} is missing (Debian's systemd package)")
+    user = pwd.getpwnam("systemd-network")
+    netif = os.path.join(wd, "netif")
+    os.makedirs(netif, exist_ok=True)
+    os.chown(netif, user.pw_uid, user.pw_gid)
+    os.chmod(wd, 0o755)  # networkd drops to systemd-network, which must reach netif/
+    unit = write_file(os.path.join(wd, "10-vmnet.network"), _NETWORKD_UNIT.format(ifname=ifname))
+    inner = (
+        "mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/netif && "
+        f"mount --bind {netif} /run/systemd/netif && "
+        f"mount -t tmpfs tmpfs /etc/systemd/network && cp {unit} /etc/systemd/network/ && "
+        f"mount -o remount,ro /sys && exec {NETWORKD}"
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner]
+
+
+def _networkd_configured(wd: str) -> str | None:
+    """networkd's state file of a link it has configured (DHCPv4 address and
+    routes set), whose lease file exists; else None."""
+    links = os.path.join(wd, "netif", "links")
+    try:
+        names = os.listdir(links)
+    except FileNotFoundError:
+        return None
+    for name in names:
+        path = os.path.join(links, name)
+        state = read_env(path) if os.path.isfile(path) else {}
+        lease = os.path.join(wd, "netif", "leases", name)
+        if state.get("ADMIN_STATE") == "configured" and os.path.exists(lease):
+            return path
+    return None
 
 
 def read_env(path: str) -> dict[str, str]:
@@ -306,6 +375,12 @@ def _pair_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], ...
     )
 
 
+def _networkd_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], ...]:
+    """`dst/len,gw dst/len,gw`, as networkd writes CLASSLESS_ROUTES."""
+    pairs = (word.split(",", 1) for word in (text or "").split())
+    return tuple((IPv4Network(d), IPv4Address(g)) for d, g in pairs)
+
+
 def _rfc3442_routes(text: str | None) -> tuple[tuple[IPv4Network, IPv4Address], ...]:
     data = bytes(int(x) for x in (text or "").replace(",", " ").split())
     return tuple((d, g or IPv4Address(0)) for d, g in parse_classless_routes(data))
@@ -330,6 +405,11 @@ _NAMES = {
         "new_domain_search new_domain_name new_host_name new_interface_mtu "
         "new_classless_static_routes new_dhcp_server_identifier new_dhcp_lease_time",
         _pair_routes,
+    ),
+    "networkd": (  # systemd-networkd's lease file (networkd-dhcp4.c, dhcp-lease-internal.h)
+        "ADDRESS NETMASK ROUTER DNS DOMAIN_SEARCH_LIST DOMAINNAME HOSTNAME MTU "
+        "CLASSLESS_ROUTES SERVER_ADDRESS LIFETIME",
+        _networkd_routes,
     ),
 }
 

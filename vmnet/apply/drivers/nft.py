@@ -7,8 +7,6 @@ itself never moves. Failures carry nft's own first error line.
 from __future__ import annotations
 
 import errno
-import shutil
-import subprocess
 
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import preexec
@@ -23,6 +21,9 @@ class NftCli:
         self.binary = binary
 
     def _run(self, args: list[str], stdin: str | None, op: str, target: str) -> str:
+        import shutil  # only a binding with NAT runs nft: the bridge plug never loads these
+        import subprocess
+
         exe = shutil.which(self.binary)
         if exe is None:
             raise DriverError(op, target, "nft not found (install the nftables package)")
