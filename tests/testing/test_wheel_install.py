@@ -106,3 +106,43 @@ def test_pip_installed_wheel_works_from_another_directory(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 passed" in run.stdout
+
+
+# docs/performance.md, "Installing for speed": how a launcher or a node installs vmnet
+LAUNCHER_INSTALL = [
+    "python3 -m venv /opt/vmnet",
+    "/opt/vmnet/bin/pip install vmnet-0.1.0-py3-none-any.whl",
+    "/opt/vmnet/bin/vmnet --version",
+]
+
+
+@pytest.mark.netns
+def test_the_documented_launcher_install_has_no_editable_finder_and_is_compiled(tmp_path):
+    """The commands as documented, with /opt/vmnet in a scratch directory and
+    the wheel built from this checkout; vmnet's dependencies come from the
+    machine's package index, as they would on a node."""
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(dist), str(ROOT)],
+        check=True,
+        timeout=120,
+    )
+    (wheel,) = dist.glob("vmnet-*.whl")
+    assert wheel.name == "vmnet-0.1.0-py3-none-any.whl"
+    prefix = tmp_path / "opt-vmnet"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    outputs = []
+    for command in LAUNCHER_INSTALL:
+        argv = command.replace("/opt/vmnet", str(prefix)).split()
+        argv = [str(wheel) if a == wheel.name else a for a in argv]
+        if argv[0] == "python3":
+            argv[0] = "/usr/bin/python3"
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        outputs.append(done.stdout)
+    assert outputs[-1].strip() == "vmnet 0.1.0"
+    (site,) = prefix.glob("lib/python3*/site-packages")
+    assert not list(site.glob("__editable__*")) and not list(site.glob("*.egg-link"))
+    assert list((site / "vmnet" / "__pycache__").glob("cli.*.pyc"))  # compiled at install
+    assert list((site / "vmnet" / "apply" / "drivers" / "__pycache__").glob("rtnl.*.pyc"))
