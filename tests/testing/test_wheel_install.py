@@ -108,6 +108,7 @@ def test_pip_installed_wheel_works_from_another_directory(tmp_path):
     assert "2 passed" in run.stdout
 
 
+PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
 # docs/performance.md, "Installing for speed": how a launcher or a node installs vmnet
 LAUNCHER_INSTALL = [
     "python3 -m venv /opt/vmnet",
@@ -123,8 +124,7 @@ def test_the_documented_launcher_install_has_no_editable_finder_and_is_compiled(
     machine's package index, as they would on a node."""
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(dist), str(ROOT)],
+        [*PIP_WHEEL, "-w", str(dist), str(ROOT)],
         check=True,
         timeout=120,
     )
