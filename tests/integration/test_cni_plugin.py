@@ -210,9 +210,23 @@ def test_a_dual_stack_pod_gets_ipv4_and_one_line_about_ipv6(node, readable, tmp_
     assert len(lines) == 1 and v6 in lines[0], log
 
 
+@pytest.mark.qemu
+def test_a_qemu_guest_gets_its_pod_address_through_the_plugin(cni_pod, readable, tmp_path) -> None:
+    """The same, with a real VM: a kernel and busybox guest under qemu on the
+    tap vmnet-cni made (owned by UID 107), with the MAC the sidecar put in the
+    domain, leases the pod's address, gateway, DNS and MTU with udhcpc."""
+    lease, log = _whole_plugin(cni_pod, readable, tmp_path, "qemu")
+    assert lease.address == cni_pod.address
+    assert lease.router == cni_pod.gateway
+    assert [str(d) for d in lease.dns] == ["10.96.0.10"]
+    assert lease.mtu in (None, cni_pod.mtu)
+    assert lease.search == ("tenant1.svc.cluster.local", "cluster.local")
+
+
 def _whole_plugin(pod, readable, tmp_path, client: str, defines: int = 1):  # type: ignore[no-untyped-def]
     """vmnet-cni ADD, the sidecar as UID 107, `defines` OnDefineDomain calls, a
-    real client behind the tap, Shutdown, DEL; (the lease, the sidecar's stderr)."""
+    real client behind the tap (`qemu`: a qemu guest running udhcpc), Shutdown,
+    DEL; (the lease, the sidecar's stderr)."""
     import grpc
     from lxml import etree
 
@@ -260,9 +274,15 @@ def _whole_plugin(pod, readable, tmp_path, client: str, defines: int = 1):  # ty
         xml = hooks.decode_on_define_domain_result(reply).domain_xml
         mac = etree.fromstring(xml).find("devices/interface/mac").get("address")
 
-        guest_wire(guest, mac)
-        with TapRelay(cni_pod.netns, "tap0", guest, "wire0"):
-            lease = run_client(client, guest, "eth0", workdir=str(tmp_path))
+        if client == "qemu":
+            from vmnet.testing.qemu import QemuGuest
+
+            with QemuGuest(cni_pod.netns, "tap0", mac) as vm:
+                lease = vm.dhcp("udhcpc")
+        else:
+            guest_wire(guest, mac)
+            with TapRelay(cni_pod.netns, "tap0", guest, "wire0"):
+                lease = run_client(client, guest, "eth0", workdir=str(tmp_path))
 
         with grpc.insecure_channel(f"unix:{socket}") as channel:
             channel.unary_unary(hooks.callbacks_path("v1alpha3", hooks.SHUTDOWN))(b"", timeout=5)
