@@ -118,18 +118,28 @@ def _ip_batch(netns: str, steps: list[plug.NicSteps]) -> str:
 
 def measure(node: Node, rounds: int, scratch: str) -> dict[str, Any]:
     bindir = install(scratch)
+    state = tempfile.mkdtemp(prefix="vmnet-bench-proc-", dir=plug.TMPFS)
+    try:
+        return _measure(node, rounds, scratch, bindir, state)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _measure(node: Node, rounds: int, scratch: str, bindir: str, state: str) -> dict[str, Any]:
+    """`state` (tmpfs) holds the caches: /run is tmpfs on a node, and the
+    in-process plug benchmark keeps its caches there too."""
     vmnet, vmnet_cni = os.path.join(bindir, "vmnet"), os.path.join(bindir, "vmnet-cni")
     vm_path = os.path.join(scratch, "vm.yaml")
     with open(vm_path, "w") as f:
         yaml.safe_dump(plug.vm_manifest("bridge", 1), f)
-    conf = {**binding.CONF, "cacheDir": os.path.join(scratch, "cni")}
+    conf = {**binding.CONF, "cacheDir": os.path.join(state, "cni")}
     ref = {
         **bridge_config(bridge="cbr-ref", ipam=host_local("10.78.0.0/16", default_route=False)),
         "cniVersion": "1.0.0",
         "name": "ref",
     }
-    ref["ipam"]["dataDir"] = os.path.join(scratch, "host-local")
-    caches = os.path.join(scratch, "caches")
+    ref["ipam"]["dataDir"] = os.path.join(state, "host-local")
+    caches = os.path.join(state, "caches")
 
     def cli_plug(pod: plug.Pod) -> tuple[float, float]:
         cache = os.path.join(caches, pod.netns)
@@ -218,11 +228,3 @@ def _dhcp_ready(node: Node, vmnet: str) -> float:
                 proc.wait(10)
         finally:
             gen.sock.close()
-
-
-def scratch_dir() -> str:
-    return tempfile.mkdtemp(prefix="vmnet-bench-proc-", dir=plug.TMPFS)
-
-
-def cleanup(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
