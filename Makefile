@@ -12,9 +12,12 @@ APT_PACKAGES = \
 	iproute2 iputils-ping procps kmod python3-venv \
 	containernetworking-plugins \
 	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
-	qemu-system-x86 linux-image-cloud-amd64 \
-	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
+	qemu-system-x86 linux-image-cloud-amd64 pkg-config \
 	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd time
+
+# libvirt 11 (passt support) from Debian 12's bookworm-backports, by name only
+# (scripts/debian-backports.sh: the suite comes from the machine's own apt source)
+LIBVIRT_PACKAGES = libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev libvirt0
 
 .PHONY: all deps venv cni-bundle gates lint format type layers test test-fast coverage demo fuzz bench clean
 
@@ -29,6 +32,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@sh scripts/debian-backports.sh $(LIBVIRT_PACKAGES)
 	@getent group kvm >/dev/null || groupadd -r kvm
 	@getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 	@getent passwd libvirt-qemu >/dev/null || useradd -r -g kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
@@ -37,7 +41,7 @@ deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev,sidecar]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e '.[test,dev,sidecar,testing]' --config-settings editable_mode=compat
 	touch $@
 
 # Phase 2 as the launcher user (UID 107) needs a python every user can run:

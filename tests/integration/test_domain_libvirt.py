@@ -8,10 +8,11 @@ Two checks per golden output and skeleton:
    never started. KubeVirt domains say `type='kvm'`; this machine has no KVM,
    so the define check rewrites that to `qemu` first.
 
-Known gaps of libvirt 9.0 (Debian 12), asserted rather than hidden:
-* its parser rejects `<backend type='passt'/>` although its schema accepts it;
-* its schema and parser need `<source type='unix'>` for `vhostuser`, so the
-  passt vhost-user shape (KubeVirt >= 1.8) validates only with a newer libvirt.
+The passt shapes (`<backend type='passt'/>`, and the vhost-user form of
+KubeVirt >= 1.8) need libvirt 11 (bookworm-backports, which `make deps`
+installs): Debian 12's own 9.0 is built without passt, and its schema wants a
+`<source type='unix'>` for `vhostuser`. On such a machine those cases skip,
+saying so; under `make test` nothing skips.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from vmnet.domain import canonical, parse_domain, to_bytes
+from vmnet.testing.libvirt import passt_unsupported
 
 
 def _unit_cases():  # type: ignore[no-untyped-def]
@@ -43,7 +45,6 @@ _unit = _unit_cases()
 DECORATE_CASES, SKELETON_CASES = _unit.DECORATE_CASES, _unit.SKELETON_CASES
 GOLDEN, decorated = _unit.GOLDEN, _unit.decorated
 NOBODY = 65534
-LIBVIRT_9_PASST = "libvirt 9.0's parser rejects <backend type='passt'/>"
 CASES = sorted(DECORATE_CASES) + sorted(SKELETON_CASES)
 PASST = {c for c in DECORATE_CASES if c.startswith("passt_")}
 VHOSTUSER = {"passt_vhostuser"}
@@ -51,6 +52,14 @@ VHOSTUSER = {"passt_vhostuser"}
 needs_validate = pytest.mark.skipif(
     shutil.which("virt-xml-validate") is None, reason="virt-xml-validate is not installed"
 )
+NO_PASST = passt_unsupported()
+
+
+def _case(case: str):  # type: ignore[no-untyped-def]
+    """A case as a parameter; a passt one skips where libvirt has no passt."""
+    if case in PASST and NO_PASST:
+        return pytest.param(case, marks=pytest.mark.skip(reason=NO_PASST))
+    return case
 
 
 def rendered(case: str) -> bytes:
@@ -73,17 +82,10 @@ def virt_xml_validate(tmp_path: Path, case: str) -> subprocess.CompletedProcess[
 
 
 @needs_validate
-@pytest.mark.parametrize("case", [c for c in CASES if c not in VHOSTUSER])
+@pytest.mark.parametrize("case", [_case(c) for c in CASES])
 def test_schema_accepts(tmp_path: Path, case: str) -> None:
     result = virt_xml_validate(tmp_path, case)
     assert result.returncode == 0, result.stderr
-
-
-@needs_validate
-@pytest.mark.parametrize("case", sorted(VHOSTUSER))
-def test_libvirt_9_schema_lacks_passt_vhostuser(tmp_path: Path, case: str) -> None:
-    result = virt_xml_validate(tmp_path, case)
-    assert result.returncode != 0 and "devices" in result.stderr
 
 
 class SessionLibvirt:
@@ -174,16 +176,8 @@ def for_this_machine(xml: bytes) -> bytes:
 
 
 @pytest.mark.libvirt
-@pytest.mark.parametrize("case", [c for c in CASES if c not in PASST])
+@pytest.mark.parametrize("case", [_case(c) for c in CASES])
 def test_libvirt_defines(libvirt_session: SessionLibvirt, case: str) -> None:
     result = libvirt_session.define(case, for_this_machine(rendered(case)))
     assert result.returncode == 0, result.stderr
     assert "defined" in result.stdout
-
-
-@pytest.mark.libvirt
-@pytest.mark.parametrize("case", sorted(PASST - VHOSTUSER))
-def test_libvirt_9_rejects_passt_backend(libvirt_session: SessionLibvirt, case: str) -> None:
-    result = libvirt_session.define(case, for_this_machine(rendered(case)))
-    assert result.returncode != 0
-    assert "'backend': 'passt'" in result.stderr, LIBVIRT_9_PASST

@@ -15,6 +15,7 @@ errors as `vmnet.testing.qemu.QemuGuest`.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -76,6 +77,33 @@ DOMAIN_XML = """<domain type='qemu'>
 """
 
 
+def libvirt_version() -> tuple[int, ...] | None:
+    """The installed libvirt's version (`libvirtd --version`), or None without one."""
+    exe = shutil.which("libvirtd")
+    if exe is None:
+        return None
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
+    words = out.split()
+    try:
+        return tuple(int(part) for part in words[-1].split(".")) if words else None
+    except ValueError:
+        return None
+
+
+PASST_LIBVIRT = (11, 0)  # Debian 12's 9.0 is built without passt; bookworm-backports has 11.3
+
+
+def passt_unsupported() -> str | None:
+    """Why this machine's libvirt cannot run passt interfaces, or None if it can."""
+    version = libvirt_version()
+    if version is None:
+        return "libvirt is not installed"
+    if version < PASST_LIBVIRT:
+        shown = ".".join(map(str, version))
+        return f"libvirt {shown} has no passt; needs libvirt >= 11 (bookworm-backports, make deps)"
+    return None
+
+
 def libvirt_available() -> str | None:
     """Why no private libvirtd can run here, or None if one can."""
     for tool in ("libvirtd", "virsh", "unshare", "mount"):
@@ -125,9 +153,19 @@ class Libvirtd:
     cache, which saves libvirt's ~4 s qemu probe on every later start.
     """
 
-    def __init__(self, netns: str, root: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        netns: str,
+        root: str | Path,
+        *,
+        timeout: float = 30.0,
+        qemu_user: int | None = None,
+    ) -> None:
+        """`qemu_user`: run qemu (and what libvirt starts for it, e.g. passt) as
+        this UID and GID, as KubeVirt runs it as 107; default root."""
         check_netns(netns)
         self.netns, self.root, self.timeout = netns, Path(root), timeout
+        self.qemu_user = qemu_user
         self.uri = f"qemu:///system?socket={self.root / 'run' / 'libvirt-sock'}"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -138,7 +176,13 @@ class Libvirtd:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
             Path(path).mkdir(parents=True, exist_ok=True)
         (self.root / "etc" / "libvirtd.conf").write_text(LIBVIRTD_CONF)
-        (self.root / "etc" / "qemu.conf").write_text(QEMU_CONF)
+        qemu_conf = QEMU_CONF
+        if self.qemu_user is not None:
+            who = f"+{self.qemu_user}"
+            qemu_conf = qemu_conf.replace('user = "root"', f'user = "{who}"')
+            qemu_conf = qemu_conf.replace('group = "root"', f'group = "{who}"')
+            self.root.chmod(0o755)  # qemu must reach the console socket in it
+        (self.root / "etc" / "qemu.conf").write_text(qemu_conf)
         _copy_tree(default_caps_dir(), self.root / "cache" / "qemu" / "capabilities")
         binds = " && ".join(f"mount --bind {self.root / s} {p}" for s, p in LIBVIRT_PATHS.items())
         argv = [
@@ -275,6 +319,8 @@ class LibvirtGuest(SerialGuest):
         xml_file.write_text(self.domain_xml())
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(str(self._console))
+            if self.libvirtd.qemu_user is not None:  # qemu connects as that user
+                os.chmod(self._console, 0o666)
             listener.listen(1)
             listener.settimeout(self.timeout)
             self._started = time.monotonic()
