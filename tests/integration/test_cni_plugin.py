@@ -216,6 +216,7 @@ def test_a_qemu_guest_gets_its_pod_address_through_the_plugin(cni_pod, readable,
     tap vmnet-cni made (owned by UID 107), with the MAC the sidecar put in the
     domain, leases the pod's address, gateway, DNS and MTU with udhcpc."""
     lease, log = _whole_plugin(cni_pod, readable, tmp_path, "qemu")
+    assert "Traceback" not in log and "IPv6" not in log
     assert lease.address == cni_pod.address
     assert lease.router == cni_pod.gateway
     assert [str(d) for d in lease.dns] == ["10.96.0.10"]

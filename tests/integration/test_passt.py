@@ -1,8 +1,8 @@
 """passt end to end: manifest -> `vmnet plug` -> `vmnet domain` -> passt + a real guest.
 
-Debian 12's libvirt 9.0 refuses `<backend type='passt'/>` (docs/passt.md), so
 passt is started from vmnet's decorated `<interface>` the way libvirt's qemu
-driver would (vmnet.testing.passt), as uid/gid 107 in the pod namespace.
+driver does (vmnet.testing.passt), as uid/gid 107 in the pod namespace; the
+same interface started by libvirt 11 itself is tests/guest/test_libvirt_passt.py.
 """
 
 import re
