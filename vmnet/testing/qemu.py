@@ -13,16 +13,29 @@ once its deadline passes: no process outlives the context manager.
 
 Bad arguments raise ConfigError before anything starts.
 
+Live migration is qemu's own (`migrate_to`): the target is a `QemuGuest`
+started with `incoming=True` in the other pod, waiting on a unix socket;
+the source is told over QMP (`vmnet.testing.qmp`) to migrate there, and
+once qemu reports the migration completed, the target takes over the
+console (the guest's shell goes on where it was) and the source exits.
+qemu announces the guest's MAC from the target (self-announce: RARP frames,
+by default 5 of them from 50 ms on), as it does for any live migration.
+
 The libvirt guests live in `vmnet.testing.libvirt`; they and the console
 names are re-exported here, so `from vmnet.testing.qemu import Libvirtd` works.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, preexec
@@ -48,6 +61,7 @@ from vmnet.testing.libvirt import (
     ensure_qemu_user,
     libvirt_available,
 )
+from vmnet.testing.qmp import Qmp
 
 __all__ = [
     "DOMAIN_XML",
@@ -88,7 +102,11 @@ class QemuGuest(SerialGuest):
         memory_mb: int = 256,
         timeout: float = 60.0,
         cache_dir: str | Path | None = None,
+        qmp: bool = False,
+        incoming: bool = False,
     ) -> None:
+        """`qmp`: also open a QMP socket (`.qmp_path`); `incoming`: start as a
+        live-migration target that waits for a source (`migrate_to`)."""
         check_netns(netns)
         find_kernel(kernel)
         self.vm_mac = validate_nic(tap, mac, mtu, memory_mb)
@@ -97,6 +115,11 @@ class QemuGuest(SerialGuest):
         self._kernel, self._memory, self._cache_dir = kernel, memory_mb, cache_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
+        self.incoming = incoming
+        self._dir = tempfile.mkdtemp(prefix="vmnet-qemu-") if (qmp or incoming) else None
+        self.qmp_path = f"{self._dir}/qmp.sock" if self._dir else None
+        self.incoming_path = f"{self._dir}/incoming.sock" if incoming else None
+        self.migrated_away = False
 
     def argv(self) -> list[str]:
         """The qemu command line (builds the guest image if needed)."""
@@ -126,6 +149,8 @@ class QemuGuest(SerialGuest):
             f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
             "-device",
             dev,
+            *(["-qmp", f"unix:{self.qmp_path},server=on,wait=off"] if self.qmp_path else []),
+            *(["-incoming", f"unix:{self.incoming_path}"] if self.incoming_path else []),
         ]
 
     def start(self) -> None:
@@ -156,12 +181,65 @@ class QemuGuest(SerialGuest):
         except (BrokenPipeError, ValueError) as err:
             raise DriverError("console write", self.name, f"qemu is gone: {err}") from err
 
+    def __enter__(self) -> Self:
+        if not self.incoming:
+            super().__enter__()
+            return self
+        self.start()  # a migration target has nothing to boot: `migrate_to` fills it
+        return self
+
+    def migrate_to(self, target: QemuGuest, timeout: float = 60.0) -> Migration:
+        """Live-migrate this running guest into `target` (started with
+        `incoming=True`), with qemu's own migration over a unix socket; when
+        qemu reports it completed, `target` is the guest and this qemu exits."""
+        if self.qmp_path is None or target.incoming_path is None:
+            raise DriverError("migrate", self.name, "needs qmp=True here and incoming=True there")
+        self.wait_booted()
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(target.incoming_path):  # qemu listens once it has started
+            if target._proc is None or target._proc.poll() is not None:
+                raise DriverError("migrate", target.name, "the target qemu is not running")
+            if time.monotonic() > deadline:
+                raise DriverError("migrate", target.name, "the target never listened")
+            time.sleep(0.02)
+        with Qmp(self.qmp_path) as qmp:
+            qmp.execute("migrate", uri=f"unix:{target.incoming_path}")
+            while True:
+                info = qmp.execute("query-migrate")
+                status = info.get("status")
+                if status == "completed":
+                    break
+                if status in ("failed", "cancelled") or time.monotonic() > deadline:
+                    raise DriverError("migrate", self.name, f"{status}: {info}")
+                time.sleep(0.02)
+            self.migrated_away = True
+            qmp.execute("quit")
+        target.adopt(self)
+        return Migration(
+            downtime_ms=float(info.get("downtime", -1)),
+            total_ms=float(info.get("total-time", -1)),
+            setup_ms=float(info.get("setup-time", -1)),
+            transferred_bytes=int(info.get("ram", {}).get("transferred", 0)),
+        )
+
+    def adopt(self, source: SerialGuest) -> None:
+        """Continue `source`'s console session (after a migration into this qemu)."""
+        with self._cond:
+            self.boot_seconds, self.guest_mac = source.boot_seconds, source.guest_mac
+            self._seq = source._seq
+            self._started = source._started
+            self.incoming = False
+
     def close(self, timeout: float = 10.0) -> int | None:
         """Power off, kill after `timeout`, reap; return qemu's exit status."""
         proc, self._proc = self._proc, None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
         if proc is None:
             return None
-        if proc.poll() is None and proc.stdin is not None:
+        if self.migrated_away:  # quit over QMP; the guest runs elsewhere now
+            timeout = min(timeout, 5.0)
+        elif proc.poll() is None and proc.stdin is not None:
             try:
                 proc.stdin.write(b"poweroff\n")
                 proc.stdin.close()
@@ -182,3 +260,13 @@ class QemuGuest(SerialGuest):
     def pid(self) -> int | None:
         """qemu's process id while it runs."""
         return self._proc.pid if self._proc is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    """What qemu reported for one live migration (query-migrate)."""
+
+    downtime_ms: float
+    total_ms: float
+    setup_ms: float
+    transferred_bytes: int
