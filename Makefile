@@ -19,7 +19,7 @@ APT_PACKAGES = \
 # (scripts/debian-backports.sh: the suite comes from the machine's own apt source)
 LIBVIRT_PACKAGES = libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev libvirt0
 
-.PHONY: all deps venv cni-bundle gates lint format type layers test test-fast coverage demo fuzz bench clean
+.PHONY: all deps venv cni-bundle demo-migration gates lint format type layers test test-fast coverage demo fuzz bench clean
 
 all: test
 
@@ -86,6 +86,10 @@ coverage: deps venv
 
 demo: deps venv
 	$(PY) -m vmnet.testing.demo
+
+# a running VM live-migrated between two pods, bridge and masquerade, with the downtime
+demo-migration: deps venv
+	$(PY) -m vmnet.testing.migration
 
 # The gates .ci/run runs before the tests (tool versions pinned in pyproject's dev extra).
 SOURCES = vmnet tests benchmarks examples
