@@ -42,6 +42,10 @@ def test_libvirt_guest_on_unmanaged_tap_leases_and_pings(pod: Pod, tmp_path: Pat
                 assert guest.mtu() == 1400
                 assert guest.ping(str(GATEWAY.ip))
             assert libvirtd.virsh("list", "--all", "--name").split() == []
+            assert libvirtd.domains() == []
+            # libvirt-python's lifecycle events, in order (qemu starts paused: resumed first)
+            mine = [event for name, event in libvirtd.events if name == guest.domain]
+            assert "started" in mine and mine[-2:] == ["shutdown", "stopped"], mine
             assert "reboot: Power down" in guest.console
             log = Path(root, "log", "qemu", f"{guest.domain}.log").read_text()
             assert '"type":"tap","fd":' in log and '"host_mtu":1450' in log
@@ -56,6 +60,10 @@ def test_two_private_libvirtds_do_not_collide(pod: Pod) -> None:
     ):
         with Libvirtd(pod.netns, root_a) as a, Libvirtd(other.netns, root_b) as b:
             assert a.uri != b.uri
+            assert a.host_uuid != b.host_uuid  # two hosts to libvirt, as migration needs
+            for daemon in (a, b):
+                caps = daemon.conn.getCapabilities()
+                assert f"<uuid>{daemon.host_uuid}</uuid>" in caps
             assert a.virsh("list", "--all", "--name").split() == []
             assert b.virsh("list", "--all", "--name").split() == []
             assert pids_in(pod.netns) and pids_in(other.netns)

@@ -5,6 +5,14 @@ and exec with `vmnet.core.netns.preexec`, which only calls setns(2), hence
 the PLW1509 waiver) and in its own mount namespace; the test process never
 moves.
 
+libvirt is driven through libvirt-python (the `testing` extra, built
+against the installed libvirt): one connection per daemon (`Libvirtd.conn`),
+domains created from XML and destroyed through the API, and lifecycle
+events (`Libvirtd.await_event`) read by an event loop thread with
+deadlines. Each daemon has its own host UUID, so two can talk to each other
+(live migration refuses two hosts with one UUID). `virsh()` stays for
+commands a test wants to see as an admin would type them.
+
 Every wait has a deadline. `stop()` destroys every domain and `close()`
 destroys a guest that does not power off in time: no domain or daemon
 outlives the context manager.
@@ -15,6 +23,7 @@ errors as `vmnet.testing.qemu.QemuGuest`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -22,9 +31,10 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, preexec
@@ -39,6 +49,15 @@ LIBVIRT_PATHS = {
     "log": "/var/log/libvirt",
 }
 LIBVIRTD_CONF = 'auth_unix_rw = "none"\nauth_unix_ro = "none"\nlog_outputs = "3:stderr"\n'
+LIFECYCLE = {  # libvirt's virDomainEventType, by name
+    "defined": 0,
+    "undefined": 1,
+    "started": 2,
+    "suspended": 3,
+    "resumed": 4,
+    "stopped": 5,
+    "shutdown": 6,
+}
 QEMU_CONF = (
     'user = "root"\ngroup = "root"\ndynamic_ownership = 0\nsecurity_driver = "none"\n'
     'cgroup_controllers = [ ]\nstdio_handler = "file"\nnamespaces = [ ]\n'
@@ -167,7 +186,11 @@ class Libvirtd:
         self.netns, self.root, self.timeout = netns, Path(root), timeout
         self.qemu_user = qemu_user
         self.uri = f"qemu:///system?socket={self.root / 'run' / 'libvirt-sock'}"
+        self.host_uuid = str(uuid.uuid4())
         self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Any = None
+        self.events: list[tuple[str, str]] = []  # (domain, lifecycle event), as they come
+        self._events = threading.Condition()
 
     def start(self) -> None:
         """Start libvirtd and wait until it answers."""
@@ -175,7 +198,8 @@ class Libvirtd:
         for sub, path in LIBVIRT_PATHS.items():
             (self.root / sub).mkdir(parents=True, exist_ok=True)
             Path(path).mkdir(parents=True, exist_ok=True)
-        (self.root / "etc" / "libvirtd.conf").write_text(LIBVIRTD_CONF)
+        conf = LIBVIRTD_CONF + f'host_uuid = "{self.host_uuid}"\n'
+        (self.root / "etc" / "libvirtd.conf").write_text(conf)
         qemu_conf = QEMU_CONF
         if self.qemu_user is not None:
             who = f"+{self.qemu_user}"
@@ -212,6 +236,34 @@ class Libvirtd:
                 )
             time.sleep(0.05)
 
+    @property
+    def conn(self) -> Any:
+        """The libvirt-python connection to this daemon (opened on first use;
+        lifecycle events are then recorded in `events`)."""
+        if self._conn is None:
+            libvirt = _libvirt()
+            self._conn = libvirt.open(self.uri)
+            self._conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+            )
+        return self._conn
+
+    def _on_lifecycle(self, _conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
+        name = next((k for k, v in LIFECYCLE.items() if v == event), str(event))
+        with self._events:
+            self.events.append((dom.name(), name))
+            self._events.notify_all()
+
+    def await_event(self, domain: str, event: str, timeout: float = 30.0) -> None:
+        """Wait for `domain`'s lifecycle `event` ("started", "stopped", ...)."""
+        with self._events:
+            if not self._events.wait_for(lambda: (domain, event) in self.events, timeout):
+                raise DriverError(f"await {event}", domain, f"not within {timeout:g}s")
+
+    def domains(self) -> list[str]:
+        """The names of the running domains."""
+        return sorted(dom.name() for dom in self.conn.listAllDomains())
+
     def virsh(self, *args: str, timeout: float = 60.0) -> str:
         """Run virsh against this libvirtd; return stdout or raise DriverError."""
         result = subprocess.run(
@@ -232,9 +284,14 @@ class Libvirtd:
             return
         if proc.poll() is None:
             try:
-                for name in self.virsh("list", "--name").split():
-                    self.virsh("destroy", name)
+                for dom in self.conn.listAllDomains():
+                    if dom.isActive():
+                        dom.destroy()
             finally:
+                if self._conn is not None:
+                    with contextlib.suppress(Exception):
+                        self._conn.close()
+                    self._conn = None
                 _copy_tree(self.root / "cache" / "qemu" / "capabilities", default_caps_dir())
                 proc.terminate()
         try:
@@ -249,6 +306,30 @@ class Libvirtd:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_LOOP: threading.Thread | None = None
+
+
+def _libvirt() -> Any:
+    """libvirt-python, with its default event loop running on a daemon thread."""
+    global _LOOP
+    try:
+        import libvirt
+    except ImportError as err:
+        raise DriverError(
+            "import libvirt", "libvirt-python", "not installed: pip install 'vmnet[testing]'"
+        ) from err
+    if _LOOP is None:
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        _LOOP = threading.Thread(target=run, daemon=True, name="vmnet-libvirt-events")
+        _LOOP.start()
+    return libvirt
 
 
 def _last_error(log: Path) -> str:
@@ -294,6 +375,7 @@ class LibvirtGuest(SerialGuest):
         self._memory, self._decorate = memory_mb, decorate
         self._console = libvirtd.root / f"{self.domain}.console"
         self._sock: socket.socket | None = None
+        self.dom: Any = None  # the libvirt-python domain once started
 
     def domain_xml(self) -> str:
         """The domain this guest starts, after `decorate`."""
@@ -324,7 +406,11 @@ class LibvirtGuest(SerialGuest):
             listener.listen(1)
             listener.settimeout(self.timeout)
             self._started = time.monotonic()
-            self.libvirtd.virsh("create", str(xml_file))
+            try:
+                self.dom = self.libvirtd.conn.createXML(xml_file.read_text(), 0)
+            except Exception as err:  # libvirt.libvirtError: the daemon's own message
+                raise DriverError("create domain", self.domain, str(err)) from err
+            self.libvirtd.await_event(self.domain, "started", self.timeout)
             try:
                 self._sock, _ = listener.accept()
             except OSError as err:
@@ -350,9 +436,24 @@ class LibvirtGuest(SerialGuest):
             pass
         finally:
             sock.close()
-        deadline = time.monotonic() + timeout
-        while self.domain in self.libvirtd.virsh("list", "--name").split():
-            if time.monotonic() > deadline:
-                self.libvirtd.virsh("destroy", self.domain)
-                break
-            time.sleep(0.05)
+        try:
+            self.libvirtd.await_event(self.domain, "stopped", timeout)
+        except DriverError:
+            if self.domain in self.libvirtd.domains():
+                self.dom.destroy()
+
+    def attach(self, interface_xml: str) -> None:
+        """Hot-plug a device into the running domain (virDomainAttachDeviceFlags, live)."""
+        libvirt = _libvirt()
+        try:
+            self.dom.attachDeviceFlags(interface_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as err:
+            raise DriverError("attach device", self.domain, str(err)) from err
+
+    def detach(self, interface_xml: str, timeout: float = 30.0) -> None:
+        """Hot-unplug a device; waits for the guest to release it (device-removed)."""
+        libvirt = _libvirt()
+        try:
+            self.dom.detachDeviceFlags(interface_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as err:
+            raise DriverError("detach device", self.domain, str(err)) from err
