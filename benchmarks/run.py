@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import binding, dhcp, leases, plug, process, scale, stats
+from benchmarks import binding, dhcp, leases, migration, plug, process, scale, stats
 from vmnet.testing.cni import Node
 
 NIC_COUNTS = [1, 2, 4, 8, 16]
@@ -38,6 +38,7 @@ FULL = {
     "rss": 100_000,
     "import_runs": 20,
     "lease_rounds": 10,
+    "migration_runs": 5,
 }
 QUICK = {
     "rounds": 5,
@@ -47,6 +48,7 @@ QUICK = {
     "rss": 20_000,
     "import_runs": 8,
     "lease_rounds": 3,
+    "migration_runs": 1,
 }
 TINY = {
     "rounds": 1,
@@ -56,6 +58,7 @@ TINY = {
     "rss": 2_000,
     "import_runs": 1,
     "lease_rounds": 1,
+    "migration_runs": 1,
 }  # --tiny: every key, for the test suite; numbers meaningless
 TARGETS = [  # key, comparison, bound, text
     ("ratio_bridge_vs_floor", "<=", 2.0, "plug_bridge within 2x of the floor"),
@@ -127,6 +130,7 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
         out["pods_100_s"] = seconds * 100 / cfg["pods"]
         out.update(dhcp.measure(node, cfg["dhcp_seconds"], cfg["rss"]))
         out.update(leases.measure(node, cfg["lease_rounds"]))
+        out.update(migration.measure(cfg["migration_runs"]))
         with tempfile.TemporaryDirectory(prefix="vmnet-bench-") as scratch:
             out.update(process.measure(node, cfg["rounds"], scratch))
             out.update(binding.measure(node, cfg["rounds"], scratch))
@@ -189,6 +193,12 @@ def table(res: dict[str, Any]) -> str:
         ("CNI bridge plugin ADD (process), p50", res["cni_bridge_ref_add_ms_p50"], "ms"),
         ("sidecar OnDefineDomain round trip, p50", res["on_define_domain_ms_p50"], "ms"),
         ("sidecar RSS while serving", res["sidecar_rss_mb"], "MiB"),
+    ]
+    rows += [
+        (f"migration {b}: {what}, {q}", res[f"migration_{b}_{key}_ms_{q}"], "ms")
+        for b in migration.BINDINGS
+        for key, what in (("qemu", "qemu downtime"), ("ping", "ping gap"), ("tcp", "TCP stall"))
+        for q in ("p50", "max")
     ]
     rows += [
         (f"lease {client}: {server}, p50", res[f"lease_ms_{client}_{server}"], "ms")

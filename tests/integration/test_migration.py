@@ -178,3 +178,56 @@ def test_another_vm_identity_gets_another_mac_and_no_lease(pod, tmp_path):
     finally:
         guest.close()
         source.close()
+
+
+def test_restart_in_a_new_pod_init_reboots_and_a_stale_address_gets_nak(node, node_b, tmp_path):
+    """The VM stopped in pod A, pod A deleted, the VM started in pod C: with
+    the same IP (the IPAM kept it) the guest's INIT-REBOOT gets ACK and no
+    DISCOVER is needed; in pod D, whose IP is another, the same INIT-REBOOT
+    gets NAK (RFC 2131 §4.3.2) and the guest then leases the new IP at once."""
+    pod_a = node.add_pod(bridge_config())
+    doc = vm_manifest("bridge", name="restartvm")
+    source = Plugged(pod_a, doc)
+    guest = Guest(pod_a.netns, source.tap, source.mac)
+    plugged = [source]
+    try:
+        first = guest.dhcp("dhclient", workdir=wd(tmp_path, "a"), timeout=20)
+        assert first.address == pod_a.address
+        source.close()
+        pod_a.close()  # the VM stopped, its pod deleted: nothing of A is left
+
+        pod_c = node_b.add_pod(bridge_config(ipam=static_ipam(str(pod_a.address), "10.22.0.1")))
+        again = Plugged(pod_c, doc)  # a new pod, not a migration target
+        plugged.append(again)
+        assert again.mac == source.mac  # the VM's stable MAC, in every pod
+        guest.reattach(pod_c.netns, again.tap)
+        guest.check("ip addr flush dev eth0")  # a VM that starts again has no address yet
+        lease = guest.dhcp(
+            "dhclient",
+            workdir=wd(tmp_path, "c"),
+            timeout=20,
+            lease_file_text=lease_file(pod_a.address.ip),
+        )
+        stats = again.responders[0].stats
+        assert lease.address == pod_a.address
+        assert stats.acked >= 1 and stats.offered == 0 and stats.nak == 0  # INIT-REBOOT: ACK
+
+        pod_d = node_b.add_pod(bridge_config(ipam=static_ipam("10.22.0.99/24", "10.22.0.1")))
+        moved = Plugged(pod_d, doc)
+        plugged.append(moved)
+        guest.reattach(pod_d.netns, moved.tap)
+        guest.check("ip addr flush dev eth0")
+        new = guest.dhcp(
+            "dhclient",
+            workdir=wd(tmp_path, "d"),
+            timeout=30,
+            lease_file_text=lease_file(pod_a.address.ip),  # the stale address
+        )
+        stats = moved.responders[0].stats
+        assert new.address == ipaddress.ip_interface("10.22.0.99/24")
+        assert stats.nak >= 1 and stats.offered >= 1 and stats.acked >= 1  # NAK, then DORA
+        assert guest.ping("10.22.0.1")
+    finally:
+        guest.close()
+        for p in plugged:
+            p.close()

@@ -60,6 +60,13 @@ REQUIRED = [
     "dhcp_vmnet_dora_p99_ms",
     "dhcp_dnsmasq_dora_p99_ms",
     "ratio_dhcp_dora_vmnet_vs_dnsmasq",
+    # a running VM live-migrated between two pods (benchmarks/migration.py)
+    *(
+        f"migration_{b}_{k}_ms_{q}"
+        for b in ("bridge", "masquerade")
+        for k in ("qemu", "ping", "tcp")
+        for q in ("p50", "max")
+    ),
     # from a client's start to its address (benchmarks/leases.py)
     *(f"lease_ms_{c}_{s}" for c in CLIENTS for s in ("vmnet", "dnsmasq")),
 ]
@@ -188,3 +195,25 @@ def test_the_documented_targets_table_is_the_saved_runs() -> None:
         doc = f.read()
     assert run.targets_markdown(saved) in doc
     assert not saved["quick"]  # a full run
+
+
+@pytest.mark.netns
+@pytest.mark.qemu
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
+def test_the_migration_benchmark_reports_median_and_worst():
+    """`python -m benchmarks.migration` (docs/migration.md's command), one run."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.migration", "--runs", "1", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads(done.stdout)
+    assert res["migration_runs"] == 1
+    for binding in ("bridge", "masquerade"):
+        for kind in ("qemu", "ping", "tcp"):
+            median, worst = (res[f"migration_{binding}_{kind}_ms_{q}"] for q in ("p50", "max"))
+            assert 0 < median <= worst
