@@ -13,13 +13,14 @@ APT_PACKAGES = \
 	containernetworking-plugins \
 	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
 	qemu-system-x86 linux-image-cloud-amd64 pkg-config \
-	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd time
+	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd time \
+	mmdebstrap e2fsprogs
 
 # libvirt 11 (passt support) from Debian 12's bookworm-backports, by name only
 # (scripts/debian-backports.sh: the suite comes from the machine's own apt source)
 LIBVIRT_PACKAGES = libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev libvirt0
 
-.PHONY: all deps venv cni-bundle demo-migration gates lint format type layers test test-fast coverage demo fuzz bench clean
+.PHONY: all deps venv cni-bundle demo-migration guests gates lint format type layers test test-fast coverage demo fuzz bench clean
 
 all: test
 
@@ -86,6 +87,10 @@ coverage: deps venv
 
 demo: deps venv
 	$(PY) -m vmnet.testing.demo
+
+# Debian 12 guest images (vmnet.testing.distro), built once into the guest cache
+guests: deps venv
+	$(PY) -c "from vmnet.testing import distro; [print(distro.build_image(s)) for s in distro.STACKS]"
 
 # a running VM live-migrated between two pods, bridge and masquerade, with the downtime
 demo-migration: deps venv
