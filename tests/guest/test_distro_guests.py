@@ -6,7 +6,8 @@ bridge binding, and configures its NIC the way such an image does, with
 nothing written by hand beyond that. What its own stack configured is
 reported from inside the guest: the pod's address and prefix, the pod's
 gateway as default route, the pod's MTU, and the DNS server vmnet handed
-out as systemd-resolved holds it.
+out as the guest's resolver reads it; for NetworkManager also the search
+list and the host name, which it applies and networkd (as built) does not.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def test_a_debian_cloud_style_guest_configures_the_pod_network(node, stack: str)
         assert seen["route"].startswith(f"default via {pod.gateway} dev {seen['nic']}"), seen
         assert int(seen["mtu"]) == pod.mtu
         assert seen["dns"].split() == ["10.96.0.10"], seen  # the pod's resolv.conf, via DHCP
+        if stack == "networkmanager":  # NetworkManager applies options 119 and 12 as well
+            assert seen["search"].split() == list(plugged.configs[0][1].search), seen
+            assert seen["hostname"] == "debvm", seen
         stats = plugged.responders[0].stats
         assert stats.offered >= 1 and stats.acked >= 1 and stats.nak == 0
         print(f"\n{stack} guest configured in {guest.boot_seconds:.0f} s: {seen}")

@@ -20,6 +20,10 @@ Stacks:
 - `networkd`: systemd-networkd and systemd-resolved with one `.network`
   file matching the NIC, `DHCP=yes`, as a Debian or Ubuntu cloud image's
   netplan writes it (`RouteMetric=100`, `UseMTU=true`); nothing else.
+- `networkmanager`: NetworkManager with its internal DHCP client and no
+  profile at all, as a Fedora or RHEL cloud image boots: NetworkManager
+  makes its automatic wired profile (`ipv4.method=auto`, `ipv6.method=auto`)
+  and writes /etc/resolv.conf itself.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ from vmnet.core.netns import check_netns, preexec
 from vmnet.testing.console import QEMU
 from vmnet.testing.initramfs import default_cache_dir
 
-STACKS = ("networkd",)
+STACKS = ("networkd", "networkmanager")
+BASE = ["systemd", "systemd-sysv", "udev", "dbus", "iproute2"]
 PACKAGES = {
-    "networkd": ["systemd", "systemd-sysv", "udev", "dbus", "iproute2", "systemd-resolved"],
+    "networkd": [*BASE, "systemd-resolved"],
+    "networkmanager": [*BASE, "network-manager"],
 }
 NETWORK_FILES = {
     "networkd": {
@@ -52,6 +58,11 @@ NETWORK_FILES = {
             "[DHCP]\nRouteMetric=100\nUseMTU=true\n"
         ),
     },
+    "networkmanager": {},  # no profile: NetworkManager's own automatic one
+}
+RESOLVERS = {  # what each stack's resolver reads
+    "networkd": "/run/systemd/resolve/resolv.conf",
+    "networkmanager": "/etc/resolv.conf",
 }
 ENABLE = {
     "networkd": [
@@ -59,27 +70,30 @@ ENABLE = {
         "systemd-resolved",
         "systemd-networkd-wait-online.service",
     ],
+    "networkmanager": ["NetworkManager", "NetworkManager-wait-online.service"],
 }
 BEGIN, END = "VMNET-REPORT-BEGIN", "VMNET-REPORT-END"
 REPORT = f"""#!/bin/sh
 nic=$(ip -4 -o addr show scope global | awk '{{print $2; exit}}')
-{{
+report=$({{
 echo {BEGIN}
 echo "addr $(ip -4 -o addr show scope global | awk '{{print $4; exit}}')"
 echo "nic $nic"
 echo "route $(ip -4 route show default | head -n1)"
 echo "mtu $(cat /sys/class/net/$nic/mtu)"
-conf=/run/systemd/resolve/resolv.conf  # what systemd-resolved resolves with
+conf=$(cat /etc/vmnet-resolver)  # the file this stack's resolver reads
 echo "dns $(awk '$1 == "nameserver" {{print $2}}' $conf 2>/dev/null | xargs)"
 echo "search $(awk '$1 == "search" {{$1 = ""; print}}' $conf 2>/dev/null)"
 echo "hostname $(timeout 10 hostname)"
 echo {END}
-}} > /dev/ttyS0
+}})
+printf '%s\\n' "$report" > /dev/ttyS0  # one write: nothing else uses the console
 """
 REPORT_UNIT = """[Unit]
 Description=vmnet test report: what the guest's network stack configured
 Wants=network-online.target
 After=network-online.target
+Before=getty.target
 
 [Service]
 Type=oneshot
@@ -133,7 +147,13 @@ def _sources() -> str:
 
 
 def _recipe(stack: str) -> str:
-    parts = [stack, *PACKAGES[stack], *sorted(NETWORK_FILES[stack].items()), *ENABLE[stack]]
+    parts = [
+        stack,
+        *PACKAGES[stack],
+        *sorted(NETWORK_FILES[stack].items()),
+        *ENABLE[stack],
+        RESOLVERS[stack],
+    ]
     return hashlib.sha256(repr((parts, REPORT, REPORT_UNIT, IMAGE_SIZE)).encode()).hexdigest()[:16]
 
 
@@ -185,12 +205,16 @@ def _customize(rootfs: Path, stack: str) -> None:
     (rootfs / "etc/fstab").write_text("LABEL=root / ext4 rw 0 1\n")
     with contextlib.suppress(FileNotFoundError):
         (rootfs / "etc/hostname").unlink()  # no static name: DHCP's option 12 may set it
-    resolv = rootfs / "etc/resolv.conf"
-    if resolv.is_symlink() or resolv.exists():
-        resolv.unlink()
-    resolv.symlink_to("/run/systemd/resolve/stub-resolv.conf")
+    (rootfs / "etc/vmnet-resolver").write_text(RESOLVERS[stack] + "\n")
+    if stack == "networkd":  # resolved's stub, as the image's installer links it
+        resolv = rootfs / "etc/resolv.conf"
+        if resolv.is_symlink() or resolv.exists():
+            resolv.unlink()
+        resolv.symlink_to("/run/systemd/resolve/stub-resolv.conf")
     units = [*ENABLE[stack], "vmnet-report.service"]
     _run(["chroot", str(rootfs), "systemctl", "enable", *units], "systemctl enable")
+    # no login on the serial console: a getty would hang up the report's writes
+    _run(["chroot", str(rootfs), "systemctl", "mask", "serial-getty@ttyS0.service"], "mask")
 
 
 def _run(argv: list[str], what: str, timeout: float = 300) -> None:
