@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -197,6 +198,13 @@ def live_migrate(
         )
         _delete_source(source, pod_a)
         say("pod A deleted, as KubeVirt deletes the source pod")
+        if binding == "masquerade":
+            # The pod IP now answers from pod B's NIC, whose MAC is not pod A's: an IPAM
+            # that keeps the IP moves it in its network (Kube-OVN moves the port); on
+            # this plain bridge the harness announces it, or the node's neighbour entry
+            # would point at pod A's gone NIC until it expires (seconds). The bridge
+            # binding needs none: the guest's own MAC moves, and qemu announces it.
+            _announce(pod_b.netns, pod_b.ifname, address)
         _await(lambda: len(echo.arrivals) >= 10 or echo.error is not None, 30, "echoes")
         count = len(echo.arrivals)
         _await(lambda: len(echo.arrivals) >= count + 10 or echo.error is not None, 30, "echoes")
@@ -230,6 +238,22 @@ def live_migrate(
             discovers_to_target=discovers + stats.offered,
         )
     raise AssertionError("unreachable")  # the with block returns or raises
+
+
+def _announce(netns: str, ifname: str, address: str, count: int = 3) -> None:
+    """Gratuitous ARP for `address` from `ifname` in `netns` (RFC 5227 §3)."""
+
+    def send() -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+            sock.bind((ifname, 0))
+            mac = sock.getsockname()[4]
+            ip = socket.inet_aton(address)
+            arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, ip, b"\0" * 6, ip)
+            frame = b"\xff" * 6 + mac + b"\x08\x06" + arp
+            for _ in range(count):
+                sock.send(frame)
+
+    run_in(netns, send)
 
 
 def _target_pod(node: Node, source: CniPod) -> CniPod:
