@@ -65,6 +65,14 @@ class MacAddress:
         return f"MacAddress('{self}')"
 
 
+def eui64_link_local(mac: MacAddress) -> ipaddress.IPv6Address:
+    """fe80::/64 with the modified EUI-64 interface id of `mac` (RFC 4291 App. A),
+    the link-local address Linux gives a link by default (addr_gen_mode 0)."""
+    b = mac.packed
+    iid = bytes((b[0] ^ 0x02, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]))
+    return ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid)
+
+
 def is_global_unicast(ip: IPAddress) -> bool:
     """Go's `net.IP.IsGlobalUnicast`, as the module docstring describes."""
     if ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255"):

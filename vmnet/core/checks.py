@@ -36,6 +36,13 @@ def typed(kind: type, *, optional: bool = False) -> Callable[[str, Any], Any]:
     return check
 
 
+def boolean(name: str, value: Any) -> bool:
+    """A check: True or False, nothing else."""
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"expected bool, got {value!r}")
+    return value
+
+
 def ranged(low: int, high: int, *, optional: bool = False) -> Callable[[str, Any], Any]:
     """A check: an int within [low, high], or None if optional."""
 

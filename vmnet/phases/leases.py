@@ -78,16 +78,18 @@ def dhcp_configs(
 def dhcp6_configs(
     vmi: Vmi, cache: Cache, resolv: resolvconf.ResolvConf
 ) -> list[tuple[str, Dhcp6Config]]:
-    """(serving bridge, configuration) for every network that gets DHCPv6 and RAs."""
+    """(serving link, configuration) for every network that gets DHCPv6 and RAs:
+    the bridge, or the VM's tap for a `tap_only` config (the bridge binding)."""
     out = []
     for _iface, net, record in finished(vmi, cache):
         base = lease6(cache, net.name)
         if base is None:
             continue
         names = LinkNames.derive(record.pod_iface, primary=record.primary)
+        link = names.tap if base.tap_only else names.bridge
         dns = tuple(a for a in resolv.nameservers if isinstance(a, ipaddress.IPv6Address))
         search = resolvconf.with_subdomain(resolv.search, vmi.subdomain)
-        out.append((names.bridge, dataclasses.replace(base, dns=dns, search=search)))
+        out.append((link, dataclasses.replace(base, dns=dns, search=search)))
     return out
 
 

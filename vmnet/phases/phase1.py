@@ -39,7 +39,7 @@ from vmnet.core.netns import check_netns, locked
 from vmnet.manifest import Binding, Interface, Vmi
 from vmnet.phases.identity import check_same_vmi, vmi_key
 from vmnet.plan.bindings import BindContext, BindMechanism, MacSource, binding_for, choose_vm_mac
-from vmnet.plan.state import NetPlan, NetworkRecord, NetworkState, RouteState, TapSpec
+from vmnet.plan.state import NetPlan, NetworkRecord, NetworkState, PodNic, RouteState, TapSpec
 from vmnet.store.cache import Cache
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,8 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache, options: PlugOptions) -> l
                 raise
             if pod_nic.link.kind == "dummy":  # the dummy vmnet leaves where eth0 was
                 _refuse_foreign_plug(names, existing or link_names(drivers.netlink), cache)
+            if binding.needs_router6:
+                pod_nic = _with_router6(pod_nic, drivers)
             record = NetworkRecord(
                 network=net.name,
                 binding=binding.name,
@@ -153,6 +155,24 @@ def prepare(vmi: Vmi, drivers: Drivers, cache: Cache, options: PlugOptions) -> l
         binding.plan(ctx)
         out.append(ctx)
     return out
+
+
+def _with_router6(pod_nic: PodNic, drivers: Drivers) -> PodNic:
+    """`pod_nic` with the router of its IPv6 default route, asked for on its link."""
+    gateway = pod_nic.gateway6
+    if pod_nic.ipv6 is None or gateway is None or drivers.router6 is None:
+        return pod_nic
+    router = drivers.router6.find(pod_nic.link.index, gateway)
+    if router is None:
+        log.warning(
+            "%s: IPv6 gateway %s did not answer on the pod's link: the VM gets %s "
+            "but no IPv6 default route",
+            pod_nic.name,
+            gateway,
+            pod_nic.ipv6.ip,
+        )
+        return pod_nic
+    return dataclasses.replace(pod_nic, router6=router)
 
 
 def _refuse_foreign_plug(names: LinkNames, existing: list[str], cache: Cache) -> None:

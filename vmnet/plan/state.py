@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 
 from vmnet.core.addr import IPAddress, IPInterface, IPNetwork, MacAddress, is_global_unicast
 from vmnet.plan.nat import NatTable
@@ -71,11 +72,35 @@ class LinkState:
 
 
 @dataclass(frozen=True, slots=True)
+class Router6:
+    """The pod's IPv6 router as its own link sees it: the link-local address
+    it answers on (a router advertisement's source must be link-local,
+    RFC 4861 §6.1.2) and its MAC, when it answered."""
+
+    address: IPv6Address
+    mac: MacAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PodNic:
-    """The pod NIC the CNI plugin made, as found before vmnet touched it."""
+    """The pod NIC the CNI plugin made, as found before vmnet touched it.
+
+    `router6` is the router behind the pod's IPv6 default route, found by
+    asking the link (`vmnet.apply.drivers.router6`); None when the pod has
+    no IPv6 default route or the router did not answer."""
 
     link: LinkState
     routes: tuple[RouteState, ...] = ()
+    router6: Router6 | None = None
+
+    @property
+    def gateway6(self) -> IPv6Address | None:
+        """The gateway of the pod's first IPv6 default route."""
+        for route in self.routes:
+            if route.destination.version == 6 and route.is_default and route.gateway:
+                assert isinstance(route.gateway, IPv6Address)
+                return route.gateway
+        return None
 
     @property
     def name(self) -> str:

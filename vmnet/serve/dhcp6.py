@@ -19,37 +19,44 @@ It returns within about POLL_SECONDS after `stop` is set.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import random
 import selectors
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address
 
-from vmnet.core.addr import MacAddress
 from vmnet.core.errors import ConfigError, DhcpDecodeError
 from vmnet.protocols.dhcp6.codec import decode, encode, ipv6_udp
 from vmnet.protocols.dhcp6.ra import RaSchedule, build_ra, parse_rs
 from vmnet.protocols.dhcp6.responder import Responder6
-from vmnet.serve.endpoint6 import Endpoint6, open_endpoint6
+from vmnet.serve.endpoint6 import Endpoint6, Received, open_endpoint6
+from vmnet.serve.tap6 import TapEndpoint6, open_tap_endpoint6
 
-__all__ = ["POLL_SECONDS", "RETRY_SECONDS", "Endpoint6", "open_endpoint6", "serve6"]
+__all__ = [
+    "POLL_SECONDS",
+    "RETRY_SECONDS",
+    "Endpoint6",
+    "TapEndpoint6",
+    "open_endpoint6",
+    "open_tap_endpoint6",
+    "serve6",
+]
 
 POLL_SECONDS = 0.1
 RETRY_SECONDS = 0.25
 
 log = logging.getLogger("vmnet.protocols.dhcp6")
+# an RA cannot go out yet: no usable link-local (bridge), no carrier (tap)
+_NOT_YET = (errno.EADDRNOTAVAIL, errno.ENETDOWN)
 
 
 @dataclass(slots=True)
 class _Lane:
-    endpoint: Endpoint6
+    endpoint: Endpoint6 | TapEndpoint6
     responder: Responder6
     schedule: RaSchedule
     ra: bytes = field(init=False)
@@ -59,7 +66,7 @@ class _Lane:
 
 
 def serve6(
-    pairs: Sequence[tuple[Endpoint6, Responder6]],
+    pairs: Sequence[tuple[Endpoint6 | TapEndpoint6, Responder6]],
     stop: threading.Event,
     *,
     ra_interval: float = 10.0,
@@ -78,9 +85,8 @@ def serve6(
     lanes = [_Lane(ep, resp, RaSchedule(float(ra_interval), rand)) for ep, resp in pairs]
     with selectors.DefaultSelector() as sel:
         for lane in lanes:
-            ep = lane.endpoint
-            for sock, handler in ((ep.rx, _on_dhcp), (ep.udp, _drain), (ep.icmp, _on_rs)):
-                sel.register(sock, selectors.EVENT_READ, (lane, handler))
+            for sock in lane.endpoint.readers:
+                sel.register(sock, selectors.EVENT_READ, lane)
         while not stop.is_set():
             now = time.monotonic()
             for lane in lanes:
@@ -88,8 +94,7 @@ def serve6(
                     _advertise(lane, now)
             wait = min([POLL_SECONDS] + [lane.schedule.timeout(now) for lane in lanes])
             for key, _ in sel.select(timeout=wait):
-                lane, handler = key.data
-                handler(lane)
+                _on_readable(key.data, key.fileobj)  # type: ignore[arg-type]
 
 
 def _advertise(lane: _Lane, now: float) -> None:
@@ -98,28 +103,41 @@ def _advertise(lane: _Lane, now: float) -> None:
     except OSError as err:
         lane.responder.stats.ra_deferred += 1
         lane.schedule.retry(now, RETRY_SECONDS)
-        if lane.responder.stats.ra_deferred == 1 or err.errno != errno.EADDRNOTAVAIL:
+        if lane.responder.stats.ra_deferred == 1 or err.errno not in _NOT_YET:
             log.info("dhcp6: RA on %s deferred: %s", lane.endpoint.ifname, err)
         return
     lane.responder.stats.ra_sent += 1
     lane.schedule.sent_at(now)
 
 
-def _on_dhcp(lane: _Lane) -> None:
-    endpoint, responder = lane.endpoint, lane.responder
+def _on_readable(lane: _Lane, sock: socket.socket) -> None:
     try:
-        data, addr = endpoint.rx.recvfrom(65535)
+        got = lane.endpoint.receive(sock)
     except (BlockingIOError, InterruptedError):
         return
-    if addr[2] == socket.PACKET_OUTGOING:
+    except DhcpDecodeError as err:
+        lane.responder.stats.dropped_malformed += 1
+        log.debug("dhcp6 on %s: dropped: %s", lane.endpoint.ifname, err)
         return
-    mac = MacAddress(addr[4][:6]) if len(addr[4]) >= 6 else None
+    except OSError as err:
+        log.warning("dhcp6 receive on %s: %s", lane.endpoint.ifname, err)
+        return
+    if got is None:
+        return
+    if got.kind == "dhcp":
+        _on_dhcp(lane, got)
+    else:
+        _on_rs(lane, got)
+
+
+def _on_dhcp(lane: _Lane, got: Received) -> None:
+    endpoint, responder = lane.endpoint, lane.responder
     try:
-        packet = ipv6_udp(data)
-        reply = responder.respond(decode(packet.payload), src_mac=mac)
+        packet = ipv6_udp(got.data)
+        reply = responder.respond(decode(packet.payload), src_mac=got.mac)
     except DhcpDecodeError as err:
         responder.stats.dropped_malformed += 1
-        log.debug("dhcp6 on %s: dropped %d bytes: %s", endpoint.ifname, len(data), err)
+        log.debug("dhcp6 on %s: dropped %d bytes: %s", endpoint.ifname, len(got.data), err)
         return
     except Exception:  # the server must outlive any single packet
         responder.stats.dropped_malformed += 1
@@ -127,34 +145,23 @@ def _on_dhcp(lane: _Lane) -> None:
         return
     if reply is not None:
         try:
-            endpoint.send_reply(encode(reply), packet.src, packet.src_port)
+            endpoint.send_reply(encode(reply), packet.src, packet.src_port, got.mac)
         except OSError as err:
             log.warning("dhcp6 send on %s to %s: %s", endpoint.ifname, packet.src, err)
 
 
-def _drain(lane: _Lane) -> None:
-    with contextlib.suppress(BlockingIOError, InterruptedError):
-        lane.endpoint.udp.recv(65535)
-
-
-def _on_rs(lane: _Lane) -> None:
+def _on_rs(lane: _Lane, got: Received) -> None:
     stats = lane.responder.stats
     try:
-        data, ancillary, _, addr = lane.endpoint.icmp.recvmsg(1500, socket.CMSG_SPACE(4))
-    except (BlockingIOError, InterruptedError):
-        return
-    hops = None
-    for level, kind, value in ancillary:
-        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
-            hops = struct.unpack("=i", value[:4])[0]
-    try:
-        rs = parse_rs(data, hops, IPv6Address(addr[0].split("%")[0]))
+        assert got.source is not None
+        rs = parse_rs(got.data, got.hops, got.source)
     except DhcpDecodeError as err:
         stats.rs_ignored += 1
         log.debug("dhcp6 on %s: %s", lane.endpoint.ifname, err)
         return
     want = lane.responder.config.client_mac
-    if want is not None and rs.source_mac is not None and rs.source_mac != want:
+    foreign = [mac for mac in (rs.source_mac, got.mac) if mac is not None and mac != want]
+    if want is not None and foreign:
         stats.rs_ignored += 1
         return
     stats.rs_received += 1

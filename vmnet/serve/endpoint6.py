@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
+from vmnet.core.addr import MacAddress
 from vmnet.core.errors import DriverError
 from vmnet.core.netns import check_netns, run_in
 from vmnet.protocols.dhcp6.ra import HOP_LIMIT
@@ -60,6 +61,17 @@ _BPF = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One request an endpoint read: a DHCPv6 packet or a router solicitation."""
+
+    kind: str  # "dhcp": `data` is the IPv6 packet; "rs": the ICMPv6 message
+    data: bytes
+    mac: MacAddress | None  # the frame's source MAC, where the socket tells it
+    hops: int | None = None
+    source: IPv6Address | None = None
+
+
 @dataclass(slots=True)
 class Endpoint6:
     """The sockets serving one interface."""
@@ -72,7 +84,30 @@ class Endpoint6:
     icmp: socket.socket
     link_local: IPv6Address | None = None
 
-    def send_reply(self, payload: bytes, dest: IPv6Address, port: int) -> None:
+    @property
+    def readers(self) -> tuple[socket.socket, ...]:
+        return (self.rx, self.udp, self.icmp)
+
+    def receive(self, sock: socket.socket) -> Received | None:
+        """What `sock` (one of `readers`, readable) holds; None for nothing to serve."""
+        if sock is self.udp:  # a copy of what rx gets: the port is only held
+            sock.recv(65535)
+            return None
+        if sock is self.rx:
+            data, addr = sock.recvfrom(65535)
+            if addr[2] == socket.PACKET_OUTGOING:
+                return None
+            return Received("dhcp", data, MacAddress(addr[4][:6]) if len(addr[4]) >= 6 else None)
+        data, ancillary, _, addr = sock.recvmsg(1500, socket.CMSG_SPACE(4))
+        hops = None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hops = struct.unpack("=i", value[:4])[0]
+        return Received("rs", data, None, hops, IPv6Address(addr[0].split("%")[0]))
+
+    def send_reply(
+        self, payload: bytes, dest: IPv6Address, port: int, dest_mac: MacAddress | None = None
+    ) -> None:
         self.udp.sendto(payload, (str(dest), port, 0, self.ifindex))
 
     def send_ra(self, message: bytes) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # DHCPv6 is loaded only for a pod that has IPv6 to serve
     from vmnet.protocols.dhcp6.config import Dhcp6Config
     from vmnet.protocols.dhcp6.responder import Responder6
     from vmnet.serve.endpoint6 import Endpoint6
+    from vmnet.serve.tap6 import TapEndpoint6
 
 
 class _Closable(Protocol):
@@ -94,15 +95,21 @@ class Service:
 
     def _open6(
         self, netns: str | None, v6: Sequence[tuple[str, Dhcp6Config]]
-    ) -> list[tuple[Endpoint6, Responder6]]:
+    ) -> list[tuple[Endpoint6 | TapEndpoint6, Responder6]]:
         if not v6:
             return []
         from vmnet.protocols.dhcp6.responder import Responder6
         from vmnet.serve import dhcp6 as server6
 
-        return [
-            (self._open(server6.open_endpoint6(netns, bridge)), Responder6(c)) for bridge, c in v6
-        ]
+        pairs: list[tuple[Endpoint6 | TapEndpoint6, Responder6]] = []
+        for link, config in v6:
+            endpoint = (
+                server6.open_tap_endpoint6(netns, link, config)
+                if config.tap_only
+                else server6.open_endpoint6(netns, link)
+            )
+            pairs.append((self._open(endpoint), Responder6(config)))
+        return pairs
 
     def _open(self, endpoint: E) -> E:
         self._endpoints.append(endpoint)

@@ -3,8 +3,9 @@
 - `check_ifname`: an interface name the kernel could have (1-15 bytes, no
   slash, no white space), else ConfigError("ifname", ...), before anything
   is opened;
-- `require_up`: OSError(ENETDOWN) unless the link is up (SIOCGIFFLAGS),
-  OSError(ENODEV) if it does not exist;
+- `link_flags`: a link's IFF_* flags (SIOCGIFFLAGS); `require_up`:
+  OSError(ENETDOWN) unless the link is up, OSError(ENODEV) if it does not
+  exist;
 - `needs`: a step that fails for lack of a capability (EPERM, EACCES)
   becomes one `PrivilegeError` naming the capability;
 - `attach_filter`: a classic BPF program (`struct sock_filter[]` bytes) as
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from vmnet.core.errors import ConfigError, PrivilegeError
 
 SIOCGIFFLAGS = 0x8913  # linux/sockios.h
-IFF_UP = 0x1
+IFF_UP, IFF_RUNNING = 0x1, 0x40
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h
 _IFREQ = struct.Struct("16sH14x")
 _INSN = 8  # sizeof(struct sock_filter)
@@ -41,9 +42,15 @@ def check_ifname(ifname: str) -> str:
     return ifname
 
 
-def require_up(sock: socket.socket, ifname: str) -> None:
+def link_flags(sock: socket.socket, ifname: str) -> int:
+    """The link's IFF_* flags (SIOCGIFFLAGS) in the namespace of `sock`."""
     ifreq = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(ifname.encode(), 0))
-    if not _IFREQ.unpack(ifreq)[1] & IFF_UP:
+    flags: int = _IFREQ.unpack(ifreq)[1]
+    return flags
+
+
+def require_up(sock: socket.socket, ifname: str) -> None:
+    if not link_flags(sock, ifname) & IFF_UP:
         raise OSError(errno.ENETDOWN, "link is down")
 
 

@@ -12,6 +12,7 @@ from vmnet.protocols.dhcp6.config import Dhcp6Config
 from vmnet.store import codec
 
 BRIDGE = MacAddress.parse("02:00:00:00:00:00")
+VM = MacAddress.parse("52:54:00:aa:bb:02")
 GUEST = MacAddress.parse("52:54:00:aa:bb:02")
 
 
@@ -57,7 +58,48 @@ def test_json_form() -> None:
         "leaseTime": 3600,
         "mtu": 1400,
         "routerLifetime": 600,
+        "router": None,
+        "routerMac": None,
+        "tapOnly": False,
     }
+
+
+def test_a_record_from_before_the_bridge_binding_fields_still_reads() -> None:
+    old = codec.encode(full())
+    for key in ("router", "routerMac", "tapOnly"):
+        del old[key]
+    assert codec.decode(Dhcp6Config, old) == full()
+
+
+def test_the_bridge_binding_form_round_trips() -> None:
+    cfg = Dhcp6Config(
+        MacAddress.parse("52:54:00:aa:bb:02"),
+        IPv6Interface("fd00:22::2/64"),
+        BRIDGE,
+        router=IPv6Address("fe80::9039:9cff:fedf:aa75"),
+        router_mac=MacAddress.parse("92:39:9c:df:aa:75"),
+        tap_only=True,
+    )
+    assert codec.decode(Dhcp6Config, json.loads(json.dumps(codec.encode(cfg)))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"router": IPv6Address("fd00:22::1")}, "router"),
+        ({"router_mac": MacAddress.parse("01:00:5e:00:00:01")}, "router_mac"),
+        ({"tap_only": 1}, "tap_only"),
+    ],
+)
+def test_bad_router_fields_are_refused(kw: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Dhcp6Config(VM, IPv6Interface("fd00::2/64"), BRIDGE, **kw)
+    assert err.value.field == field
+
+
+def test_tap_only_needs_the_vm_mac() -> None:
+    with pytest.raises(ConfigError, match="client_mac"):
+        Dhcp6Config(None, IPv6Interface("fd00::2/64"), BRIDGE, tap_only=True)
 
 
 @pytest.mark.parametrize(

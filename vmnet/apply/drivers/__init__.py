@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 from typing import Protocol
 
 from vmnet.core.addr import IPAddress, IPInterface, MacAddress
 from vmnet.core.netns import Worker
 from vmnet.plan.nat import NatTable
-from vmnet.plan.state import LinkState, RouteState, TapSpec
+from vmnet.plan.state import LinkState, Router6, RouteState, TapSpec
 
 
 class Netlink(Protocol):
@@ -72,6 +73,12 @@ class Nft(Protocol):
     def table_comment(self, family: str, table: str) -> str | None: ...
 
 
+class Router6Finder(Protocol):
+    def find(self, index: int, gateway: IPv6Address) -> Router6 | None:
+        """The link-local address and MAC of IPv6 router `gateway` on link
+        `index`, found by asking the link; None when it does not answer."""
+
+
 @dataclass
 class Drivers:
     """The bundle of drivers a binding's plan is applied with."""
@@ -81,6 +88,7 @@ class Drivers:
     tap: Tap
     nft: Nft
     worker: Worker | None = None
+    router6: Router6Finder | None = None  # None: IPv6 routers are not looked for
 
     def close(self) -> None:
         self.netlink.close()
@@ -91,6 +99,7 @@ class Drivers:
 def real(netns: str | None) -> Drivers:
     """Drivers acting on `netns` (a name, a path, or None for our own)."""
     from vmnet.apply.drivers.nft import NftCli
+    from vmnet.apply.drivers.router6 import Router6Probe
     from vmnet.apply.drivers.rtnl import RtnlNetlink
     from vmnet.apply.drivers.sysctl import ProcSys
     from vmnet.apply.drivers.tap import TunTap
@@ -102,5 +111,10 @@ def real(netns: str | None) -> Drivers:
         worker.close()
         raise
     return Drivers(
-        netlink, ProcSys(netns, worker=worker), TunTap(netns, worker=worker), NftCli(netns), worker
+        netlink,
+        ProcSys(netns, worker=worker),
+        TunTap(netns, worker=worker),
+        NftCli(netns),
+        worker,
+        Router6Probe(netlink, netns, worker),
     )

@@ -316,7 +316,13 @@ def shadow(real: Drivers, kinds: frozenset[str]) -> Drivers:
         nl.seed(replace(link, learning=learning), mine)
     nl._routes.extend(r for r in routes if r.oif is None)
     sysctl = FakeSysctl(nl, values={}, read_through=real.sysctl.get)
-    return Drivers(netlink=nl, sysctl=sysctl, tap=FakeTap(nl), nft=FakeNft(read_through=real.nft))
+    return Drivers(
+        netlink=nl,
+        sysctl=sysctl,
+        tap=FakeTap(nl),
+        nft=FakeNft(read_through=real.nft),
+        router6=real.router6,  # it only asks the link; a preview plans what a plug would
+    )
 
 
 def fake_drivers(**netlink_kw: object) -> Drivers:

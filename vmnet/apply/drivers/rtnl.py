@@ -41,6 +41,8 @@ NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x200, 0x400, 0x800
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_GETNEIGH, NDA_DST, NDA_LLADDR = 30, 1, 2
+NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_PROTINFO, IFLA_LINKINFO, IFLA_IFALIAS = 12, 18, 20
 IFLA_INFO_KIND, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 4, 5
@@ -55,6 +57,7 @@ _NLMSG = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBi")
 _RTMSG = struct.Struct("=BBBBBBBBI")
+_NDMSG = struct.Struct("=BBHiHBB")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _ERRNO = struct.Struct("=i")
@@ -157,7 +160,10 @@ class RtnlNetlink:
                     if code:
                         raise DriverError(op, target, code)
                     return
-                if kind == NLMSG_DONE:
+                if kind == NLMSG_DONE:  # a dump's error comes in its DONE message
+                    code = -_ERRNO.unpack_from(payload)[0] if len(payload) >= 4 else 0
+                    if code > 0:
+                        raise DriverError(op, target, code)
                     return
                 yield payload
                 if not dump:
@@ -212,6 +218,22 @@ class RtnlNetlink:
                 route = _route_state(msg)
                 if route.table == RT_TABLE_MAIN:
                     out.append(route)
+        return out
+
+    def neighbours(self, index: int) -> list[tuple[IPAddress, MacAddress]]:
+        """The IPv6 neighbour entries of link `index` that hold a link-layer
+        address (not INCOMPLETE or FAILED), as `ip -6 neigh show dev` lists them."""
+        # a strict dump request must leave ndm_ifindex 0 (NDA_IFINDEX filters); we filter here
+        body = _NDMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0)
+        out = []
+        for msg in self._request("neigh dump", f"#{index}", RTM_GETNEIGH, NLM_F_DUMP, body):
+            _, _, _, ifindex, state, _, _ = _NDMSG.unpack_from(msg)
+            attrs = _attrs(msg, _NDMSG.size)
+            ip, lladdr = _ip(attrs.get(NDA_DST)), attrs.get(NDA_LLADDR)
+            if ifindex != index or ip is None or lladdr is None or len(lladdr) != 6:
+                continue
+            if not state & (NUD_INCOMPLETE | NUD_FAILED):
+                out.append((ip, MacAddress(lladdr)))
         return out
 
     def link_add(self, name: str, kind: str, *, mac: MacAddress | None = None) -> None:

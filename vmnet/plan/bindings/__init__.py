@@ -87,6 +87,8 @@ class BindMechanism(abc.ABC):
     """The contract every binding fulfils."""
 
     name: str
+    # whether phase 1 looks for the pod's IPv6 router before planning (`PodNic.router6`)
+    needs_router6: bool = False
 
     @abc.abstractmethod
     def plan(self, ctx: BindContext) -> NetPlan:

@@ -23,12 +23,14 @@ from vmnet.core.errors import DiscoveryError
 from vmnet.plan.bindings import BindContext, BindMechanism
 from vmnet.plan.state import RTPROT_KERNEL, LinkSpec, NetPlan, PodNic
 from vmnet.protocols.dhcp4.config import DhcpConfig, Route
+from vmnet.protocols.dhcp6.config import DEFAULT_ROUTER_LIFETIME, MIN_MTU, Dhcp6Config
 
 ARP_IGNORE = "net/ipv4/conf/all/arp_ignore"
 
 
 class BridgeBinding(BindMechanism):
     name = "bridge"
+    needs_router6 = True
 
     def plan(self, ctx: BindContext) -> NetPlan:
         nic, names = ctx.pod_nic, ctx.names
@@ -115,6 +117,31 @@ class BridgeBinding(BindMechanism):
             router=router,
             routes=routes,
             mtu=nic.link.mtu,
+        )
+
+    def dhcp6_config(self, ctx: BindContext) -> Dhcp6Config | None:
+        """The pod's IPv6 address by DHCPv6, its router by RAs (docs/ipv6.md, Bridge binding).
+
+        Served on the tap to the VM's MAC alone. The RA names the pod's own
+        router (its link-local address and MAC, found by phase 1), so the
+        VM's default route is the one the pod had; without one the RA has
+        router lifetime 0 and only puts the pod's prefix on-link. None when
+        the pod has no global IPv6.
+        """
+        nic = ctx.pod_nic
+        if nic.ipv6 is None:
+            return None
+        assert isinstance(nic.ipv6, ipaddress.IPv6Interface)
+        router, mtu = nic.router6, nic.link.mtu
+        return Dhcp6Config(
+            client_mac=ctx.vm_mac,
+            address=nic.ipv6,
+            server_mac=ctx.bridge_mac,
+            mtu=mtu if mtu >= MIN_MTU else None,
+            router_lifetime=DEFAULT_ROUTER_LIFETIME if router is not None else 0,
+            router=router.address if router is not None else None,
+            router_mac=router.mac if router is not None else None,
+            tap_only=True,
         )
 
 

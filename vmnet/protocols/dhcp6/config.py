@@ -38,9 +38,17 @@ class Dhcp6Config:
     lease_time: int = DEFAULT_LEASE_TIME
     mtu: int | None = None
     router_lifetime: int = DEFAULT_ROUTER_LIFETIME
+    # The bridge binding: RAs come from the pod's router (its link-local
+    # address and MAC) instead of the serving link's own address, and
+    # everything is written to the VM's tap for `client_mac` alone.
+    router: IPv6Address | None = None
+    router_mac: MacAddress | None = None
+    tap_only: bool = False
 
     def __post_init__(self) -> None:
         checks.check_fields(self, _CHECKS)
+        if self.tap_only and self.client_mac is None:
+            raise ConfigError("client_mac", "tap_only serves one VM: its MAC is needed")
 
 
 def _mac(*, optional: bool) -> Callable[[str, Any], Any]:
@@ -75,6 +83,13 @@ def _check_router_lifetime(name: str, value: Any) -> int:
     return value  # type: ignore[no-any-return]
 
 
+def _check_router(name: str, value: Any) -> Any:
+    checks.typed(IPv6Address, optional=True)(name, value)
+    if value is not None and not value.is_link_local:
+        raise ConfigError(name, f"{value} is not a link-local address (RFC 4861 §6.1.2)")
+    return value
+
+
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "client_mac": _mac(optional=True),
     "address": _check_address,
@@ -84,4 +99,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "lease_time": checks.ranged(1, 0xFFFFFFFF),
     "mtu": checks.ranged(MIN_MTU, 0xFFFFFFFF, optional=True),
     "router_lifetime": _check_router_lifetime,
+    "router": _check_router,
+    "router_mac": _mac(optional=True),
+    "tap_only": checks.boolean,
 }

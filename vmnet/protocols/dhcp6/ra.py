@@ -79,10 +79,15 @@ def build_ra(config: Dhcp6Config) -> bytes:
         0,
         0,
     )
-    options = struct.pack("!BB", OPT_SOURCE_LLADDR, 1) + config.server_mac.packed
+    source_mac = config.server_mac if config.router is None else config.router_mac
+    options = b""
+    if source_mac is not None:  # a router whose MAC is unknown: the guest solicits it
+        options = struct.pack("!BB", OPT_SOURCE_LLADDR, 1) + source_mac.packed
     if config.mtu is not None:
         options += struct.pack("!BBHI", OPT_MTU, 1, 0, config.mtu)
     net = config.address.network
+    if net.prefixlen == 128:  # a lone address (a /128 pod IP): no prefix is on-link
+        return head + options
     options += struct.pack(
         "!BBBBIII16s",
         OPT_PREFIX_INFO,

@@ -1,0 +1,113 @@
+"""IPv6 on the bridge binding: the guest gets the pod's own IPv6 address and router.
+
+Real CNI bridge pods (host-local IPv6 ranges, IPv6-only and dual-stack),
+vmnet's bridge binding, and unmodified DHCPv6 clients in a guest namespace
+behind the tap. A tcpdump on the node side of the pod's veth checks that
+nothing vmnet sends for the VM leaves the pod.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+
+from vmnet.core.addr import MacAddress, eui64_link_local
+from vmnet.testing.capture import capture
+from vmnet.testing.dhcpclients6 import run_client6
+from vmnet.testing.plugging import bridge_manifest
+
+pytestmark = [pytest.mark.netns, pytest.mark.cni("bridge", "host-local")]
+
+
+def _bridge_pod(ranges: list[list[dict[str, str]]]) -> dict[str, object]:
+    return {
+        "type": "bridge",
+        "bridge": "cbr6",
+        "isGateway": True,
+        "isDefaultGateway": True,
+        "ipMasq": False,
+        "ipam": {"type": "host-local", "ranges": ranges},
+    }
+
+
+IPV6_ONLY = _bridge_pod([[{"subnet": "fd00:23::/64"}]])
+DUAL_STACK = _bridge_pod([[{"subnet": "10.23.0.0/24"}], [{"subnet": "fd00:24::/64"}]])
+SHAPES = [
+    pytest.param({"manifest": bridge_manifest("bridge"), "pod": IPV6_ONLY}, id="ipv6-only"),
+    pytest.param({"manifest": bridge_manifest("bridge"), "pod": DUAL_STACK}, id="dual-stack"),
+]
+
+
+def _node_side(plugged) -> tuple[str, str]:
+    """(node netns, the pod veth's node end): where the pod NIC meets the CNI bridge."""
+    pod = plugged.pod
+    veths = [i.name for i in pod.result.interfaces if not i.sandbox and i.name != "cbr6"]
+    assert len(veths) == 1, pod.result
+    return pod.node.netns, veths[0]
+
+
+def _cni_bridge(plugged) -> tuple[ipaddress.IPv6Address, MacAddress]:
+    """The CNI bridge's link-local address and MAC, as the node reports them."""
+    bridge = next(i for i in plugged.pod.result.interfaces if i.name == "cbr6")
+    assert bridge.mac is not None
+    return eui64_link_local(bridge.mac), bridge.mac
+
+
+def _pod_v6(plugged) -> tuple[ipaddress.IPv6Interface, ipaddress.IPv6Address]:
+    ips = [ip for ip in plugged.pod.result.ips if ip.address.version == 6]
+    assert ips and ips[0].gateway is not None, plugged.pod.result
+    return ips[0].address, ips[0].gateway
+
+
+def _from_vmnet(frame: bytes, vm_mac: MacAddress) -> str | None:
+    """'ra' or 'dhcp6 reply' for an IPv6 frame of that kind, else None."""
+    if len(frame) < 58 or struct.unpack_from("!H", frame, 12)[0] != 0x86DD:
+        return None
+    next_header = frame[20]
+    if next_header == 58 and frame[54] == 134:
+        return "ra"
+    if next_header == 17 and struct.unpack_from("!H", frame, 54)[0] == 547:
+        return "dhcp6 reply"
+    return None
+
+
+def _sent_by(frame: bytes, mac: MacAddress) -> bool:
+    return len(frame) >= 12 and frame[6:12] == mac.packed
+
+
+@pytest.mark.parametrize("client", ["dhclient", "dhcpcd"])
+@pytest.mark.parametrize("plugged", SHAPES, indirect=True)
+def test_the_guest_gets_the_pod_address_and_router_and_nothing_leaves_the_pod(
+    plugged, guest_factory, client, tmp_path
+):
+    address, gateway = _pod_v6(plugged)
+    router_ll, router_mac = _cni_bridge(plugged)
+    record = plugged.cache.network("default")
+    assert record.pod_nic.router6 is not None
+    assert (record.pod_nic.router6.address, record.pod_nic.router6.mac) == (router_ll, router_mac)
+    netns, veth = _node_side(plugged)
+    guest = guest_factory(plugged, plugged.tap, plugged.mac)
+    with capture(netns, veth) as seen:
+        lease = run_client6(client, guest.netns, "eth0", workdir=str(tmp_path), timeout=30)
+        assert lease.address == address.ip
+        routes = guest.check("ip -6 route")
+        assert f"default via {router_ll} dev eth0" in routes, routes
+        assert f"{address.network} dev eth0" in routes, routes  # the RA's on-link prefix
+        assert guest.ping(gateway, timeout=10)  # the CNI's gateway, the pod's own router
+        if plugged.configs:  # dual-stack: IPv4 as before
+            assert guest.dhcp("udhcpc", workdir=str(tmp_path)).address == plugged.address
+    assert plugged.responders6[0].stats.ra_sent >= 1
+    kinds = [_from_vmnet(f, plugged.mac) for f in seen.frames]
+    assert not [k for k in kinds if k], f"vmnet's frames left the pod: {kinds}"
+    # the capture works: the guest's own solicit and echo requests crossed the veth
+    assert any(_sent_by(f, plugged.mac) for f in seen.frames), len(seen.frames)
+
+
+@pytest.mark.parametrize("plugged", SHAPES, indirect=True)
+def test_a_second_plug_changes_nothing(plugged):
+    from vmnet.phases import phase1
+
+    again = phase1.plug(plugged.vmi, plugged.netns, plugged.cache)
+    assert again.mutations == []
