@@ -111,3 +111,28 @@ def test_a_second_plug_changes_nothing(plugged):
 
     again = phase1.plug(plugged.vmi, plugged.netns, plugged.cache)
     assert again.mutations == []
+
+
+def test_the_commands_serve_ipv6_on_the_tap(node, guest_factory, tmp_path):
+    """docs/ipv6.md, Bridge binding: `vmnet plug`, then `vmnet dhcp`, on an IPv6-only pod."""
+    from tests.integration.conftest import BRIDGE_VM, vmnet, vmnet_dhcp
+    from vmnet.store.cache import Cache
+
+    pod = node.add_pod(IPV6_ONLY)
+    vm, cache_dir = tmp_path / "vmi.yaml", tmp_path / "cache"
+    vm.write_text(BRIDGE_VM)
+    done = vmnet("plug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", str(cache_dir))
+    assert done.returncode == 0, done.stderr
+    record = Cache(str(cache_dir)).network("default")
+    address = next(ip.address for ip in pod.result.ips if ip.address.version == 6)
+    try:
+        with vmnet_dhcp(pod.netns, vm, cache_dir, "nameserver fd00:10:96::a\n") as server:
+            guest = guest_factory(pod, "tap0", record.vm_mac)
+            lease = run_client6("dhcpcd", guest.netns, "eth0", workdir=str(tmp_path))
+            assert lease.address == address.ip
+            assert lease.dns == (ipaddress.IPv6Address("fd00:10:96::a"),)
+            assert guest.ping(next(ip.gateway for ip in pod.result.ips), timeout=10)
+        assert server.returncode == 0
+    finally:
+        done = vmnet("unplug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", str(cache_dir))
+        assert done.returncode == 0, done.stderr

@@ -69,7 +69,8 @@ class Router6Probe:
         if self._resolve(index, derived, quick) == mac:
             return Router6(derived, mac)
         for source in self._all_nodes(index, min(deadline, time.monotonic() + 1.0)):
-            if source.is_link_local and self._resolve(index, source, deadline) == mac:
+            each = min(deadline, time.monotonic() + RESEND)  # a pod on the link may be slow
+            if source.is_link_local and self._resolve(index, source, each) == mac:
                 return Router6(source, mac)
         return None
 
@@ -109,6 +110,7 @@ class Router6Probe:
             blocked[ECHO_REPLY >> 5] &= ~(1 << (ECHO_REPLY & 31))
             sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *blocked))
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)  # not us
             ident = os.getpid() & 0xFFFF
             request = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, 1) + b"vmnet"
             with contextlib.suppress(OSError):

@@ -42,7 +42,7 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_GETNEIGH, NDA_DST, NDA_LLADDR = 30, 1, 2
-NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
+NUD_INCOMPLETE, NUD_FAILED, NUD_NOARP = 0x01, 0x20, 0x40
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_PROTINFO, IFLA_LINKINFO, IFLA_IFALIAS = 12, 18, 20
 IFLA_INFO_KIND, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 4, 5
@@ -222,7 +222,8 @@ class RtnlNetlink:
 
     def neighbours(self, index: int) -> list[tuple[IPAddress, MacAddress]]:
         """The IPv6 neighbour entries of link `index` that hold a link-layer
-        address (not INCOMPLETE or FAILED), as `ip -6 neigh show dev` lists them."""
+        address (not INCOMPLETE, FAILED or NOARP: the multicast mappings), as
+        `ip -6 neigh show dev` lists them."""
         # a strict dump request must leave ndm_ifindex 0 (NDA_IFINDEX filters); we filter here
         body = _NDMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0)
         out = []
@@ -232,7 +233,7 @@ class RtnlNetlink:
             ip, lladdr = _ip(attrs.get(NDA_DST)), attrs.get(NDA_LLADDR)
             if ifindex != index or ip is None or lladdr is None or len(lladdr) != 6:
                 continue
-            if not state & (NUD_INCOMPLETE | NUD_FAILED):
+            if not state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP):
                 out.append((ip, MacAddress(lladdr)))
         return out
 
