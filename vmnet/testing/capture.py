@@ -34,18 +34,26 @@ PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">"}  # microsecond
 
 @dataclass
 class Captured:
-    """The frames seen on `ifname`, filled in when the capture ends."""
+    """The frames seen on `ifname`: `so_far()` while the capture runs,
+    `frames` once it has ended."""
 
     netns: str
     ifname: str
+    path: str = ""
     frames: list[bytes] = field(default_factory=list)
+
+    def so_far(self) -> list[bytes]:
+        """Every frame written so far (tcpdump writes each one as it comes)."""
+        return read_pcap(self.path) if os.path.exists(self.path) else []
 
 
 def read_pcap(path: str) -> list[bytes]:
     """The frames of a classic pcap file (a truncated last record is dropped)."""
     with open(path, "rb") as f:
         data = f.read()
-    if len(data) < 24 or data[:4] not in PCAP_MAGIC:
+    if len(data) < 24:
+        return []  # tcpdump has not written its header yet
+    if data[:4] not in PCAP_MAGIC:
         raise ConfigError("pcap", f"{path} is not a pcap file")
     order, pos, out = PCAP_MAGIC[data[:4]], 24, []
     while pos + 16 <= len(data):
@@ -61,9 +69,9 @@ def read_pcap(path: str) -> list[bytes]:
 def capture(netns: str, ifname: str, *, timeout: float = 10.0) -> Iterator[Captured]:
     """Record every frame on `ifname` in `netns` while the block runs."""
     check_netns(netns)
-    seen = Captured(netns, ifname)
     with tempfile.TemporaryDirectory(prefix="vmnet-capture-") as scratch:
         path, log_path = os.path.join(scratch, "frames.pcap"), os.path.join(scratch, "log")
+        seen = Captured(netns, ifname, path)
         tcpdump = ["tcpdump", "--immediate-mode", "-U", "-n", "-i", ifname, "-w", path]
         argv = ["ip", "netns", "exec", netns, *tcpdump]
         with open(log_path, "wb") as log:

@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -45,12 +46,14 @@ from vmnet.core.netns import check_netns, preexec
 from vmnet.testing.console import QEMU
 from vmnet.testing.initramfs import default_cache_dir
 
-STACKS = ("networkd", "networkmanager")
-BASE = ["systemd", "systemd-sysv", "udev", "dbus", "iproute2"]
+STACKS = ("networkd", "networkmanager", "ifupdown")
+BASE = ["systemd", "systemd-sysv", "udev", "dbus", "iproute2", "iputils-ping"]
 PACKAGES = {
     "networkd": [*BASE, "systemd-resolved"],
     "networkmanager": [*BASE, "network-manager"],
+    "ifupdown": [*BASE, "ifupdown", "isc-dhcp-client"],
 }
+NIC = "ens2"  # the virtio NIC's name: PCI slot 2 of a -nodefaults machine
 NETWORK_FILES = {
     "networkd": {
         "etc/systemd/network/10-netplan-all-en.network": (
@@ -59,10 +62,17 @@ NETWORK_FILES = {
         ),
     },
     "networkmanager": {},  # no profile: NetworkManager's own automatic one
+    "ifupdown": {  # as Debian's installer writes it for a DHCP network
+        "etc/network/interfaces": (
+            "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"
+            f"allow-hotplug {NIC}\niface {NIC} inet dhcp\niface {NIC} inet6 dhcp\n"
+        ),
+    },
 }
 RESOLVERS = {  # what each stack's resolver reads
     "networkd": "/run/systemd/resolve/resolv.conf",
     "networkmanager": "/etc/resolv.conf",
+    "ifupdown": "/etc/resolv.conf",
 }
 ENABLE = {
     "networkd": [
@@ -71,15 +81,19 @@ ENABLE = {
         "systemd-networkd-wait-online.service",
     ],
     "networkmanager": ["NetworkManager", "NetworkManager-wait-online.service"],
+    "ifupdown": ["networking.service"],
 }
 BEGIN, END = "VMNET-REPORT-BEGIN", "VMNET-REPORT-END"
 REPORT = f"""#!/bin/sh
-nic=$(ip -4 -o addr show scope global | awk '{{print $2; exit}}')
+nic={NIC}
 report=$({{
 echo {BEGIN}
-echo "addr $(ip -4 -o addr show scope global | awk '{{print $4; exit}}')"
+echo "boot $(cat /proc/sys/kernel/random/boot_id)"
+echo "addr $(ip -4 -o addr show dev $nic scope global | awk '{{print $4; exit}}')"
+echo "addr6 $(ip -6 -o addr show dev $nic scope global | awk '{{print $4}}' | xargs)"
 echo "nic $nic"
 echo "route $(ip -4 route show default | head -n1)"
+echo "route6 $(ip -6 route show default | head -n1)"
 echo "mtu $(cat /sys/class/net/$nic/mtu)"
 conf=$(cat /etc/vmnet-resolver)  # the file this stack's resolver reads
 echo "dns $(awk '$1 == "nameserver" {{print $2}}' $conf 2>/dev/null | xargs)"
@@ -88,6 +102,29 @@ echo "hostname $(timeout 10 hostname)"
 echo {END}
 }})
 printf '%s\\n' "$report" > /dev/ttyS0  # one write: nothing else uses the console
+"""
+# Commands the host writes to the serial console, one per line: `report`,
+# `ping ADDR` (answers VMNET-PING ADDR ok|fail), `run SHELL-LINE` (its
+# output between VMNET-RUN-BEGIN and VMNET-RUN-END <rc>) and `reboot`.
+READY = "VMNET-CONTROL-READY"  # input sent before the listener opens the tty is lost
+CONTROL = f"""#!/bin/sh
+exec 2>/dev/ttyS0
+stty -F /dev/ttyS0 -echo
+exec 3</dev/ttyS0
+printf '%s\\n' {READY} > /dev/ttyS0
+while read -r cmd arg <&3; do
+  case "$cmd" in
+    report) /usr/local/bin/vmnet-report ;;
+    ping) r=fail  # a fresh address may still be in DAD: a few tries
+          for try in 1 2 3 4 5; do
+            if ping -n -c 1 -W 2 "$arg" >/dev/null 2>&1; then r=ok; break; fi; sleep 1
+          done
+          printf 'VMNET-PING %s %s\\n' "$arg" "$r" > /dev/ttyS0 ;;
+    reboot) systemctl reboot ;;
+    run) out=$(sh -c "$arg" 2>&1); rc=$?
+         printf 'VMNET-RUN-BEGIN\\n%s\\nVMNET-RUN-END %s\\n' "$out" "$rc" > /dev/ttyS0 ;;
+  esac
+done
 """
 REPORT_UNIT = """[Unit]
 Description=vmnet test report: what the guest's network stack configured
@@ -98,6 +135,16 @@ Before=getty.target
 [Service]
 Type=oneshot
 ExecStart=/usr/local/bin/vmnet-report
+
+[Install]
+WantedBy=multi-user.target
+"""
+CONTROL_UNIT = """[Unit]
+Description=vmnet test control: commands from the serial console
+After=vmnet-report.service
+
+[Service]
+ExecStart=/usr/local/bin/vmnet-control
 
 [Install]
 WantedBy=multi-user.target
@@ -154,7 +201,8 @@ def _recipe(stack: str) -> str:
         *ENABLE[stack],
         RESOLVERS[stack],
     ]
-    return hashlib.sha256(repr((parts, REPORT, REPORT_UNIT, IMAGE_SIZE)).encode()).hexdigest()[:16]
+    text = (parts, REPORT, REPORT_UNIT, CONTROL, CONTROL_UNIT, IMAGE_SIZE)
+    return hashlib.sha256(repr(text).encode()).hexdigest()[:16]
 
 
 def image_path(stack: str, cache_dir: str | Path | None = None) -> Path:
@@ -196,11 +244,15 @@ def _customize(rootfs: Path, stack: str) -> None:
         path = rootfs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    report = rootfs / "usr/local/bin/vmnet-report"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(REPORT)
-    report.chmod(0o755)
-    (rootfs / "etc/systemd/system/vmnet-report.service").write_text(REPORT_UNIT)
+    for name, script, unit in (
+        ("vmnet-report", REPORT, REPORT_UNIT),
+        ("vmnet-control", CONTROL, CONTROL_UNIT),
+    ):
+        path = rootfs / "usr/local/bin" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(script)
+        path.chmod(0o755)
+        (rootfs / f"etc/systemd/system/{name}.service").write_text(unit)
     (rootfs / "etc/machine-id").write_text("")  # a new one at every boot, as an image has
     (rootfs / "etc/fstab").write_text("LABEL=root / ext4 rw 0 1\n")
     with contextlib.suppress(FileNotFoundError):
@@ -211,7 +263,7 @@ def _customize(rootfs: Path, stack: str) -> None:
         if resolv.is_symlink() or resolv.exists():
             resolv.unlink()
         resolv.symlink_to("/run/systemd/resolve/stub-resolv.conf")
-    units = [*ENABLE[stack], "vmnet-report.service"]
+    units = [*ENABLE[stack], "vmnet-report.service", "vmnet-control.service"]
     _run(["chroot", str(rootfs), "systemctl", "enable", *units], "systemctl enable")
     # no login on the serial console: a getty would hang up the report's writes
     _run(["chroot", str(rootfs), "systemctl", "mask", "serial-getty@ttyS0.service"], "mask")
@@ -224,7 +276,12 @@ def _run(argv: list[str], what: str, timeout: float = 300) -> None:
 
 
 class DistroGuest:
-    """A Debian 12 guest of `stack` on `tap` in `netns`, booted from its cached image."""
+    """A Debian 12 guest of `stack` on `tap` in `netns`, booted from its cached image.
+
+    Used as a context manager (qemu is killed on exit). `report()` returns
+    the guest's next report of what its stack configured; `ping`, `reboot`
+    and `link_refresh` (QMP `set_link`, as KubeVirt's link-refresh) act on it.
+    """
 
     def __init__(
         self,
@@ -243,6 +300,11 @@ class DistroGuest:
         self.console = b""
         self.boot_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._seen = 0  # console offset up to which reports have been taken
+        self._boot_at = 0  # console offset where the current boot's output starts
+        self._ready = False  # the current boot's listener has opened the console
+        self._dir = tempfile.mkdtemp(prefix="vmnet-distro-")
+        self.qmp_path = os.path.join(self._dir, "qmp.sock")
 
     def argv(self) -> list[str]:
         kernel, initrd = cloud_kernel()
@@ -260,6 +322,8 @@ class DistroGuest:
             "-no-user-config",
             "-serial",
             "stdio",
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
             "-kernel",
             str(kernel),
             "-initrd",
@@ -279,7 +343,7 @@ class DistroGuest:
         self._started = time.monotonic()
         self._proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             preexec_fn=preexec(self.netns),
@@ -291,30 +355,96 @@ class DistroGuest:
         if proc is not None:
             proc.kill()
             proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
-    def report(self) -> dict[str, str]:
-        """Wait for the guest's report of what its stack configured."""
+    def _send(self, line: str, timeout: float = 120.0) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        if not self._ready:
+            deadline = time.monotonic() + timeout
+            self._read_until(READY.encode(), self._boot_at, deadline, "control listener")
+            self._ready = True
+        self._proc.stdin.write(line.encode() + b"\n")
+        self._proc.stdin.flush()
+
+    def _read_until(self, marker: bytes, start: int, deadline: float, what: str) -> int:
+        """The console offset just past the first `marker` at or after `start`."""
         assert self._proc is not None and self._proc.stdout is not None
-        deadline = self._started + self.timeout
         fd = self._proc.stdout.fileno()
-        while END.encode() not in self.console:
+        while (at := self.console.find(marker, start)) < 0:
             left = deadline - time.monotonic()
             if left <= 0 or self._proc.poll() is not None:
                 tail = self.console.decode(errors="replace")[-1500:]
-                why = (
-                    "exited" if self._proc.poll() is not None else f"no report in {self.timeout:g}s"
-                )
-                raise DriverError("boot", f"{self.stack} guest", f"{why}; console: {tail!r}")
+                why = "exited" if self._proc.poll() is not None else f"no {what} in time"
+                raise DriverError(what, f"{self.stack} guest", f"{why}; console: {tail!r}")
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
             if ready:
                 self.console += os.read(fd, 65536)
-        self.boot_seconds = time.monotonic() - self._started
-        text = self.console.decode(errors="replace")
-        block = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
+        return at + len(marker)
+
+    def _next_report(self, deadline: float) -> dict[str, str]:
+        begin = self._read_until(BEGIN.encode(), self._seen, deadline, "report")
+        end = self._read_until(END.encode(), begin, deadline, "report")
+        self._seen = end
+        block = self.console[begin : end - len(END)].decode(errors="replace")
         out = {}
         for line in block.strip().splitlines():
             key, _, value = line.strip().partition(" ")
             out[key] = value.strip()
         return out
+
+    def report(
+        self, until: Callable[[dict[str, str]], bool] | None = None, timeout: float | None = None
+    ) -> dict[str, str]:
+        """The guest's next report; with `until`, the first one that satisfies
+        it (asking for a fresh one every 2 s), else the last one seen when
+        `timeout` (default: the boot timeout from start) runs out."""
+        deadline = self._started + self.timeout if timeout is None else time.monotonic() + timeout
+        seen = self._next_report(deadline)
+        if self.boot_seconds is None:
+            self.boot_seconds = time.monotonic() - self._started
+        while until is not None and not until(seen):
+            if time.monotonic() + 2 > deadline:
+                return seen
+            self._send("report")
+            seen = self._next_report(min(deadline, time.monotonic() + 30))
+        return seen
+
+    def ping(self, address: object, timeout: float = 30.0) -> bool:
+        """Whether the guest's own ping gets an answer from `address`."""
+        self._send(f"ping {address}")
+        prefix = f"VMNET-PING {address} ".encode()
+        at = self._read_until(prefix, self._seen, time.monotonic() + timeout, "ping answer")
+        self._seen = at
+        return self.console[at : at + 2] == b"ok"
+
+    def run(self, line: str, timeout: float = 30.0) -> tuple[int, str]:
+        """Run one shell line in the guest (as root); its exit status and output."""
+        if "\n" in line:
+            raise ConfigError("line", "one line only: the console reads a line per command")
+        self._send(f"run {line}")
+        deadline = time.monotonic() + timeout
+        begin = self._read_until(b"VMNET-RUN-BEGIN", self._seen, deadline, "run output")
+        end = self._read_until(b"VMNET-RUN-END ", begin, deadline, "run output")
+        nl = self._read_until(b"\n", end, deadline, "run status")
+        self._seen = nl
+        out = self.console[begin : end - len(b"VMNET-RUN-END ")].decode(errors="replace")
+        return int(self.console[end:nl].strip() or b"-1"), out.replace("\r\n", "\n").strip()
+
+    def reboot(self) -> None:
+        """Reboot from inside (systemctl reboot); `report()` then waits for the new boot."""
+        self._send("reboot")
+        self._boot_at, self._ready = len(self.console), False
+
+    def link_refresh(self, pause: float = 0.1) -> None:
+        """The NIC's link down for `pause` seconds, then up (QMP set_link), as
+        KubeVirt's link-refresh does to a migrated VM's interface."""
+        from vmnet.testing.qmp import Qmp
+
+        with Qmp(self.qmp_path) as qmp:
+            qmp.execute("set_link", name="n0", up=False)
+            time.sleep(pause)  # the outage itself, not a wait for something
+            qmp.execute("set_link", name="n0", up=True)

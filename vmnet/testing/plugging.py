@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -57,7 +58,10 @@ class Plugged:
         spec: dict[str, Any] | str | None = None,
         resolv: str = RESOLV,
         options: phase1.PlugOptions | None = None,
+        lease_time: int | None = None,
     ) -> None:
+        """`lease_time`: serve leases of that many seconds (DHCPv4 and DHCPv6)
+        instead of phase 1's, so a test sees renewals at T1 (half of it)."""
         self.pod = pod
         self.netns = pod.netns
         text = spec if isinstance(spec, str) else yaml.safe_dump(spec or bridge_manifest())
@@ -72,6 +76,9 @@ class Plugged:
             parsed = resolvconf.parse(resolv)
             self.configs = phase2.dhcp_configs(self.vmi, self.cache, parsed)
             self.configs6 = phase2.dhcp6_configs(self.vmi, self.cache, parsed)
+            if lease_time is not None:
+                self.configs = [(b, replace(c, lease_time=lease_time)) for b, c in self.configs]
+                self.configs6 = [(b, replace(c, lease_time=lease_time)) for b, c in self.configs6]
             self.service = Service(self.netns, self.configs, self.configs6, ra_interval=1.0)
             self.responders = self.service.responders
             self.responders6 = self.service.responders6
