@@ -134,5 +134,45 @@ def test_the_commands_serve_ipv6_on_the_tap(node, guest_factory, tmp_path):
             assert guest.ping(next(ip.gateway for ip in pod.result.ips), timeout=10)
         assert server.returncode == 0
     finally:
-        done = vmnet("unplug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", str(cache_dir))
+        done = vmnet(
+            "unplug", "--netns", pod.netns, "--vmi", str(vm), "--cache-dir", str(cache_dir)
+        )
         assert done.returncode == 0, done.stderr
+
+
+def test_the_node_learns_the_vm_mac_for_the_moved_addresses(node):
+    """The node cached the pod's original MAC for both addresses; after the plug
+    its neighbour entries name the VM's MAC, and no bridge learnt the VM's MAC
+    on the pod's port (the announcements come from the pod NIC's own MAC)."""
+    import json
+    import subprocess
+
+    from vmnet.testing.plugging import Plugged
+
+    pod = node.add_pod(DUAL_STACK)
+    for ip in pod.result.ips:  # the node talks to the pod first, as kubelet would
+        subprocess.run(
+            ["ip", "netns", "exec", node.netns, "ping", "-c1", "-W2", str(ip.address.ip)],
+            check=True,
+            capture_output=True,
+        )
+    plugged = Plugged(pod, bridge_manifest("bridge"))
+    try:
+        listed = subprocess.run(
+            ["ip", "-n", node.netns, "-j", "neigh", "show", "dev", "cbr6"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        macs = {n["dst"]: n.get("lladdr") for n in json.loads(listed)}
+        for ip in pod.result.ips:
+            assert macs[str(ip.address.ip)] == str(plugged.mac), macs
+        fdb = subprocess.run(
+            ["bridge", "-n", node.netns, "fdb", "show", "br", "cbr6"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert str(plugged.mac) not in fdb, fdb
+    finally:
+        plugged.close()

@@ -19,13 +19,13 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vmnet.apply.applier import Applier
 from vmnet.apply.discovery import discover, link_names
 from vmnet.apply.drivers import Drivers, real
-from vmnet.core.addr import MacAddress
+from vmnet.core.addr import IPAddress, MacAddress
 from vmnet.core.errors import CacheError, ConfigError, DiscoveryError, VmnetError
 from vmnet.core.names import (
     PRIMARY_POD_IFACE,
@@ -366,6 +366,8 @@ def _plug(
         if record.state != NetworkState.STARTED:
             cache.put_network(_with_state(record, NetworkState.STARTED))
         applier.apply(binding.plan(ctx))
+        if not options.migration_target:  # a target's VM still runs on the source
+            _announce(drivers, ctx, binding.announced(ctx))
         _write_leases(cache, ctx.network.name, binding.dhcp_config(ctx), binding.dhcp6_config(ctx))
         cache.put_network(_with_state(record, NetworkState.FINISHED, applier.warnings))
         result.networks.append(ctx.network.name)
@@ -374,6 +376,18 @@ def _plug(
     result.mutations = applier.mutations
     result.warnings = applier.warnings
     return result
+
+
+def _announce(drivers: Drivers, ctx: BindContext, ips: Sequence[IPAddress]) -> None:
+    """Tell the pod's network that `ips` are at the VM's MAC now (`vmnet.protocols.announce`)."""
+    if not ips or drivers.frames is None:
+        return
+    from vmnet.protocols.announce import announcements
+
+    try:
+        drivers.frames.send(ctx.names.nic, announcements(ctx.nic_mac, ctx.vm_mac, list(ips)))
+    except VmnetError as err:  # neighbours then learn the VM's MAC when their entries expire
+        log.warning("announce %s at %s: %s", ", ".join(map(str, ips)), ctx.vm_mac, err)
 
 
 def _write_leases(cache: Cache, network: str, v4: object, v6: object) -> None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Protocol
@@ -79,6 +80,11 @@ class Router6Finder(Protocol):
         `index`, found by asking the link; None when it does not answer."""
 
 
+class FrameSender(Protocol):
+    def send(self, ifname: str, frames: Sequence[bytes]) -> None:
+        """Send whole Ethernet frames out of link `ifname` (DriverError on failure)."""
+
+
 @dataclass
 class Drivers:
     """The bundle of drivers a binding's plan is applied with."""
@@ -89,6 +95,7 @@ class Drivers:
     nft: Nft
     worker: Worker | None = None
     router6: Router6Finder | None = None  # None: IPv6 routers are not looked for
+    frames: FrameSender | None = None  # None: phase 1 announces nothing
 
     def close(self) -> None:
         self.netlink.close()
@@ -98,6 +105,7 @@ class Drivers:
 
 def real(netns: str | None) -> Drivers:
     """Drivers acting on `netns` (a name, a path, or None for our own)."""
+    from vmnet.apply.drivers.frames import PacketFrames
     from vmnet.apply.drivers.nft import NftCli
     from vmnet.apply.drivers.router6 import Router6Probe
     from vmnet.apply.drivers.rtnl import RtnlNetlink
@@ -117,4 +125,5 @@ def real(netns: str | None) -> Drivers:
         NftCli(netns),
         worker,
         Router6Probe(netlink, netns, worker),
+        PacketFrames(netns, worker),
     )

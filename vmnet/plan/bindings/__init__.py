@@ -109,6 +109,13 @@ class BindMechanism(abc.ABC):
         """The DHCPv6 lease (and router advertisements) for the guest, if any."""
         return None
 
+    def announced(
+        self, ctx: BindContext
+    ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        """Addresses phase 1 announces at the VM's MAC once the plan is applied
+        (`vmnet.protocols.announce`): those the VM took over from the pod."""
+        return ()
+
     def tap_name(self, ctx: BindContext) -> str:
         """The tap the domain's `<target dev>` names."""
         return ctx.names.tap

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from vmnet.core.addr import is_global_unicast
 from vmnet.core.errors import DiscoveryError
 from vmnet.plan.bindings import BindContext, BindMechanism
 from vmnet.plan.state import RTPROT_KERNEL, LinkSpec, NetPlan, PodNic
@@ -117,6 +118,14 @@ class BridgeBinding(BindMechanism):
             router=router,
             routes=routes,
             mtu=nic.link.mtu,
+        )
+
+    def announced(
+        self, ctx: BindContext
+    ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        """The pod's global addresses: the VM has them now, at its own MAC."""
+        return tuple(
+            a.interface.ip for a in ctx.pod_nic.link.addresses if is_global_unicast(a.interface.ip)
         )
 
     def dhcp6_config(self, ctx: BindContext) -> Dhcp6Config | None:
