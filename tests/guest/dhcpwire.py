@@ -14,7 +14,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-V4_TYPES = {1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak", 8: "inform"}
+V4_TYPES = {1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak"}
+V4_TYPES |= {7: "release", 8: "inform"}
 V6_TYPES = {1: "solicit", 2: "advertise", 3: "request", 4: "confirm", 5: "renew", 6: "rebind"}
 V6_TYPES |= {7: "reply", 8: "release", 9: "decline", 11: "information-request"}
 

@@ -417,9 +417,10 @@ class DistroGuest:
         """Whether the guest's own ping gets an answer from `address`."""
         self._send(f"ping {address}")
         prefix = f"VMNET-PING {address} ".encode()
-        at = self._read_until(prefix, self._seen, time.monotonic() + timeout, "ping answer")
-        self._seen = at
-        return self.console[at : at + 2] == b"ok"
+        deadline = time.monotonic() + timeout
+        at = self._read_until(prefix, self._seen, deadline, "ping answer")
+        self._seen = self._read_until(b"\n", at, deadline, "ping answer")  # the whole line
+        return self.console[at : self._seen].strip() == b"ok"
 
     def run(self, line: str, timeout: float = 30.0) -> tuple[int, str]:
         """Run one shell line in the guest (as root); its exit status and output."""
