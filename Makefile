@@ -14,7 +14,7 @@ APT_PACKAGES = \
 	busybox-static isc-dhcp-client dhcpcd-base klibc-utils \
 	qemu-system-x86 linux-image-cloud-amd64 pkg-config \
 	libxml2-utils nftables passt dnsmasq-base tcpdump ethtool zstd time \
-	mmdebstrap e2fsprogs
+	mmdebstrap e2fsprogs genisoimage
 
 # libvirt 11 (passt support) from Debian 12's bookworm-backports, by name only
 # (scripts/debian-backports.sh: the suite comes from the machine's own apt source)
