@@ -176,3 +176,23 @@ def test_the_node_learns_the_vm_mac_for_the_moved_addresses(node):
         assert str(plugged.mac) not in fdb, fdb
     finally:
         plugged.close()
+
+
+@pytest.mark.parametrize("plugged", SHAPES[:1], indirect=True)
+def test_a_guest_back_with_another_pods_address_is_told_not_on_link(
+    plugged, guest_factory, tmp_path
+):
+    """A VM restarted in a pod with a new IPv6 (its IPAM did not keep the IP):
+    dhclient -6 CONFIRMs the old address, gets NotOnLink (RFC 8415 §18.3.3),
+    drops it and takes the pod's."""
+    from tests.integration.test_dhcp6_clients import STALE_LEASE6
+
+    address, _ = _pod_v6(plugged)
+    stale = STALE_LEASE6.replace("fd10:0:2::77", "fd00:23::77")
+    guest = guest_factory(plugged, plugged.tap, plugged.mac)
+    lease = run_client6(
+        "dhclient", guest.netns, "eth0", workdir=str(tmp_path), timeout=30, lease_file_text=stale
+    )
+    assert plugged.responders6[0].stats.not_on_link >= 1
+    assert lease.address == address.ip
+    assert "fd00:23::77" not in guest.check("ip -6 addr show dev eth0")

@@ -60,7 +60,7 @@ from vmnet.testing.console import QEMU
 from vmnet.testing.initramfs import default_cache_dir
 
 STACKS = ("networkd", "networkmanager", "ifupdown", "cloud-init")
-BASE = ["systemd", "systemd-sysv", "udev", "dbus", "iproute2", "iputils-ping"]
+BASE = ["systemd", "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "iputils-ping"]
 PACKAGES = {
     "networkd": [*BASE, "systemd-resolved"],
     "networkmanager": [*BASE, "network-manager"],
@@ -240,6 +240,7 @@ def _recipe(stack: str) -> str:
         *sorted(NETWORK_FILES[stack].items()),
         *ENABLE[stack],
         RESOLVERS[stack],
+        cloud_kernel()[0].name,  # its modules are in the image
     ]
     text = (parts, REPORT, REPORT_UNIT, CONTROL, CONTROL_UNIT, IMAGE_SIZE)
     return hashlib.sha256(repr(text).encode()).hexdigest()[:16]
@@ -283,6 +284,10 @@ def build_image(stack: str, cache_dir: str | Path | None = None) -> Path:
 
 
 def _customize(rootfs: Path, stack: str) -> None:
+    # the modules of the kernel the guest boots, as an installed kernel brings
+    # them (cloud-init mounts its seed: iso9660 is a module)
+    version = cloud_kernel()[0].name.removeprefix("vmlinuz-")
+    shutil.copytree(f"/lib/modules/{version}", rootfs / "usr/lib/modules" / version, symlinks=True)
     for rel, text in NETWORK_FILES[stack].items():
         path = rootfs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
