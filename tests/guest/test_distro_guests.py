@@ -6,7 +6,9 @@ and configure the NIC the way such an image does, with nothing written by
 hand beyond what its installer writes. What the guest's own stack
 configured is reported from inside it over the serial console.
 
-The matrix: every stack on the bridge binding (IPv4, IPv6-only and
+Stacks: systemd-networkd, NetworkManager, ifupdown with dhclient, and
+cloud-init (NoCloud seed, netplan, networkd). The matrix: every stack on
+the bridge binding (IPv4, IPv6-only and
 dual-stack pods) and masquerade (IPv4 and dual-stack), all from the real
 CNI bridge plugin. Each asserts the address and prefix, the default route
 (IPv4 and IPv6), the MTU, the DNS servers as the guest's resolver reads
