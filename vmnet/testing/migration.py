@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import itertools
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -35,9 +35,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from vmnet.core.addr import MacAddress
 from vmnet.core.errors import DriverError, VmnetError
 from vmnet.core.netns import run_in
 from vmnet.phases import phase1
+from vmnet.protocols.announce import arp_announcement
 from vmnet.testing.cni import CniPod, Node, bridge_config, static_ipam
 from vmnet.testing.plugging import Plugged, bridge_manifest
 from vmnet.testing.qemu import Migration, QemuGuest
@@ -246,10 +248,8 @@ def _announce(netns: str, ifname: str, address: str, count: int = 3) -> None:
     def send() -> None:
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
             sock.bind((ifname, 0))
-            mac = sock.getsockname()[4]
-            ip = socket.inet_aton(address)
-            arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, ip, b"\0" * 6, ip)
-            frame = b"\xff" * 6 + mac + b"\x08\x06" + arp
+            mac = MacAddress(sock.getsockname()[4][:6])
+            frame = arp_announcement(mac, mac, ipaddress.IPv4Address(address))
             for _ in range(count):
                 sock.send(frame)
 
