@@ -43,6 +43,7 @@ from vmnet.protocols.announce import arp_announcement
 from vmnet.testing.cni import CniPod, Node, bridge_config, static_ipam
 from vmnet.testing.plugging import Plugged, bridge_manifest
 from vmnet.testing.qemu import Migration, QemuGuest
+from vmnet.testing.wait import wait_until
 
 ECHO_PORT = 5000
 ALLOW = {"kubevirt.io/allow-pod-bridge-network-live-migration": ""}
@@ -291,22 +292,23 @@ def _wait_for_address(guest: QemuGuest, ip: str) -> None:
 
 
 def _connect(netns: str, address: str) -> Echo:
-    deadline = time.monotonic() + 20
-    while True:
+    def attempt() -> Echo | None:
         try:
             return Echo(netns, address)
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)  # the guest's nc is starting
+            return None  # the guest's nc is starting
+
+    try:
+        return wait_until(attempt, 20, 0.1, f"the guest's echo server at {address}")
+    except TimeoutError as err:
+        raise DriverError("connect", address, str(err)) from err
 
 
 def _await(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise DriverError("wait", what, f"not within {timeout:g}s")
-        time.sleep(0.05)
+    try:
+        wait_until(condition, timeout, what=what)
+    except TimeoutError as err:
+        raise DriverError("wait", what, f"not within {timeout:g}s") from err
 
 
 @contextlib.contextmanager
