@@ -299,9 +299,11 @@ def _connect(netns: str, address: str) -> Echo:
             return None  # the guest's nc is starting
 
     try:
-        return wait_until(attempt, 20, 0.1, f"the guest's echo server at {address}")
+        echo = wait_until(attempt, 20, 0.1, f"the guest's echo server at {address}")
     except TimeoutError as err:
         raise DriverError("connect", address, str(err)) from err
+    assert echo is not None  # wait_until returns a truthy value
+    return echo
 
 
 def _await(condition: Callable[[], bool], timeout: float, what: str) -> None:
