@@ -171,7 +171,7 @@ def live_migrate(
         guest_ip = MASQUERADE_GUEST_IP if binding == "masquerade" else address
         doc = manifest(binding)
         source = Plugged(pod_a, doc)
-        stack.callback(_close_plugged, source)
+        stack.callback(source.close, check_restored=False)
         mac = str(source.mac)
         say(f"pod A {pod_a.netns}: {address} from the CNI bridge plugin, plugged ({binding})")
         guest = stack.enter_context(QemuGuest(pod_a.netns, source.tap, mac, qmp=True))
@@ -186,7 +186,7 @@ def live_migrate(
 
         pod_b = _target_pod(node, pod_a)
         target = Plugged(pod_b, doc, options=TARGET)  # A still serves
-        stack.callback(_close_plugged, target)
+        stack.callback(target.close, check_restored=False)
         if str(target.mac) != mac:
             raise AssertionError(f"the target pod gives the VM {target.mac}, not {mac}")
         say(f"pod B {pod_b.netns}: {pod_b.address.ip} from the CNI static IPAM, plugged as target")
@@ -267,20 +267,9 @@ def _target_pod(node: Node, source: CniPod) -> CniPod:
 
 def _delete_source(source: Plugged, pod: CniPod) -> None:
     """Stop serving and delete the pod (no unplug: its namespace goes)."""
-    if source.service is not None:
-        source.service.stop()
-        source.service = None
+    source.stop_serving()
     pod.close()
     shutil.rmtree(source.workdir, ignore_errors=True)
-
-
-def _close_plugged(plugged: Plugged) -> None:
-    if plugged.pod.closed:
-        if plugged.service is not None:
-            plugged.service.stop()
-            plugged.service = None
-        return
-    plugged.close(check_restored=False)
 
 
 def _wait_for_address(guest: QemuGuest, ip: str) -> None:

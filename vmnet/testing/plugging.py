@@ -102,11 +102,18 @@ class Plugged:
     def gateway(self) -> IPAddress | None:
         return self.configs[0][1].router
 
-    def close(self, check_restored: bool = True) -> None:
-        """Stop serving, unplug, and check the pod is back as the CNI made it."""
+    def stop_serving(self) -> None:
+        """Stop phase 2's responders (the pod stays plugged)."""
         if self.service is not None:
             self.service.stop()
             self.service = None
+
+    def close(self, check_restored: bool = True) -> None:
+        """Stop serving, unplug, and check the pod is back as the CNI made it.
+        A pod already deleted (its namespace gone) is only stopped serving."""
+        self.stop_serving()
+        if self.pod.closed:
+            return
         if self.cache.networks():
             phase1.unplug(self.vmi, self.netns, self.cache)
             after = snapshot(self.netns)
